@@ -1,0 +1,1 @@
+"""Experiment drivers and their configs (one config per experiment, every field commented)."""

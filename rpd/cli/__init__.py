@@ -1,0 +1,68 @@
+"""The ``rpd`` command line: one subcommand per module, each with ``add_arguments`` and ``run``.
+
+Adding a subcommand is one module in this package and one line in ``COMMANDS``. A module's
+``run(args) -> int`` raises :class:`rpd.errors.InputError` for bad input; ``main`` turns it
+into one line on stderr and exit code 2 (argparse's own errors too), never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rpd.errors import InputError
+
+# name -> (module, one-line help). Modules are imported lazily so `rpd delays` never loads JAX.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "delays": ("rpd.cli.delays", "steady-state delay table of a schedule, simulated and closed form"),
+}
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+  """ArgumentParser whose errors are one line (no usage dump) and exit code 2."""
+
+  def error(self, message):  # noqa: D102 (argparse API)
+    self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(name: str):
+  """argparse type: an integer ``>= 1``; the error names the option and the bad value."""
+
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+      raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {value}")
+    return value
+
+  return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+  """The top-level parser with every registered subcommand."""
+  parser = _Parser(prog="rpd", description="rpd: staleness theory of pipeline-parallel training")
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+  sub.required = True
+  for name, (module, help_) in COMMANDS.items():
+    p = sub.add_parser(name, help=help_, description=help_)
+    importlib.import_module(module).add_arguments(p)
+    p.set_defaults(_module=module)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Entry point of the ``rpd`` console script and ``python -m rpd``."""
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  try:
+    return int(importlib.import_module(args._module).run(args) or 0)
+  except InputError as e:
+    print(f"rpd {args.command}: error: {e}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+  except KeyboardInterrupt:
+    print(f"rpd {args.command}: interrupted; finished results are kept", file=sys.stderr)
+    return 130

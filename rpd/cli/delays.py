@@ -1,0 +1,74 @@
+"""``rpd delays``: the steady-state delay table of a schedule, simulated and in closed form."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from rpd.cli import positive_int
+from rpd.errors import InputError
+from rpd.schedules import SCHEDULES, get_schedule
+
+# Schedules whose delay table has a sympy closed form in `theory/`.
+_CLOSED_FORMS = {"pipedream": "theory.delay"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+  """Options of ``rpd delays``."""
+  p.add_argument("--schedule", default="pipedream",
+                 help=f"schedule name (known: {', '.join(sorted(SCHEDULES))})")
+  p.add_argument("--stages", "-S", type=positive_int("--stages"), required=True,
+                 help="number of pipeline stages S (integer >= 1)")
+  p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def closed_form(schedule: str):
+  """``(module, tau_max_expr, tau_expr)`` of a schedule with a closed form, else ``None``."""
+  if schedule not in _CLOSED_FORMS:
+    return None
+  import importlib
+  mod = importlib.import_module(_CLOSED_FORMS[schedule])
+  return mod, mod.tau_max_floor_form(), mod.tau_expr()
+
+
+def run(args) -> int:
+  """Simulate the schedule, compare with the closed form, print."""
+  try:
+    schedule = get_schedule(args.schedule)
+  except KeyError as e:
+    raise InputError(e.args[0]) from None
+  S = args.stages
+  tau = schedule.delay_table(S)
+  cf = closed_form(args.schedule)
+  out = {
+      "schedule": args.schedule,
+      "stages": S,
+      "tau": tau.tolist(),
+      "tau_max": int(tau.max()),
+      "tau_mean": float(tau.mean()),
+      "own_block": [int(tau[k, k]) for k in range(S)],
+      "conventions": "rows = updated block, columns = read block, 0-based; "
+                     "see rpd.schedules.core",
+  }
+  if cf is not None:
+    mod, tmax, texpr = cf
+    closed = mod.tau_table(S)
+    out["tau_max_formula"] = str(tmax)
+    out["tau_formula"] = str(texpr) + "  (i, j 1-based)"
+    out["closed_form_matches_simulation"] = bool(np.array_equal(closed, tau))
+  if args.json:
+    print(json.dumps(out))
+    return 0
+  width = max(3, len(str(out["tau_max"])))
+  print(f"schedule {args.schedule}, S = {S}: steady-state delay table tau[i][j]")
+  print("(row i = updated block, column j = read block, 0-based)")
+  print(" " * 6 + "".join(f"{f'j={j}':>{width + 3}}" for j in range(S)))
+  for i_, row in enumerate(tau):
+    print(f"i={i_:<4}" + "".join(f"{v:>{width + 3}}" for v in row))
+  print(f"tau_max = {out['tau_max']}, mean = {out['tau_mean']:.4g}")
+  if cf is not None:
+    print(f"closed form (sympy, theory/delay.py): tau[i][j] = {out['tau_formula']}")
+    print(f"tau_max(S) = {out['tau_max_formula']} = {mod.tau_max_expr()}")
+    print("closed form equals simulation:", out["closed_form_matches_simulation"])
+  return 0

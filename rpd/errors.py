@@ -1,0 +1,6 @@
+"""Errors that the CLI reports as one line with exit code 2."""
+from __future__ import annotations
+
+
+class InputError(ValueError):
+  """Bad user input (a value, a file, a name). The message names the bad value."""

@@ -1,0 +1,320 @@
+"""Schedule core: actions, the timing pass and the staleness pass.
+
+A pipeline schedule is, per device, an ordered list of :class:`Action` s. This module turns
+such lists into a *timed* schedule (start and end of every action) and then, given the
+schedule's update semantics, into the *delay table* ``tau`` that the stale block-SGD engine
+consumes.
+
+Conventions (the one place they are stated; everything else in rpd cites this docstring)
+--------------------------------------------------------------------------------------
+* Indices are 0-based in code: device ``p`` in ``0..P-1``, chunk ``c`` in ``0..V-1``,
+  microbatch ``m`` in ``0..M-1``. A *block* (= virtual stage) is ``b = c * P + p``; with one
+  chunk per device, block = stage = device. There are ``S = P * V`` blocks. (The issue text
+  and the paper count stages from 1: stage ``s`` there is block ``s - 1`` here.)
+* Dependencies: ``F(m, b)`` starts after ``F(m, b-1)`` ends; ``B(m, b)`` starts after
+  ``F(m, b)`` and ``B(m, b+1)`` end; ``W(m, b)`` (weight gradient, split-backward schedules)
+  after ``B(m, b)``. An edge that crosses devices adds the point-to-point ``latency``.
+* A device runs one action at a time, in its list order, each as early as possible
+  (list scheduling). Every action occupies its half-open time interval ``[start, end)``.
+* A forward ``F(m, b)`` *reads* the weights of block ``b`` at its start; with weight
+  stashing the backward uses that same stashed version.
+* The update of block ``b`` by microbatch ``m`` is applied at the *end* of the action that
+  produces its weight gradient: ``B(m, b)``, or ``W(m, b)`` when the schedule splits the
+  backward.
+* Block updates are counted in time order; updates ending at the same time are ordered by
+  block index. An update that ends at time ``t`` is visible to a read that starts at ``t``
+  (an action that ends at ``t`` is complete before one that starts at ``t``).
+* ``tau[i][j]`` = the number of block updates (of any block) applied after the read of block
+  ``j`` by microbatch ``m`` and before the update of block ``i`` by microbatch ``m``. Rows are
+  the updated block, columns the read block. In the language of stale block-SGD: at the
+  iteration ``k`` that updates block ``i`` with microbatch ``m``'s gradient, block ``j`` of the
+  stale point is ``x_j^{k - tau[i][j]}``.
+* Steady state: microbatches far from the start and the end of the run. The staleness pass
+  computes the table of every microbatch of a central window and *checks* that they agree.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Mapping, Sequence
+
+import numpy as np
+
+KINDS = ("F", "B", "W")
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Action:
+  """One unit of work on one device.
+
+  Attributes:
+    stage: device index ``p`` (0-based) that runs the action.
+    kind: ``"F"`` forward, ``"B"`` backward (input gradient, and weight gradient unless the
+      schedule splits it off), ``"W"`` weight gradient.
+    microbatch: microbatch index ``m`` (0-based).
+    chunk: model chunk ``c`` held by this device (0 unless the schedule is interleaved).
+  """
+
+  stage: int
+  kind: str
+  microbatch: int
+  chunk: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TimedSchedule:
+  """A schedule after the timing pass.
+
+  Attributes:
+    P: number of devices.
+    V: chunks per device.
+    M: number of microbatches.
+    actions: per device, the ordered tuple of actions.
+    start: maps ``(kind, m, block)`` to its start time.
+    end: maps ``(kind, m, block)`` to its end time.
+    update_kind: ``"B"`` or ``"W"``: the action whose end applies a block update.
+  """
+
+  P: int
+  V: int
+  M: int
+  actions: tuple[tuple[Action, ...], ...]
+  start: Mapping[tuple[str, int, int], float]
+  end: Mapping[tuple[str, int, int], float]
+  update_kind: str
+
+  @property
+  def S(self) -> int:
+    """Number of blocks ``S = P * V``."""
+    return self.P * self.V
+
+  @property
+  def makespan(self) -> float:
+    """Time from the first start to the last end."""
+    return max(self.end.values()) - min(self.start.values())
+
+
+def block_of(action: Action, P: int) -> int:
+  """Block (virtual stage) index ``b = chunk * P + stage`` of an action."""
+  return action.chunk * P + action.stage
+
+
+def dependencies(kind: str, m: int, b: int, S: int, split_backward: bool):
+  """The actions ``(kind, m, block)`` that must end before ``(kind, m, b)`` may start.
+
+  Args:
+    kind: ``"F"``, ``"B"`` or ``"W"``.
+    m: microbatch.
+    b: block.
+    S: number of blocks.
+    split_backward: whether the schedule has separate ``W`` actions.
+
+  Returns:
+    list of ``(kind, m, block)`` keys.
+  """
+  if kind == "F":
+    return [("F", m, b - 1)] if b > 0 else []
+  if kind == "B":
+    deps = [("F", m, b)]
+    if b < S - 1:
+      deps.append(("B", m, b + 1))
+    return deps
+  if kind == "W":
+    return [("B", m, b)]
+  raise ValueError(f"unknown action kind {kind!r}")
+
+
+def time_schedule(
+    actions: Sequence[Sequence[Action]],
+    *,
+    V: int = 1,
+    durations: Mapping[str, float] | None = None,
+    latency: float = 0.0,
+) -> TimedSchedule:
+  """Timing pass: list-schedule each device's actions as early as possible.
+
+  ``start(a) = max(free(device), max_{d in deps(a)} end(d) + latency * [d on another
+  device])`` and ``end(a) = start(a) + duration(kind(a))``, processing each device's list in
+  order (see the module docstring for the dependencies).
+
+  Args:
+    actions: ``actions[p]`` is the ordered list of device ``p``.
+    V: chunks per device.
+    durations: per-kind duration, default ``F = B = W = 1``. A value may also be a sequence
+      indexed by block for heterogeneous stages.
+    latency: point-to-point delay added to every dependency that crosses devices.
+
+  Returns:
+    the :class:`TimedSchedule`.
+
+  Raises:
+    ValueError: on a deadlock (an order that can never run) or a duplicate action.
+  """
+  P = len(actions)
+  S = P * V
+  dur = {"F": 1.0, "B": 1.0, "W": 1.0}
+  if durations:
+    dur.update(durations)
+  split = any(a.kind == "W" for acts in actions for a in acts)
+  M = 1 + max((a.microbatch for acts in actions for a in acts), default=-1)
+
+  def duration(kind: str, b: int) -> float:
+    d = dur[kind]
+    return float(d[b]) if isinstance(d, (list, tuple, np.ndarray)) else float(d)
+
+  start: dict = {}
+  end: dict = {}
+  device_of: dict = {}
+  ptr = [0] * P
+  free = [0.0] * P
+  total = sum(len(a) for a in actions)
+  placed = 0
+  while placed < total:
+    progress = False
+    for p in range(P):
+      acts = actions[p]
+      while ptr[p] < len(acts):
+        a = acts[ptr[p]]
+        b = block_of(a, P)
+        key = (a.kind, a.microbatch, b)
+        if key in end:
+          raise ValueError(f"duplicate action {a}")
+        deps = dependencies(a.kind, a.microbatch, b, S, split)
+        if not all(d in end for d in deps):
+          break
+        t = free[p]
+        for d in deps:
+          t = max(t, end[d] + (latency if device_of[d] != p else 0.0))
+        start[key] = t
+        end[key] = t + duration(a.kind, b)
+        device_of[key] = p
+        free[p] = end[key]
+        ptr[p] += 1
+        placed += 1
+        progress = True
+    if not progress:
+      stuck = [actions[p][ptr[p]] for p in range(P) if ptr[p] < len(actions[p])]
+      raise ValueError(f"schedule deadlocks; next actions per device: {stuck}")
+  return TimedSchedule(
+      P=P, V=V, M=M, actions=tuple(tuple(a) for a in actions), start=start, end=end,
+      update_kind="W" if split else "B")
+
+
+def update_order(timed: TimedSchedule) -> tuple[np.ndarray, dict]:
+  """All block updates in the order they are applied.
+
+  Returns:
+    ``(times, position)``: ``times`` is the sorted array of update times, and
+    ``position[(m, b)]`` the 0-based rank of the update of block ``b`` by microbatch ``m``
+    (ties in time broken by block index).
+  """
+  k = timed.update_kind
+  ups = sorted((timed.end[(k, m, b)], b, m) for m in range(timed.M) for b in range(timed.S))
+  times = np.array([t for t, _, _ in ups])
+  position = {(m, b): r for r, (_, b, m) in enumerate(ups)}
+  return times, position
+
+
+def delay_tables(timed: TimedSchedule, ms: Sequence[int], read_kind: str = "F") -> np.ndarray:
+  """Staleness pass: the S x S tables ``tau[i][j]`` of the microbatches ``ms``.
+
+  ``tau[i][j] = rank(update(m, i)) - #{updates with time <= start(read_kind(m, j))}``
+  (module docstring conventions). ``read_kind="B"`` gives the delays of a backward that
+  reads the *current* weights (no stashing, as in PipeMare).
+
+  Args:
+    timed: a timed schedule.
+    ms: microbatch indices.
+    read_kind: the action whose start reads the weights.
+
+  Returns:
+    int64 array of shape ``(len(ms), S, S)``.
+  """
+  times, position = update_order(timed)
+  S = timed.S
+  read_t = np.array([[timed.start[(read_kind, m, j)] for j in range(S)] for m in ms])
+  seen = np.searchsorted(times, read_t, side="right")  # (len(ms), S)
+  rank = np.array([[position[(m, i)] for i in range(S)] for m in ms])
+  return (rank[:, :, None] - seen[:, None, :]).astype(np.int64)
+
+
+def delay_table(timed: TimedSchedule, m: int, read_kind: str = "F") -> np.ndarray:
+  """The ``(S, S)`` delay table of one microbatch ``m`` (see :func:`delay_tables`)."""
+  return delay_tables(timed, [m], read_kind)[0]
+
+
+class SteadyStateError(ValueError):
+  """Raised when the per-microbatch delay tables of the central window disagree."""
+
+
+def steady_state_delay_table(
+    timed: TimedSchedule, window: Sequence[int] | None = None, read_kind: str = "F"
+) -> np.ndarray:
+  """The steady-state delay table, checked to be the same for every microbatch of a window.
+
+  Args:
+    timed: a timed schedule with enough microbatches (at least ``2 * S + 2``, say).
+    window: the microbatches to compare; default the central third of ``0..M-1``.
+    read_kind: see :func:`delay_table`.
+
+  Returns:
+    the common ``(S, S)`` table.
+
+  Raises:
+    SteadyStateError: if two microbatches of the window have different tables.
+  """
+  M = timed.M
+  if window is None:
+    window = range(M // 3, max(M // 3 + 1, (2 * M) // 3))
+  window = list(window)
+  tables = delay_tables(timed, window, read_kind)
+  for m, t in zip(window, tables):
+    if not np.array_equal(t, tables[0]):
+      raise SteadyStateError(
+          f"delay table of microbatch {m} differs from that of microbatch {window[0]}: "
+          "the schedule has no steady state over this window")
+  return tables[0]
+
+
+def idle_intervals(timed: TimedSchedule, p: int) -> list[tuple[float, float]]:
+  """Gaps ``[a, b)`` with ``a < b`` between consecutive actions of device ``p``."""
+  P = timed.P
+  spans = [(timed.start[(a.kind, a.microbatch, block_of(a, P))],
+            timed.end[(a.kind, a.microbatch, block_of(a, P))]) for a in timed.actions[p]]
+  return [(e0, s1) for (_, e0), (s1, _) in zip(spans, spans[1:]) if s1 > e0]
+
+
+class Schedule(abc.ABC):
+  """A pipeline schedule: per-device action lists plus update semantics.
+
+  Subclasses are small, final and pure: :meth:`actions` depends only on its arguments.
+
+  Attributes:
+    name: registry name.
+    semantics: one of ``"sync_flush"`` (gradients accumulated, one synchronous update per
+      batch: no staleness), ``"async_stash"`` (update as soon as the backward ends, weight
+      stashing), ``"async_nostash"`` (as before, no stashing: the backward reads the
+      current weights) and ``"double_buffered"`` (2BW).
+  """
+
+  name: str = ""
+  semantics: str = "async_stash"
+
+  @abc.abstractmethod
+  def actions(self, P: int, M: int, V: int = 1) -> list[list[Action]]:
+    """Per-device ordered action lists for ``P`` devices, ``M`` microbatches, ``V`` chunks."""
+
+  def timed(self, P: int, M: int, V: int = 1, durations=None, latency: float = 0.0):
+    """The :class:`TimedSchedule` of :meth:`actions` (see :func:`time_schedule`)."""
+    return time_schedule(self.actions(P, M, V), V=V, durations=durations, latency=latency)
+
+  def steady_state_microbatches(self, P: int, V: int = 1) -> int:
+    """A number of microbatches large enough for the central third to be in steady state."""
+    return 6 * P * V + 12
+
+  def delay_table(self, P: int, V: int = 1, durations=None, latency: float = 0.0) -> np.ndarray:
+    """Steady-state delay table ``tau`` (S x S, int64); zeros for synchronous semantics."""
+    if self.semantics == "sync_flush":
+      return np.zeros((P * V, P * V), dtype=np.int64)
+    timed = self.timed(P, self.steady_state_microbatches(P, V), V, durations, latency)
+    return steady_state_delay_table(timed)

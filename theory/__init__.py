@@ -1,0 +1,1 @@
+"""Symbolic derivations (sympy) of rpd's staleness theory."""
