@@ -1,6 +1,7 @@
 """The ``rpd`` command line: one subcommand per module, each with ``add_arguments`` and ``run``.
 
-Adding a subcommand is one module in this package and one line in ``COMMANDS``. A module's
+Adding a subcommand is one module in this package defining ``NAME``, ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``; :func:`commands` discovers it. A module's
 ``run(args) -> int`` raises :class:`rpd.errors.InputError` for bad input; ``main`` turns it
 into one line on stderr and exit code 2 (argparse's own errors too), never a traceback.
 """
@@ -8,14 +9,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
 from rpd.errors import InputError
 
-# name -> (module, one-line help). Modules are imported lazily so `rpd delays` never loads JAX.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "delays": ("rpd.cli.delays", "steady-state delay table of a schedule, simulated and closed form"),
-}
+def commands() -> dict[str, str]:
+  """Subcommand name -> module, for every module of this package that defines ``NAME``.
+
+  Command modules import heavy libraries (JAX) inside ``run``, so building the parser is cheap.
+  """
+  out = {}
+  for info in pkgutil.iter_modules(__path__):
+    module = importlib.import_module(f"{__name__}.{info.name}")
+    if hasattr(module, "NAME"):
+      out[module.NAME] = module.__name__
+  return dict(sorted(out.items()))
 
 EXIT_BAD_INPUT = 2
 
@@ -47,10 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="rpd", description="rpd: staleness theory of pipeline-parallel training")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
   sub.required = True
-  for name, (module, help_) in COMMANDS.items():
-    p = sub.add_parser(name, help=help_, description=help_)
-    importlib.import_module(module).add_arguments(p)
-    p.set_defaults(_module=module)
+  for name, module_name in commands().items():
+    module = importlib.import_module(module_name)
+    p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+    module.add_arguments(p)
+    p.set_defaults(_module=module_name)
   return parser
 
 

@@ -10,6 +10,9 @@ from rpd.cli import positive_int
 from rpd.errors import InputError
 from rpd.schedules import SCHEDULES, get_schedule
 
+NAME = "delays"
+HELP = "steady-state delay table of a schedule, simulated and in closed form"
+
 # Schedules whose delay table has a sympy closed form in `theory/`.
 _CLOSED_FORMS = {"pipedream": "theory.delay"}
 
