@@ -18,7 +18,8 @@ class Interleaved1F1B(Schedule):
 
   Megatron's bubble: ``(P - 1)(t_f + t_b) / V`` per device with ``t_f, t_b`` the times of a
   full device (all ``V`` chunks), i.e. ``(P - 1)/(V M)`` of the ideal compute time, which is
-  ``(P - 1)/(V M + P - 1)`` of the total. Here durations are per chunk (block).
+  ``(P - 1)/(V M + P - 1)`` of the total. The timing pass takes per-chunk durations
+  (:func:`rpd.schedules.metrics.timing_durations` divides a device's by ``V``).
   """
 
   name = "interleaved-1f1b"

@@ -3,9 +3,11 @@
 Definitions (time conventions: :mod:`rpd.schedules.core`)
 ---------------------------------------------------------
 * Durations. ``F``, ``B``, ``W`` are the forward, the input-gradient backward and the
-  weight-gradient backward of one block and one microbatch. A schedule that does not split
-  the backward runs ``B + W`` as one ``B`` action (:func:`timing_durations`), so all
-  schedules do the same work; ``W = 0`` gives the classic ``F, B`` setting.
+  weight-gradient backward of one microbatch on one device's share of the model (``1/P`` of
+  the layers). A schedule that does not split the backward runs ``B + W`` as one ``B``
+  action, and an interleaved schedule runs each of its ``V`` chunks in ``1/V`` of the time
+  (:func:`timing_durations`), so all schedules do the same work; ``W = 0`` gives the classic
+  ``F, B`` setting.
 * ``makespan``: first start to last end of one run of ``M`` microbatches from an empty to an
   empty pipeline (one batch for the flushing schedules).
 * ``bubble_ratio = idle / (P * makespan)``, idle summed over the ``P`` devices over the whole
@@ -51,17 +53,20 @@ from rpd.schedules.core import (DEFAULT_DURATIONS, Schedule, ScheduleNotApplicab
 _EPS = 1e-9
 
 
-def timing_durations(schedule: Schedule, durations: Mapping[str, float] | None = None) -> dict:
-  """Per-kind durations for the timing pass of ``schedule``.
+def timing_durations(schedule: Schedule, durations: Mapping[str, float] | None = None,
+                     V: int = 1) -> dict:
+  """Per-kind, per-block durations for the timing pass of ``schedule``.
 
-  ``F, B, W`` default to 1; a schedule without ``W`` actions runs the full backward
-  ``B + W`` as its ``B``.
+  ``F, B, W`` (default 1) are per device share of the model; a schedule without ``W``
+  actions runs the full backward ``B + W`` as its ``B``; a chunked schedule divides every
+  duration by its ``V`` chunks.
   """
   d = dict(DEFAULT_DURATIONS)
   d.update(durations or {})
+  scale = 1.0 / V if schedule.chunked else 1.0
   if schedule.split_backward:
-    return {"F": d["F"], "B": d["B"], "W": d["W"]}
-  return {"F": d["F"], "B": d["B"] + d["W"]}
+    return {"F": d["F"] * scale, "B": d["B"] * scale, "W": d["W"] * scale}
+  return {"F": d["F"] * scale, "B": (d["B"] + d["W"]) * scale}
 
 
 def _spans(timed: TimedSchedule, p: int) -> list[tuple[float, float]]:
@@ -231,7 +236,7 @@ def schedule_metrics(schedule: Schedule, P: int, M: int, V: int = 1,
     ScheduleNotApplicable: if the schedule does not apply; the message says why.
   """
   schedule.check(P, M, V)
-  dur = timing_durations(schedule, durations)
+  dur = timing_durations(schedule, durations, V)
   timed = schedule.timed(P, M, V, dur, latency)
   out = {"schedule": schedule.name, "semantics": schedule.semantics, "P": P, "M": M, "V": V,
          "durations": dur, "latency": latency, "makespan": float(timed.makespan)}
