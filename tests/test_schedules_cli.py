@@ -75,3 +75,11 @@ def test_claims_rows_have_verdicts():
   assert len(rows) >= 10
   for r in rows:
     assert r["verdict"] and r["measured"] and r["why"]
+
+
+def test_latency_without_steady_delay_table_is_flagged_not_crashed(capsys):
+  assert main(["schedules", "-P", "4", "-M", "8", "--latency", "0.5", "--durations",
+               "F=1,B=2,W=0.5", "--json"]) == 0
+  by = {r["schedule"]: r for r in json.loads(capsys.readouterr().out)}
+  assert by["pipedream"]["tau_steady"] is False and by["pipedream"]["tau_max"] > 0
+  assert by["gpipe"]["tau_steady"] is True

@@ -157,11 +157,12 @@ def run(args) -> int:
     print(f"{r['schedule']:<17}{r['semantics']:<16}{r['makespan']:>9.4g}"
           f"{100 * r['bubble_ratio']:>7.2f}%{100 * r['bubble_over_compute']:>7.2f}%"
           f"{100 * r['steady_bubble_ratio']:>7.2f}%{r['peak_activations']:>9}"
-          f"{r['weight_versions']:>9}{r['tau_max']:>8}")
+          f"{r['weight_versions']:>9}{r['tau_max']:>8}{'' if r['tau_steady'] else '*'}")
   print("bubble = idle / (P * makespan); b/comp = idle / compute; steady = bubble in "
         "continuous operation (no flush); peak act = microbatch activations held (F start to "
         "last backward end); versions = weight versions of a block kept; tau_max in block "
-        "updates (rpd.schedules.core conventions).")
+        "updates (rpd.schedules.core conventions); * = the delay table varies between "
+        "microbatches (no steady state), the entrywise maximum is shown.")
   if args.plot:
     print(f"timelines written to {args.plot}")
   return 0

@@ -39,6 +39,9 @@ Definitions (time conventions: :mod:`rpd.schedules.core`)
   steady-state table for ``async_stash``; forward and backward tables for ``async_nostash``
   (PipeMare); the 2BW pass of :mod:`rpd.schedules.pipedream_2bw` with a batch of ``M``
   microbatches for ``double_buffered``. ``tau_max`` is the largest entry of all of them.
+  When the per-microbatch tables of the central window differ (no steady state, e.g. with a
+  latency they alternate), the entrywise maximum over the window is reported and
+  ``tau_steady`` is ``False``.
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ from typing import Mapping
 import numpy as np
 
 from rpd.schedules.core import (DEFAULT_DURATIONS, Schedule, ScheduleNotApplicable,
-                                SteadyStateError, TimedSchedule, block_of)
+                                SteadyStateError, TimedSchedule, block_of, delay_tables)
 
 _EPS = 1e-9
 
@@ -208,10 +211,22 @@ def delay_tables_of(schedule: Schedule, P: int, M: int, V: int = 1, durations=No
     return {"tau": np.zeros((S, S), dtype=np.int64)}
   if schedule.semantics == "double_buffered":
     return {"tau": schedule.delay_table(P, V, durations, latency, batch=M)}
-  out = {"tau": schedule.delay_table(P, V, durations, latency)}
-  if schedule.semantics == "async_nostash":
-    out["tau_backward"] = schedule.delay_table_backward(P, V, durations, latency)
-  return out
+  try:
+    out = {"tau": schedule.delay_table(P, V, durations, latency)}
+    if schedule.semantics == "async_nostash":
+      out["tau_backward"] = schedule.delay_table_backward(P, V, durations, latency)
+    return out
+  except SteadyStateError:
+    # No per-microbatch steady state (e.g. with latency the tables alternate between
+    # microbatches): report the entrywise maximum over the central window, flagged.
+    timed = schedule.timed(P, schedule.steady_state_microbatches(P, V), V, durations, latency)
+    window = list(range(timed.M // 3, (2 * timed.M) // 3))
+    out = {"tau": delay_tables(timed, window).max(axis=0), "tau_not_steady": True}
+    if schedule.semantics == "async_nostash":
+      tb = delay_tables(timed, window, "B").max(axis=0)
+      upper = np.triu(np.ones_like(tb, dtype=bool), k=1)
+      out["tau_backward"] = np.where(upper, tb, out["tau"])
+    return out
 
 
 def schedule_metrics(schedule: Schedule, P: int, M: int, V: int = 1,
@@ -262,6 +277,7 @@ def schedule_metrics(schedule: Schedule, P: int, M: int, V: int = 1,
     tabs = delay_tables_of(schedule, P, M, V, dur, latency)
   except (ScheduleNotApplicable, SteadyStateError) as e:
     raise ScheduleNotApplicable(str(e)) from None
+  out["tau_steady"] = not tabs.pop("tau_not_steady", False)
   out["tau_max"] = int(max(int(t.max()) for t in tabs.values()))
   if tables:
     out.update({k: t.tolist() for k, t in tabs.items()})
