@@ -92,14 +92,12 @@ def bubble(timed: TimedSchedule) -> dict:
   See the module docstring for the definitions.
   """
   busy = busy_time(timed)
-  t0 = min(timed.start.values())
   span = timed.makespan
   idle = span - busy
   own = []
   for p in range(timed.P):
     sp = _spans(timed, p)
     own.append(max(e for _, e in sp) - min(s for s, _ in sp) - busy[p] if sp else 0.0)
-  del t0
   return {
       "bubble_ratio": float(idle.sum() / (timed.P * span)),
       "bubble_over_compute": float(idle.sum() / busy.sum()),
