@@ -108,15 +108,25 @@ def _show(args) -> int:
 
 
 def _check(args) -> int:
+  import jax
+  jax.config.update("jax_enable_x64", True)
   try:
-    from theory import check
+    import rpd.engine  # noqa: F401
   except ImportError as e:  # the engine is not available
     raise InputError(f"rpd theory check needs rpd.engine: {e}") from None
+  from theory import check
   rows = check.run_all(quick=args.quick, seeds=args.seeds)
+  scaling = None if args.quick else check.stale_scaling()
   if args.json:
-    print(json.dumps({"rows": rows, "summary": check.summarize(rows)}))
+    print(json.dumps({"rows": rows, "summary": check.summarize(rows),
+                      "stale_scaling": scaling}))
     return 0
   print(check.format_table(rows))
+  if scaling is not None:
+    print(f"stale error vs S at gamma = {scaling['gamma']} (quadratic, rpd): "
+          + ", ".join(f"S={s}: {v:.3g}" for s, v in zip(scaling["S"], scaling["measured_stale"]))
+          + f"; fitted exponent of S {scaling['fitted_exponent']:.2f}; lemma noise parts: "
+          + ", ".join(f"{k} S^{v:.2f}" for k, v in scaling["lemma_noise_exponent"].items()))
   return 0
 
 
