@@ -144,6 +144,7 @@ def table(variant: str = "cs", L_: float = 1.0, sigma2_: float = 1.0, Delta_: fl
         "K_cap": float(tu["K_cap"].subs(sub)),
         "K_star": float(tu["K_star"].subs(sub)),
     })
+    rows[-1]["K_needed"] = max(rows[-1]["K_cap"], rows[-1]["K_star"])
   return rows
 
 
@@ -192,5 +193,12 @@ def render_markdown_lines() -> list[str]:
     for r in table(variant):
       lines.append(f"| {r['S']} | {r['tau_max']} | {r['stale_coef']:.4g} | {r['gamma_max']:.4g} "
                    f"| {r['gamma_not_dominant']:.4g} | {r['K_cap']:.4g} | {r['K_star']:.4g} |")
-    lines.append("")
+    tu = tuned(variant)
+    lines += ["", "How many stages can I afford: at the tuned step size `gamma = sqrt(A/(B K))` "
+              f"the stale term is at most the `1/sqrt(K)` term once `K >= K_star = "
+              f"{sp.sstr(tu['K_star'])}`, and that step size is admissible (`<= gamma_max`) "
+              f"once `K >= K_cap = {sp.sstr(tu['K_cap'])}`; below `K_cap` the best admissible "
+              "step is `gamma_max` and the bound is dominated by `A/(gamma_max K)`. "
+              "The stale term stays below the noise term `B gamma` for `gamma <= "
+              f"gamma_not_dominant = {sp.sstr(tu['gamma_nd'])}`.", ""]
   return lines

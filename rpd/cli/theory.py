@@ -100,10 +100,11 @@ def _show(args) -> int:
         f"{k} ours S^{v['ours']} paper S^{v['paper']} {'agree' if v['agree'] else 'DISAGREE'}"
         for k, v in sv["comparison_with_paper"].items()))
     print(f"  {'S':>3} {'tau_max':>8} {'stale/g^2':>11} {'gamma_max':>10} {'gamma_nd':>10} "
-          f"{'K_cap':>10} {'K_star':>10}")
+          f"{'K_cap':>10} {'K_star':>10} {'K_needed':>10}")
     for r in sv["table"]:
       print(f"  {r['S']:>3} {r['tau_max']:>8} {r['stale_coef']:>11.4g} {r['gamma_max']:>10.4g} "
-            f"{r['gamma_not_dominant']:>10.4g} {r['K_cap']:>10.4g} {r['K_star']:>10.4g}")
+            f"{r['gamma_not_dominant']:>10.4g} {r['K_cap']:>10.4g} {r['K_star']:>10.4g} "
+            f"{r['K_needed']:>10.4g}")
   return 0
 
 
