@@ -163,3 +163,14 @@ def test_cli_bad_input_one_line_exit_2(argv, needle):
   assert r.returncode == 2
   lines = r.stderr.strip().splitlines()
   assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
+
+
+def test_whole_theorem_with_exact_expectations():
+  from theory import exact
+  r = exact.theorem_exact()
+  assert r["check"].passed and r["check"].instances == 32
+  for row in r["rows"]:
+    for v in ("cs", "martingale"):
+      assert row[v]["theory"] is not None and row[v]["measured"] <= row[v]["theory"]
+  # At gamma = gamma_max the bound is within a small factor on some model.
+  assert min(r["tightest"].values()) < 5

@@ -301,10 +301,18 @@ def checks(variant_name: str = "cs") -> dict[str, lemmas.Check]:
   out = {n: _cached_check(n) for n in dict.fromkeys(names)}
   out["telescoping"] = lemmas.Check(telescoping_holds(), "symbolic", 1, None,
                                     "Sum(F(k+1) - F(k), k=0..K-1).doit() == F(K) - F(0)")
+  out["theorem_exact"] = _exact_check()
   out["sufficient_step_size"] = lemmas.Check(
       sufficient_step_size_holds(variant_name), "symbolic", 1, None,
       "gamma <= 1/(2 L max(1, tau)) implies the step-size condition")
   return out
+
+
+@functools.cache
+def _exact_check() -> lemmas.Check:
+  """The whole theorem with exact expectations on small models (:mod:`theory.exact`)."""
+  from theory import exact  # noqa: PLC0415 (exact imports this module)
+  return exact.theorem_exact()["check"]
 
 
 @functools.cache
@@ -426,7 +434,11 @@ def render_markdown() -> str:
                    f"{_chk(f.check)} |")
     lines += ["", f"Result: `{th['final']} <= 0`; dropping the `SG` term needs its "
               f"coefficient `>= 0`: the step-size condition.", ""]
-  lines += [f"Step-size sufficiency: {_chk('sufficient_step_size')}.", ""]
+  lines += [f"Step-size sufficiency: {_chk('sufficient_step_size')}.", "",
+            "End to end (`theory/exact.py`): the exact left-hand side, every outcome of "
+            "small models (S = 2, 3 one-coordinate blocks, quadratic and log-cosh objectives, "
+            "PipeDream and random delay tables, Rademacher noise, gamma up to gamma_max) "
+            f"enumerated, against both bounds: {_chk('theorem_exact')}.", ""]
   lines += scaling.render_markdown_lines()
   return "\n".join(lines) + "\n"
 
