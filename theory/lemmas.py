@@ -169,7 +169,9 @@ _KINDS = ("quadratic", "isotropic", "logistic")
 
 
 def descent_lemma(n: int = 300, seed: int = 1) -> Check:
-  """Block descent lemma ``f(x - gamma U_i v) <= f(x) - gamma <grad_i f(x), v> + L gamma^2/2 ||v||^2``.
+  """Block descent lemma.
+
+  ``f(x - gamma U_i v) <= f(x) - gamma <grad_i f(x), v> + L gamma^2/2 ||v||^2``.
 
   Random L-smooth ``f`` (indefinite quadratics, logistic losses) and the isotropic
   quadratic ``L/2||x||^2 + b'x``, where it is an equality.

@@ -436,7 +436,8 @@ def render_markdown() -> str:
               f"coefficient `>= 0`: the step-size condition.", ""]
   lines += [f"Step-size sufficiency: {_chk('sufficient_step_size')}.", "",
             "End to end (`theory/exact.py`): the exact left-hand side, every outcome of "
-            "small models (S = 2, 3 one-coordinate blocks, quadratic and log-cosh objectives, "
+            "small models (S = 2, 3 one-coordinate blocks; quadratic, log-cosh and nonconvex "
+            "log(1 + t^2) objectives; "
             "PipeDream and random delay tables, Rademacher noise, gamma up to gamma_max) "
             f"enumerated, against both bounds: {_chk('theorem_exact')}.", ""]
   lines += scaling.render_markdown_lines()
