@@ -1,0 +1,55 @@
+"""Problems (objectives split into S blocks) and their registry.
+
+Adding a problem is one module (a :class:`~rpd.problems.base.Problem`) and one line in
+``PROBLEMS``: a builder ``(argument or None, S, **options) -> Problem``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from rpd.problems.base import Problem, even_block_sizes, merge_blocks, split_blocks
+from rpd.problems.logistic import Logistic, load_breast_cancer, load_logistic, make_logistic
+from rpd.problems.quadratic import Quadratic, load_quadratic, make_quadratic
+
+
+def _quadratic(arg, S, **kw):
+  if arg is None:
+    return make_quadratic(S, **kw)
+  kw = {k: v for k, v in kw.items() if k in ("noise", "dtype")}
+  return load_quadratic(arg, S, **kw)
+
+
+def _logistic(arg, S, **kw):
+  if arg is None:
+    return make_logistic(S, **kw)
+  kw = {k: v for k, v in kw.items() if k in ("batch", "lam", "dtype")}
+  if arg == "breast_cancer":
+    return load_breast_cancer(S, **kw)
+  return load_logistic(arg, S, **kw)
+
+
+PROBLEMS: dict[str, Callable[..., Problem]] = {
+    "quadratic": _quadratic,
+    "logistic": _logistic,
+}
+
+
+def get_problem(spec: str, S: int, **options) -> Problem:
+  """Build problem ``spec`` (``name`` or ``name:argument``) with ``S`` blocks.
+
+  Specs: ``quadratic`` (options d, L, mu, noise, seed, diagonal), ``quadratic:FILE.npz``,
+  ``logistic`` (options n, d, batch, lam, seed), ``logistic:FILE.npz``,
+  ``logistic:breast_cancer``.
+
+  Raises:
+    ValueError: unknown problem or bad option/file (the message names the bad value).
+  """
+  name, sep, arg = spec.partition(":")
+  if name not in PROBLEMS:
+    raise ValueError(f"unknown problem {spec!r}; known: {', '.join(sorted(PROBLEMS))}")
+  return PROBLEMS[name](arg if sep else None, S, **options)
+
+
+__all__ = ["PROBLEMS", "get_problem", "Problem", "Quadratic", "Logistic", "make_quadratic",
+           "load_quadratic", "make_logistic", "load_logistic", "load_breast_cancer",
+           "even_block_sizes", "merge_blocks", "split_blocks"]

@@ -1,0 +1,67 @@
+"""``rpd``: Randomized PipeDream -- uniform block sampling with PipeDream's (or random) delays.
+
+``rpd`` uses the steady-state PipeDream table of :mod:`theory.delay` (derived in closed form,
+checked against the simulator); ``rpd:uniform:TAU`` draws every delay independently and
+uniformly from ``{0, ..., TAU}`` at every iteration.
+"""
+from __future__ import annotations
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+from rpd.rules.base import IterationRule, check_S, frozen, uniform_block
+from rpd.rules.table import as_table
+
+
+def pipedream_table(S: int) -> np.ndarray:
+  """Steady-state PipeDream delay table ``tau[i][j]`` (0-based) from the sympy closed form."""
+  from theory.delay import tau_table
+  return np.asarray(tau_table(S), dtype=np.int64)
+
+
+@frozen
+class RandomizedPipeDream(IterationRule):
+  """RPD: ``i_k ~ U{0..S-1}``; block ``j`` of the read is ``x_j^{k - tau_kj}``.
+
+  ``tau_kj = tau[i_k][j]`` from a table (default: steady-state PipeDream), or, when
+  ``uniform_tau`` is set, ``tau_kj ~ U{0..uniform_tau}`` independently.
+
+  Attributes:
+    S: number of blocks.
+    tau: delay table (nested tuples) or ``None`` with ``uniform_tau``.
+    uniform_tau: maximum of the uniform delay distribution, or ``None``.
+  """
+
+  S: int
+  tau: tuple | None = None
+  uniform_tau: int | None = None
+  name: str = "rpd"
+
+  def __post_init__(self):
+    check_S(self.S)
+    if self.uniform_tau is not None:
+      if not isinstance(self.uniform_tau, int) or self.uniform_tau < 0:
+        raise ValueError(f"delay must be an integer >= 0, got {self.uniform_tau!r}")
+      object.__setattr__(self, "name", f"rpd:uniform:{self.uniform_tau}")
+    else:
+      table = pipedream_table(self.S) if self.tau is None else self.tau
+      object.__setattr__(self, "tau", as_table(table, self.S))
+
+  @property
+  def tau_max(self) -> int:
+    if self.uniform_tau is not None:
+      return self.uniform_tau
+    return max(max(row) for row in self.tau)
+
+  def zero_delay(self) -> "RandomizedPipeDream":
+    return RandomizedPipeDream(self.S, tau=np.zeros((self.S, self.S), np.int64))
+
+  def select(self, state, key, k):
+    k_block, k_tau = jax.random.split(key)
+    i = uniform_block(k_block, self.S)
+    if self.uniform_tau is not None:
+      tau = jax.random.randint(k_tau, (self.S,), 0, self.uniform_tau + 1, dtype=jnp.int32)
+    else:
+      tau = jnp.asarray(np.asarray(self.tau, np.int32))[i]
+    return i, tau, state

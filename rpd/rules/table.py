@@ -1,0 +1,66 @@
+"""``table``: a per-block delay table ``tau[i][j]`` with a cyclic or uniform block order."""
+from __future__ import annotations
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+from rpd.rules.base import IterationRule, check_S, frozen, uniform_block
+
+
+def as_table(tau, S: int) -> tuple[tuple[int, ...], ...]:
+  """Validate an ``S x S`` table of non-negative integers and return it as nested tuples.
+
+  Raises:
+    ValueError: naming the bad shape or entry.
+  """
+  arr = np.asarray(tau)
+  if arr.shape != (S, S):
+    raise ValueError(f"delay table must have shape ({S}, {S}), got {arr.shape}")
+  if not np.issubdtype(arr.dtype, np.integer):
+    if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+      raise ValueError("delay table entries must be integers")
+  arr = arr.astype(np.int64)
+  if arr.min(initial=0) < 0:
+    raise ValueError(f"delay table entries must be >= 0, got {int(arr.min())}")
+  return tuple(tuple(int(v) for v in row) for row in arr)
+
+
+@frozen
+class TableDelay(IterationRule):
+  """Block ``i_k`` reads block ``j`` as it was ``tau[i_k][j]`` iterations ago.
+
+  ``i_k = k mod S`` (``order="cyclic"``, a round-robin like a pipeline's) or
+  ``i_k ~ U{0..S-1}`` (``order="uniform"``, as in Randomized PipeDream).
+
+  Attributes:
+    S: number of blocks.
+    tau: the table as nested tuples (rows: updated block, columns: read block).
+    order: ``"cyclic"`` or ``"uniform"``.
+  """
+
+  S: int
+  tau: tuple
+  order: str = "cyclic"
+  name: str = "table"
+
+  def __post_init__(self):
+    check_S(self.S)
+    object.__setattr__(self, "tau", as_table(self.tau, self.S))
+    if self.order not in ("cyclic", "uniform"):
+      raise ValueError(f"order must be 'cyclic' or 'uniform', got {self.order!r}")
+
+  @property
+  def tau_max(self) -> int:
+    return max(max(row) for row in self.tau)
+
+  def zero_delay(self) -> "TableDelay":
+    return TableDelay(self.S, np.zeros((self.S, self.S), np.int64), self.order, self.name)
+
+  def select(self, state, key, k):
+    if self.order == "cyclic":
+      i = (k % self.S).astype(jnp.int32)
+    else:
+      i = uniform_block(key, self.S)
+    table = jnp.asarray(np.asarray(self.tau, np.int32))
+    return i, table[i], state
