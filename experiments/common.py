@@ -117,8 +117,13 @@ class ResultsStore:
              "result": _jsonable(result), "meta": _jsonable(meta)}
       lines.append(json.dumps(row) + "\n")
       self.rows[row["key"]] = _from_json(json.loads(lines[-1]))
-    with open(self.path, "a") as f:
-      f.writelines(lines)
+    with open(self.path, "a+b") as f:
+      f.seek(0, os.SEEK_END)
+      if f.tell() > 0:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":  # a line cut short by a crash: start on a fresh line
+          f.write(b"\n")
+      f.write("".join(lines).encode())
       f.flush()
       os.fsync(f.fileno())
 
