@@ -115,13 +115,18 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
     est = np.sqrt(lo * hi)
     fit_sel = ok & (S_arr >= 2)
     p, _ = loglog_slope(S_arr[fit_sel], est[fit_sel])
-    p_lo, _ = loglog_slope(S_arr[fit_sel], lo[fit_sel])
-    p_hi, _ = loglog_slope(S_arr[fit_sel], hi[fit_sel])
-    rng_ = (min(p_lo, p_hi), max(p_lo, p_hi))
+    # Interval from the bisection brackets: the steepest and the shallowest fits that the
+    # brackets allow (hi ends below the median S with lo ends above it, and vice versa).
+    Sf, lof, hif = S_arr[fit_sel], lo[fit_sel], hi[fit_sel]
+    small = Sf <= np.median(Sf)
+    p_steep, _ = loglog_slope(Sf, np.where(small, hif, lof))
+    p_flat, _ = loglog_slope(Sf, np.where(small, lof, hif))
+    rng_ = (min(p_steep, p_flat), max(p_steep, p_flat))
     ax.errorbar(S_arr[ok], est[ok], yerr=[est[ok] - lo[ok], hi[ok] - est[ok]], fmt="o-",
                 color=colors.get(rule, "k"), capsize=3,
                 label=f"{rule} (measured): exponent {p:.2f} [{rng_[0]:.2f}, {rng_[1]:.2f}]")
-    parts.append(f"{rule} gamma_crit ~ S^{p:.2f} (bracket fits {rng_[0]:.2f}..{rng_[1]:.2f})")
+    parts.append(f"{rule} gamma_crit ~ S^{p:.2f} (bisection brackets allow "
+                 f"{rng_[0]:.2f}..{rng_[1]:.2f})")
     for S, a, b, e in zip(S_arr, lo, hi, est):
       table.append(dict(experiment="critical_gamma", rule=rule, S=int(S), gamma_lo=a,
                         gamma_hi=b, gamma_crit=e, exponent=p, K=K_for(cfg, int(S))))

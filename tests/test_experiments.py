@@ -170,3 +170,19 @@ def test_reproduce_cli_writes_figures_csv_readme(tmp_path, monkeypatch, capsys):
   readme = (out / "README.md").read_text()
   assert "rpd reproduce --quick --only critical_gamma" in readme and "Finding" in readme
   assert main(["reproduce", "--only", "nope", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_shipped_configs_are_consistent(quick):
+  """Record intervals are multiples of every S, gamma_fit is on the grid, S <= d."""
+  ss = cfg_ss.get_config(quick)
+  assert ss["K"] % ss["n_records"] == 0 and ss["gamma_fit"] in ss["gammas"]
+  for S in ss["stages"]:
+    assert (ss["K"] // ss["n_records"]) % S == 0
+    assert all(S <= p["options"]["d"] for p in ss["problems"])
+  assert ss["late"][1] == ss["n_records"] and ss["early"][0] >= 1
+  cg = cfg_cg.get_config(quick)
+  assert cg["gamma_hi"] > 2 / cg["problem"]["options"]["L"]  # bracket contains GD's 2/L
+  pl = cfg_pl.get_config(quick)
+  assert pl["microbatches"] % pl["n_records"] == 0
+  assert all(len(p["gammas"]) >= 2 for p in pl["problems"])

@@ -15,14 +15,14 @@ def get_config(quick: bool = False) -> dict:
       problems=[  # objectives; 'gammas' is each objective's step-size grid
           dict(label="quadratic", name="quadratic",  # noisy quadratic, sigma^2 d = 0.0064
                options=dict(d=64, L=1.0, mu=0.01, noise=0.01, seed=0),
-               gammas=[0.03, 0.1, 0.3] if quick else [0.01, 0.03, 0.1, 0.3, 1.0]),
+               gammas=[0.03, 0.1, 0.3, 1.0, 1.5] if quick else [0.01, 0.03, 0.1, 0.3, 1.0, 1.5]),
           dict(label="logistic regression", name="logistic",  # synthetic, minibatch 64
                options=dict(n=1024, d=64, batch=64, seed=0),
-               gammas=[0.03, 0.1, 0.3, 1.0] if quick else [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]),
+               gammas=[0.03, 0.1, 0.3, 1.0, 3.0] if quick else [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]),
           dict(label="character LM (Markov source)", name="charlm",  # f* = entropy rate
                options=(dict(hidden=16, n_chains=32, length=1024, n_eval=1024) if quick else
                         dict(hidden=16)),  # 16 layers of width 16: ~16k parameters
-               gammas=[0.1, 0.3] if quick else [0.1, 0.3, 1.0],
+               gammas=[0.3, 1.0] if quick else [0.1, 0.3, 1.0],
                # optional per-objective overrides of 'stages' and 'H' (compiles dominate the
                # quick run: the LM's programs take ~5-10 s each to compile on 2 cores)
                **(dict(stages=[2, 16], H=[4]) if quick else {})),

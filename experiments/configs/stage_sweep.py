@@ -27,7 +27,9 @@ def get_config(quick: bool = False) -> dict:
       seeds=[0, 1, 2] if quick else [0, 1, 2, 3, 4],  # seeds: t-interval of the exponents
       K=2048 if quick else 8192,  # iterations (block updates); a multiple of every S
       n_records=16,  # record points (K / n_records must be a multiple of every S)
-      early=(1, 2),  # early window: records 1..2, iterations [K/16, K/8) (past the fill
-                     # of the delay buffers for S <= 16 quick, S <= 32 full)
+      early=(1, 2),  # early window: records 1..2, iterations [K/16, K/8); reads older than
+                     # iteration 0 see x0 and tau_max(S) = 248 (S=16), 1008 (S=32), so for the
+                     # largest S the window still contains such reads
+
       late=(8, 16),  # late window: records 8..16, the second half of the run
   )
