@@ -36,7 +36,7 @@ FIGURE_DOC = ("Largest stable step size on a quadratic with exact gradients agai
               "of tau_max(S)/S rounds (exponent -1) and 1/(L tau_max) (exponent -2).")
 
 def K_for(cfg: dict, S: int) -> int:
-  """Iterations for ``S`` stages: ``K_microbatches * S * (tau_max // S + 1)``, even multiple of S."""
+  """Iterations: ``K_microbatches * S * (tau_max // S + 1)``, an even multiple of ``S``."""
   from theory.delay import tau_max
   rounds = cfg["K_microbatches"] * (tau_max(S) // S + 1)
   return int(2 * -(-rounds // 2) * S)  # even number of rounds: a record at K / 2
@@ -139,9 +139,9 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
   ax.set_yscale("log")
   ax.set_xlabel("stages S")
   ax.set_ylabel(r"largest stable step size $\gamma$ (L = %g)" % L)
+  opts = cfg["problem"]["options"]
   ax.set_title(f"Critical step size, {cfg['problem']['label']} "
-               f"(d={cfg['problem']['options'].get('d')}, mu={cfg['problem']['options'].get('mu')})",
-               fontsize=9)
+               f"(d={opts.get('d')}, mu={opts.get('mu')})", fontsize=9)
   ax.legend(fontsize=7)
   fig.tight_layout()
   files = save_figure(fig, out_dir, cfg["name"])

@@ -3,8 +3,8 @@
 Vectorised bisection: a geometric grid of gammas runs as one vmapped sweep, then finer grids
 between the largest stable and the smallest unstable gamma. Stable = never diverged and
 ||grad f(x^K)||^2 below its values at 0 and K/2 (exact gradients: an unstable mode grows
-without bound). Command: ``rpd reproduce --only critical_gamma [--quick]``. Expected runtime on a 2-core
-CPU: about 30 s with ``--quick``, about 5 min without.
+without bound). Command: ``rpd reproduce --only critical_gamma [--quick]``. Expected
+runtime on a 2-core CPU (measured): about 15 s with ``--quick``, about 2 min without.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Stage sweep: stale-read errors versus the number of stages S, at a fixed step size.
 
 Command: ``rpd reproduce --only stage_sweep [--quick]`` (figures ``stage_sweep.*`` and, from
-the same runs, ``tuned_rate.*``). Expected runtime on a 2-core CPU: about 1 min with
-``--quick``, about 10 min without.
+the same runs, ``tuned_rate.*``). Expected runtime on a 2-core CPU (measured, shared
+machine): about 50 s with ``--quick``, about 3 min without.
 """
 from __future__ import annotations
 

@@ -124,7 +124,7 @@ def _layout(V: int, C: int, emb: int, hidden: int, n_layers: int, S: int) -> _La
 
 @functools.lru_cache(maxsize=32)
 def _block_gather_index(V, C, emb, hidden, n_layers, S) -> np.ndarray:
-  """``idx[b, p]``: flat index in ``x_SxD.reshape(-1)`` of parameter ``p`` of residual block ``b``."""
+  """``idx[b, p]``: index in ``x_SxD.reshape(-1)`` of parameter ``p`` of residual block ``b``."""
   lay = _layout(V, C, emb, hidden, n_layers, S)
   D = max(lay.block_sizes)
   P = int(sum(math.prod(sh) for sh in lay.layers[1][3]))
