@@ -13,7 +13,10 @@ def get_config(quick: bool = False) -> dict:
   return dict(
       name="pd_vs_localsgd",  # results file pd_vs_localsgd.jsonl, figure name
       problems=[  # objectives; 'gammas' is each objective's step-size grid
-          dict(label="quadratic", name="quadratic",  # noisy quadratic, sigma^2 d = 0.0064
+          dict(label="quadratic, exact gradients", name="quadratic",  # no noise floor
+               options=dict(d=64, L=1.0, mu=0.01, noise=0.0, seed=0),
+               gammas=[0.03, 0.1, 0.3, 1.0, 1.5] if quick else [0.01, 0.03, 0.1, 0.3, 1.0, 1.5]),
+          dict(label="quadratic, noisy gradients", name="quadratic",  # sigma^2 d = 0.0064
                options=dict(d=64, L=1.0, mu=0.01, noise=0.01, seed=0),
                gammas=[0.03, 0.1, 0.3, 1.0, 1.5] if quick else [0.01, 0.03, 0.1, 0.3, 1.0, 1.5]),
           dict(label="logistic regression", name="logistic",  # synthetic, minibatch 64
