@@ -14,7 +14,8 @@ noise of single records; diverged runs count as ``inf``). The
 verdict compares the two at ``T`` for every ``S``: the excess loss ``f - f*`` (quadratic: exact
 ``f*``; logistic regression: ``min f`` by Newton's method on the full data; character LM: the
 source's entropy rate, so the excess is over the best achievable loss), a *tie* when the two
-differ by less than ``tie_rtol`` relative.
+differ by less than ``tie_rtol`` relative or both are below ``tie_atol * max(1, |f*|)``
+(solved to float32 resolution).
 """
 from __future__ import annotations
 
@@ -190,7 +191,10 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
       ex = f_star if f_star is not None else 0.0
       pd_e, ls_e = pd_f - ex, ls_f - ex
       tol = cfg["tie_rtol"] * min(abs(pd_e), abs(ls_e))
-      winner = "tie" if abs(pd_e - ls_e) <= tol else ("PipeDream" if pd_e < ls_e else "LocalSGD")
+      floor = cfg.get("tie_atol", 0.0) * max(1.0, abs(f_star or 0.0))
+      both_solved = max(pd_e, ls_e) <= floor
+      winner = ("tie" if abs(pd_e - ls_e) <= tol or both_solved else
+                ("PipeDream" if pd_e < ls_e else "LocalSGD"))
       wins.append((S, winner, pd_e, ls_e))
       table.append(dict(experiment="pd_vs_localsgd", problem=p["label"], S=S, budget=best["T"],
                         pd_gamma=best["pipedream"]["params"]["gamma"],

@@ -27,13 +27,10 @@ exponents say which regime each run is in.
 """
 from __future__ import annotations
 
-import os
-import time
-
 import numpy as np
 
-from experiments.common import Progress, ResultsStore, fit_exponent_over_seeds, save_figure
-from experiments.common import window_mean
+from experiments.common import (Progress, ResultsStore, fit_exponent_over_seeds, save_figure,
+                                window_mean)
 from experiments.runner import run_engine_batch
 
 ERRS = (("avg_stale_grad_err", r"$\|\nabla f(x^k)-\nabla f(\hat x^k)\|^2$"),

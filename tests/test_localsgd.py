@@ -8,7 +8,7 @@ import pytest
 from flax import struct
 
 from rpd.baselines import LocalSGD, get_baseline
-from rpd.problems.base import Problem, merge_blocks, split_blocks
+from rpd.problems.base import Problem, merge_blocks
 
 
 @struct.dataclass

@@ -13,8 +13,8 @@ def get_config(quick: bool = False) -> dict:
   return dict(
       name="pd_vs_localsgd",  # results file pd_vs_localsgd.jsonl, figure name
       problems=[  # objectives; 'gammas' is each objective's step-size grid
-          dict(label="quadratic, exact gradients", name="quadratic",  # no noise floor
-               options=dict(d=64, L=1.0, mu=0.01, noise=0.0, seed=0),
+          dict(label="quadratic, exact gradients", name="quadratic",  # no noise floor; mu
+               options=dict(d=64, L=1.0, mu=1e-4, noise=0.0, seed=0),  # small: not solved
                gammas=[0.03, 0.1, 0.3, 1.0, 1.5] if quick else [0.01, 0.03, 0.1, 0.3, 1.0, 1.5]),
           dict(label="quadratic, noisy gradients", name="quadratic",  # sigma^2 d = 0.0064
                options=dict(d=64, L=1.0, mu=0.01, noise=0.01, seed=0),
@@ -36,6 +36,7 @@ def get_config(quick: bool = False) -> dict:
       microbatches=1024 if quick else 4096,  # PipeDream microbatches; sets the time budget
       n_records=16,  # record points per run
       tie_rtol=0.05,  # excess losses closer than this (relative) are a tie
+      tie_atol=1e-6,  # ... or both below this times max(1, |f*|) (float32 resolution)
       cost=dict(F=1.0, B=1.0, send_latency=0.0,  # rpd.simtime.CostModel fields
                 allreduce_latency=1.0, bandwidth=float("inf"), jitter=0.0, seed=0),
   )
