@@ -15,7 +15,7 @@ def get_config(quick: bool = False) -> dict:
       problems=[  # objectives; 'gammas' is each objective's step-size grid
           dict(label="quadratic, exact gradients", name="quadratic",  # no noise floor; mu
                options=dict(d=64, L=1.0, mu=1e-4, noise=0.0, seed=0),  # small: not solved
-               gammas=[0.03, 0.1, 0.3, 1.0, 1.5] if quick else [0.01, 0.03, 0.1, 0.3, 1.0, 1.5]),
+               gammas=[0.1, 0.3, 1.0, 1.5, 1.9] if quick else [0.03, 0.1, 0.3, 1.0, 1.5, 1.9]),
           dict(label="quadratic, noisy gradients", name="quadratic",  # sigma^2 d = 0.0064
                options=dict(d=64, L=1.0, mu=0.01, noise=0.01, seed=0),
                gammas=[0.03, 0.1, 0.3, 1.0, 1.5] if quick else [0.01, 0.03, 0.1, 0.3, 1.0, 1.5]),
