@@ -1,0 +1,260 @@
+"""Shared experiment utilities: resumable JSONL results, run metadata, progress bars, fits.
+
+Results files. Every finished configuration is one JSON line appended (and flushed, fsynced)
+to a ``.jsonl`` file as soon as its batch finishes: ``{"key": ..., "config": {...},
+"result": {...}, "meta": {...}}``. A rerun loads the file and skips every configuration whose
+key is present, so an interrupted sweep (Ctrl-C) loses nothing that finished; a line cut short
+by a crash is ignored on load. ``meta`` carries the git commit, the jax version, the devices,
+the seed and the wall time of the batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any, Iterable
+
+import numpy as np
+
+
+def _jsonable(v):
+  if isinstance(v, dict):
+    return {str(k): _jsonable(x) for k, x in v.items()}
+  if isinstance(v, (list, tuple)):
+    return [_jsonable(x) for x in v]
+  if isinstance(v, np.ndarray):
+    return _jsonable(v.tolist())
+  if isinstance(v, (np.floating, float)):
+    f = float(v)
+    return f if math.isfinite(f) else ("inf" if f > 0 else ("-inf" if f < 0 else "nan"))
+  if isinstance(v, (np.integer,)):
+    return int(v)
+  if isinstance(v, (np.bool_,)):
+    return bool(v)
+  return v
+
+
+def _from_json(v):
+  if isinstance(v, dict):
+    return {k: _from_json(x) for k, x in v.items()}
+  if isinstance(v, list):
+    return [_from_json(x) for x in v]
+  if v in ("inf", "-inf", "nan"):
+    return float(v)
+  return v
+
+
+def config_key(config: dict) -> str:
+  """A canonical string key of a configuration (sorted JSON)."""
+  return json.dumps(_jsonable(config), sort_keys=True)
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+  """``git rev-parse HEAD`` of the repository (``"unknown"`` outside git), ``+dirty`` if so."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                          text=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+  return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def metadata(seed: Any = None, wall_s: float | None = None) -> dict:
+  """Metadata stored with every result row."""
+  import jax
+  return {
+      "commit": git_commit(),
+      "jax": jax.__version__,
+      "devices": [str(d) for d in jax.devices()],
+      "x64": bool(jax.config.jax_enable_x64),
+      "python": platform.python_version(),
+      "seed": seed,
+      "wall_s": wall_s,
+      "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+  }
+
+
+class ResultsStore:
+  """Append-only JSONL results file with skip-if-done (see the module docstring)."""
+
+  def __init__(self, path: str):
+    self.path = path
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    self.rows: dict[str, dict] = {}
+    if os.path.exists(path):
+      with open(path) as f:
+        for line in f:
+          try:
+            row = _from_json(json.loads(line))
+          except json.JSONDecodeError:
+            continue  # a line cut short by a crash: that configuration reruns
+          self.rows[row["key"]] = row
+
+  def has(self, config: dict) -> bool:
+    return config_key(config) in self.rows
+
+  def get(self, config: dict) -> dict | None:
+    return self.rows.get(config_key(config))
+
+  def missing(self, configs: Iterable[dict]) -> list[dict]:
+    return [c for c in configs if not self.has(c)]
+
+  def add(self, rows: list[tuple[dict, dict, dict]]) -> None:
+    """Append ``(config, result, meta)`` rows and flush them to disk at once."""
+    lines = []
+    for config, result, meta in rows:
+      row = {"key": config_key(config), "config": _jsonable(config),
+             "result": _jsonable(result), "meta": _jsonable(meta)}
+      lines.append(json.dumps(row) + "\n")
+      self.rows[row["key"]] = _from_json(json.loads(lines[-1]))
+    with open(self.path, "a+b") as f:
+      f.seek(0, os.SEEK_END)
+      if f.tell() > 0:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":  # a line cut short by a crash: start on a fresh line
+          f.write(b"\n")
+      f.write("".join(lines).encode())
+      f.flush()
+      os.fsync(f.fileno())
+
+  def select(self, **match) -> list[dict]:
+    """Rows whose config has every ``field == value`` of ``match``."""
+    return [r for r in self.rows.values()
+            if all(_jsonable(r["config"].get(k)) == _jsonable(v) for k, v in match.items())]
+
+
+class Progress:
+  """A one-line progress bar on stderr (no dependency): ``label [####....] i/n  eta``."""
+
+  def __init__(self, total: int, label: str, enabled: bool = True, width: int = 28):
+    self.total, self.label, self.enabled, self.width = max(total, 1), label, enabled, width
+    self.done = 0
+    self.t0 = time.time()
+    self._draw()
+
+  def _draw(self):
+    if not self.enabled:
+      return
+    frac = self.done / self.total
+    n = int(frac * self.width)
+    el = time.time() - self.t0
+    eta = el / frac - el if frac > 0 else float("nan")
+    sys.stderr.write(f"\r{self.label:<28} [{'#' * n}{'.' * (self.width - n)}] "
+                     f"{self.done}/{self.total}  {el:5.0f}s elapsed"
+                     + (f", ~{eta:4.0f}s left" if frac > 0 and frac < 1 else "      "))
+    sys.stderr.flush()
+
+  def update(self, n: int = 1):
+    self.done += n
+    self._draw()
+
+  def close(self):
+    if self.enabled:
+      self.done = self.total
+      self._draw()
+      sys.stderr.write("\n")
+      sys.stderr.flush()
+
+
+@dataclasses.dataclass
+class PowerFit:
+  """Exponent of ``y ~ c x^p``: estimate, 95% interval and how it was obtained."""
+
+  p: float
+  lo: float
+  hi: float
+  n: int
+  method: str
+  c: float = float("nan")
+
+  def label(self) -> str:
+    if self.n <= 1 or not np.isfinite(self.lo):
+      return f"{self.p:.2f}"
+    return f"{self.p:.2f} [{self.lo:.2f}, {self.hi:.2f}]"
+
+
+# Two-sided 97.5% Student-t quantiles for 1..30 degrees of freedom (scipy is not a dependency).
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def t975(df: int) -> float:
+  """Upper 97.5% quantile of Student's t with ``df`` degrees of freedom."""
+  return _T975[df - 1] if df <= 30 else 1.96
+
+
+def loglog_slope(x, y) -> tuple[float, float]:
+  """Least-squares ``(slope, intercept)`` of ``log y`` on ``log x`` (positive finite pairs)."""
+  x, y = np.asarray(x, float), np.asarray(y, float)
+  ok = (x > 0) & (y > 0) & np.isfinite(x) & np.isfinite(y)
+  if ok.sum() < 2:
+    return float("nan"), float("nan")
+  p, c = np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)
+  return float(p), float(c)
+
+
+def fit_exponent_over_seeds(x, y_seeds_by_x) -> PowerFit:
+  """Exponent of ``y`` in ``x`` with a t-interval over seeds.
+
+  Fits ``log y = p log x + c`` separately for each seed (row of ``y_seeds_by_x``, shape
+  ``(n_seeds, len(x))``) and reports the mean slope with the 95% Student-t interval of the
+  per-seed slopes. With one seed (or identical slopes) the interval collapses to the point.
+  """
+  Y = np.atleast_2d(np.asarray(y_seeds_by_x, float))
+  fits = [loglog_slope(x, row) for row in Y]
+  slopes = np.array([f[0] for f in fits if np.isfinite(f[0])])
+  cs = np.array([f[1] for f in fits if np.isfinite(f[0])])
+  if slopes.size == 0:
+    return PowerFit(float("nan"), float("nan"), float("nan"), 0, "no data")
+  m = float(slopes.mean())
+  if slopes.size == 1:
+    return PowerFit(m, float("nan"), float("nan"), 1, "one seed", float(cs.mean()))
+  half = t975(slopes.size - 1) * slopes.std(ddof=1) / math.sqrt(slopes.size)
+  return PowerFit(m, m - half, m + half, int(slopes.size),
+                  f"t-interval over {slopes.size} per-seed log-log fits", float(cs.mean()))
+
+
+def window_mean(k, avg, k1: int, k2: int) -> float:
+  """Mean of a per-iteration quantity over iterations ``k1..k2-1`` from running means.
+
+  ``avg[r]`` is the exact mean over iterations ``0..k[r]-1`` (the engine's ``avg_*``
+  metrics); both ``k1`` and ``k2`` must be record points (``k1 = 0`` allowed).
+  """
+  k = np.asarray(k)
+  avg = np.asarray(avg, float)
+  i2 = int(np.where(k == k2)[0][0])
+  total2 = k2 * avg[i2]
+  if k1 == 0:
+    return float(total2 / k2)
+  i1 = int(np.where(k == k1)[0][0])
+  return float((total2 - k1 * avg[i1]) / (k2 - k1))
+
+
+def save_figure(fig, out_dir: str, name: str) -> list[str]:
+  """Write ``name.png`` and ``name.pdf`` into ``out_dir``; return the paths."""
+  os.makedirs(out_dir, exist_ok=True)
+  paths = []
+  for ext in ("png", "pdf"):
+    path = os.path.join(out_dir, f"{name}.{ext}")
+    fig.savefig(path, dpi=130 if ext == "png" else None, bbox_inches="tight")
+    paths.append(path)
+  import matplotlib.pyplot as plt
+  plt.close(fig)
+  return paths
+
+
+def setup_jax(x64: bool = False) -> None:
+  """CPU defaults for the experiments (float32 unless ``x64``)."""
+  import jax
+  jax.config.update("jax_enable_x64", bool(x64))

@@ -1,0 +1,1 @@
+"""Experiment configurations: one module per experiment, each with ``get_config(quick)``."""

@@ -1,0 +1,188 @@
+"""Experiment drivers end to end (tiny configurations), resuming, figures, CLI."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import common, critical_gamma, pd_vs_localsgd, stage_sweep, tuned_rate
+from experiments.common import ResultsStore
+from experiments.configs import critical_gamma as cfg_cg
+from experiments.configs import pd_vs_localsgd as cfg_pl
+from experiments.configs import stage_sweep as cfg_ss
+from experiments.configs import tuned_rate as cfg_tr
+
+QUAD = dict(label="quadratic, exact gradients", name="quadratic",
+            options=dict(d=16, L=1.0, mu=0.1, noise=0.0, seed=0))
+
+
+def tiny_stage_sweep():
+  cfg = cfg_ss.get_config(quick=True)
+  cfg.update(problems=[QUAD], stages=[2, 4], gammas=[0.01, 0.3], gamma_fit=0.01, seeds=[0, 1],
+             K=256, n_records=16)
+  return cfg
+
+
+def tiny_critical():
+  cfg = cfg_cg.get_config(quick=True)
+  cfg.update(problem=dict(QUAD), rules=["pipedream"], stages=[1, 2, 4], grid=6, rounds=2,
+             K_microbatches=8)
+  return cfg
+
+
+def tiny_pd_vs_localsgd():
+  cfg = cfg_pl.get_config(quick=True)
+  cfg.update(problems=[
+      dict(QUAD, label="quadratic", gammas=[0.1, 0.3]),
+      dict(label="character LM (Markov source)", name="charlm", gammas=[0.3],
+           options=dict(hidden=8, n_layers=4, n_chains=4, length=128, n_eval=64), stages=[2])],
+      stages=[2, 4], H=[2], seeds=[0], microbatches=32, n_records=4)
+  return cfg
+
+
+def _nonempty(paths):
+  assert {os.path.splitext(p)[1] for p in paths} == {".png", ".pdf"}
+  for p in paths:
+    assert os.path.getsize(p) > 1000, p
+
+
+def test_stage_sweep_and_tuned_rate_end_to_end(tmp_path):
+  cfg = tiny_stage_sweep()
+  store = ResultsStore(str(tmp_path / "r.jsonl"))
+  assert stage_sweep.run(cfg, store, progress=False) == 2 * 2 * 2 * 2
+  out = stage_sweep.plot(cfg, store, str(tmp_path))
+  _nonempty(out["figures"])
+  fit = out["fits"][(QUAD["label"], "pipedream", "avg_stale_grad_err", "early")][0]
+  assert np.isfinite(fit.p) and fit.p > 0  # more stages, more staleness
+  assert "Exponents" in out["finding"]
+  tr = cfg_tr.get_config(quick=True)
+  tr["sweep"] = cfg
+  assert tuned_rate.run(tr, store, progress=False) == 0  # reuses the stage sweep's runs
+  res = tuned_rate.plot(tr, store, str(tmp_path))
+  _nonempty(res["figures"])
+  assert all(row["gamma"] in cfg["gammas"] for row in res["table"])
+  # Every row carries metadata.
+  row = next(iter(store.rows.values()))
+  assert {"commit", "jax", "devices", "seed"} <= set(row["meta"])
+
+
+def test_resume_runs_only_missing_rows(tmp_path):
+  """Cut the results file to k rows: a rerun adds exactly the missing ones."""
+  cfg = tiny_stage_sweep()
+  cfg.update(stages=[2], rules=["pipedream"])
+  path = str(tmp_path / "r.jsonl")
+  n = stage_sweep.run(cfg, ResultsStore(path), progress=False)
+  lines = open(path).read().splitlines(keepends=True)
+  assert len(lines) == n == 4
+  with open(path, "w") as f:
+    f.writelines(lines[:1])
+    f.write(lines[1][: len(lines[1]) // 2])  # a line cut short by a crash
+  store = ResultsStore(path)
+  assert len(store.rows) == 1
+  assert stage_sweep.run(cfg, store, progress=False) == 3
+  assert len(ResultsStore(path).rows) == 4
+  assert stage_sweep.run(cfg, ResultsStore(path), progress=False) == 0
+
+
+def test_interrupt_keeps_finished_batches(tmp_path, monkeypatch):
+  """Ctrl-C during the second batch: the first batch's rows are on disk."""
+  import experiments.stage_sweep as ss
+  cfg = tiny_stage_sweep()
+  cfg.update(rules=["pipedream"])
+  real = ss.run_engine_batch
+  calls = {"n": 0}
+
+  def flaky(*a, **k):
+    calls["n"] += 1
+    if calls["n"] == 2:
+      raise KeyboardInterrupt
+    return real(*a, **k)
+
+  monkeypatch.setattr(ss, "run_engine_batch", flaky)
+  path = str(tmp_path / "r.jsonl")
+  with pytest.raises(KeyboardInterrupt):
+    ss.run(cfg, ResultsStore(path), progress=False)
+  assert len(ResultsStore(path).rows) == 4  # S=2 batch finished
+  monkeypatch.setattr(ss, "run_engine_batch", real)
+  assert ss.run(cfg, ResultsStore(path), progress=False) == 4  # only S=4 reruns
+
+
+def test_critical_gamma_end_to_end(tmp_path):
+  cfg = tiny_critical()
+  store = ResultsStore(str(tmp_path / "c.jsonl"))
+  critical_gamma.run(cfg, store, progress=False)
+  out = critical_gamma.plot(cfg, store, str(tmp_path))
+  _nonempty(out["figures"])
+  by_S = {r["S"]: r for r in out["table"]}
+  # S = 1 is gradient descent: the threshold 2/L lies in the final bracket.
+  assert by_S[1]["gamma_lo"] <= 2.0 <= by_S[1]["gamma_hi"] * 1.0001
+  assert by_S[4]["gamma_crit"] < by_S[2]["gamma_crit"] < by_S[1]["gamma_crit"]
+
+
+def test_pd_vs_localsgd_end_to_end(tmp_path):
+  cfg = tiny_pd_vs_localsgd()
+  store = ResultsStore(str(tmp_path / "p.jsonl"))
+  ran = pd_vs_localsgd.run(cfg, store, progress=False)
+  assert ran == 2 * 2 * 2 + 1 * 2  # quadratic: 2 S x (PD + H=2) x 2 gammas; LM: 2 runs
+  out = pd_vs_localsgd.plot(cfg, store, str(tmp_path))
+  _nonempty(out["figures"])
+  assert {r["winner"] for r in out["table"]} <= {"PipeDream", "LocalSGD", "tie"}
+  lm = [r for r in out["table"] if r["problem"].startswith("character")]
+  assert lm and lm[0]["f_star"] == pytest.approx(0.937, abs=0.01)
+  # LocalSGD reaches the time budget, no further than one round past it.
+  for S in (2, 4):
+    R, rec = pd_vs_localsgd.localsgd_rounds(cfg, S, 2, 16)
+    assert R % rec == 0 and R * (2 * 2 * S + 1.0) >= pd_vs_localsgd.budget(cfg, S)
+
+
+def test_fit_exponent_interval_covers_truth():
+  rng = np.random.default_rng(0)
+  S = np.array([2, 4, 8, 16, 32])
+  Y = 3.0 * S[None, :] ** 3.0 * np.exp(0.1 * rng.standard_normal((6, 5)))
+  fit = common.fit_exponent_over_seeds(S, Y)
+  assert fit.lo < 3.0 < fit.hi and fit.n == 6 and fit.hi - fit.lo < 0.3
+  one = common.fit_exponent_over_seeds(S, Y[:1])
+  assert one.n == 1 and not np.isfinite(one.lo)
+
+
+def test_window_mean_from_running_means():
+  x = np.arange(1, 101, dtype=float)  # per-iteration values 1..100
+  k = np.array([0, 25, 50, 100])
+  avg = np.array([np.nan] + [x[:kk].mean() for kk in k[1:]])
+  assert common.window_mean(k, avg, 25, 50) == pytest.approx(x[25:50].mean())
+  assert common.window_mean(k, avg, 0, 100) == pytest.approx(x.mean())
+
+
+def test_reproduce_cli_writes_figures_csv_readme(tmp_path, monkeypatch, capsys):
+  from rpd.cli import main
+  tiny = tiny_critical()
+  monkeypatch.setattr(cfg_cg, "get_config", lambda quick=False: tiny)
+  out = tmp_path / "figs"
+  assert main(["reproduce", "--quick", "--only", "critical_gamma", "--out", str(out),
+               "--no-progress", "--json"]) == 0
+  summary = json.loads(capsys.readouterr().out)
+  assert summary["mode"] == "quick"
+  for name in ("critical_gamma.png", "critical_gamma.pdf", "results.csv", "README.md",
+               "results/critical_gamma.quick.jsonl"):
+    assert os.path.getsize(out / name) > 0
+  readme = (out / "README.md").read_text()
+  assert "rpd reproduce --quick --only critical_gamma" in readme and "Finding" in readme
+  assert main(["reproduce", "--only", "nope", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_shipped_configs_are_consistent(quick):
+  """Record intervals are multiples of every S, gamma_fit is on the grid, S <= d."""
+  ss = cfg_ss.get_config(quick)
+  assert ss["K"] % ss["n_records"] == 0 and ss["gamma_fit"] in ss["gammas"]
+  for S in ss["stages"]:
+    assert (ss["K"] // ss["n_records"]) % S == 0
+    assert all(S <= p["options"]["d"] for p in ss["problems"])
+  assert ss["late"][1] == ss["n_records"] and ss["early"][0] >= 1
+  cg = cfg_cg.get_config(quick)
+  assert cg["gamma_hi"] > 2 / cg["problem"]["options"]["L"]  # bracket contains GD's 2/L
+  pl = cfg_pl.get_config(quick)
+  assert pl["microbatches"] % pl["n_records"] == 0
+  assert all(len(p["gammas"]) >= 2 for p in pl["problems"])
