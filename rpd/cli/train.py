@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   """Options of ``rpd train``."""
   p.add_argument("--problem", default="quadratic",
                  help="quadratic | logistic | quadratic:FILE.npz (arrays A, b) | "
-                      "logistic:FILE.npz (arrays X, y) | logistic:breast_cancer (default quadratic)")
+                      "logistic:FILE.npz (arrays X, y) | logistic:breast_cancer | charlm | "
+                      "charlm:TEXT_FILE (default quadratic)")
   p.add_argument("--stages", type=positive_int("--stages"), default=4, help="S blocks (default 4)")
   p.add_argument("--rule", default="rpd",
                  help="none | constant:TAU | rpd | rpd:uniform:TAU | pipedream | sync | "
@@ -106,6 +107,8 @@ def _build(args):
     opts = {"batch": args.batch}
     if ":" not in args.problem:
       opts.update(d=args.dim, n=args.samples, seed=args.problem_seed)
+  elif name == "charlm":
+    opts = {"batch": args.batch, "seed": args.problem_seed}
   if args.optimizer not in OPTIMIZERS:
     raise InputError(f"unknown optimizer {args.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
   try:
@@ -143,21 +146,6 @@ def _build(args):
   return problem, rule, x0, mesh
 
 
-def _metadata(seed) -> dict:
-  import platform
-  import subprocess
-
-  import jax
-  try:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5
-                            ).stdout.strip() or "unknown"
-  except (OSError, subprocess.SubprocessError):
-    commit = "unknown"
-  return {"commit": commit, "jax": jax.__version__, "python": platform.python_version(),
-          "devices": [str(d) for d in jax.devices()], "seed": seed}
-
-
 def run(args) -> int:
   """Run, write ``metrics.csv`` and ``run.json`` atomically into ``--out``, print a summary."""
   if args.record_every is not None and args.steps % args.record_every:
@@ -176,6 +164,7 @@ def run(args) -> int:
   import numpy as np
   import jax
 
+  from experiments.common import metadata
   from rpd.engine import run as engine_run
 
   t0 = time.perf_counter()
@@ -199,7 +188,7 @@ def run(args) -> int:
       "diverged_at": int(res.diverged_at) if res.diverged else None,
       "tau_max": int(rule.tau_max), "buffer_floats": int(res.buffer_floats),
       "wall_seconds": round(wall, 3), "metrics_file": metrics_file,
-      "metadata": _metadata(args.seed),
+      "metadata": metadata(args.seed, wall),
   }
   # Write into a temporary sibling directory, then move the files in: never half-written.
   os.makedirs(out_dir, exist_ok=True)
