@@ -181,20 +181,30 @@ def _block_update(tx, opt, x_loc, li, g_i, gamma, owned, frozen):
   return x_loc, opt, owned & ~frozen & bad
 
 
-def _group_update(tx, opt, x_loc, lis, g_rows, gamma, owned, frozen, S_loc):
+def _group_update(tx, opt, x_loc, lis, g_rows, gamma, owned, frozen, lay, pos):
   """Update distinct local blocks ``lis`` at once (updates of distinct blocks commute).
 
   Blocks not ``owned`` by this device are gathered at a clipped index and dropped on write.
+  ``pos`` are the members' iteration offsets in time order: as in a run one update at a
+  time, a non-finite update stops every member at or after it (on every device).
+
+  Returns:
+    ``(x_loc, opt, bad, first)``: ``bad`` if a non-finite update appeared, ``first`` the
+    smallest ``pos`` of such an update.
   """
   state = jax.tree.map(lambda a: a[lis], opt)
   u, new_state = jax.vmap(tx.update)(g_rows, state, x_loc[lis])
   new_x = x_loc[lis] - gamma * u
-  bad = ~jnp.all(jnp.isfinite(new_x), axis=-1)
-  apply = owned & ~frozen & ~bad
-  dst = jnp.where(apply, lis, S_loc)  # out of range: dropped
+  bad = owned & ~frozen & ~jnp.all(jnp.isfinite(new_x), axis=-1)
+  big = jnp.iinfo(jnp.int32).max
+  first = jnp.min(jnp.where(bad, pos, big))
+  if lay.sharded:
+    first = jax.lax.pmin(first, AXIS)
+  apply = owned & ~frozen & (pos < first)
+  dst = jnp.where(apply, lis, lay.S_loc)  # out of range: dropped
   x_loc = x_loc.at[dst].set(new_x, mode="drop")
   opt = jax.tree.map(lambda a, s: a.at[dst].set(s, mode="drop"), opt, new_state)
-  return x_loc, opt, jnp.any(owned & ~frozen & bad)
+  return x_loc, opt, first < big, first
 
 
 # ---------------------------------------------------------------------------------------
@@ -338,6 +348,11 @@ def _program_step(rule, problem, tx, lay, gamma, key, track, instrument, carry):
   diverged, at = flags
   off = lay.offset()
   kk = k.astype(jnp.int32)
+  k0 = kk
+  u_time = {}  # iteration offset (time order) of each update of the period
+  for kind, o, b in prog.events:
+    if kind == "U":
+      u_time[(o, b)] = len(u_time)
   blocks_out, taus_out = [], []
   for kind, members in _groups(prog.events, reorder=not (track or instrument)):
     if kind == "G":
@@ -380,10 +395,12 @@ def _program_step(rule, problem, tx, lay, gamma, key, track, instrument, carry):
                                     jnp.asarray(owned[0]) if not lay.sharded else owned[0],
                                     diverged)
       else:
-        x, opt, bad = _group_update(tx, opt, x, lbs, slots[rs, lbs], gamma, owned, diverged,
-                                    lay.S_loc)
+        pos = k0 + np.array([u_time[m] for m in members], np.int32)
+        x, opt, bad, first = _group_update(tx, opt, x, lbs, slots[rs, lbs], gamma, owned,
+                                           diverged, lay, pos)
       bad = lay.psum(bad.astype(jnp.int32)) > 0
-      at = jnp.where(bad & ~diverged, kk, at)
+      at = jnp.where(bad & ~diverged, k0 + u_time[members[0]] if len(members) == 1 else first,
+                     at)
       diverged = diverged | bad
       kk = kk + len(members)
   st = dict(st, slots=slots, read_k=read_k, n=n + prog.q)
