@@ -594,10 +594,10 @@ def run(problem: Problem, rule: Rule, *, gamma: float, K: int, key: jax.Array,
 
 
 @functools.partial(jax.jit, static_argnames=("rule", "tx", "K", "record_every", "track"))
-def _sweep_jit(problem, x0, gammas, keys, *, rule, tx, K, record_every, track):
+def _sweep_jit(problem, x0s, gammas, keys, *, rule, tx, K, record_every, track):
   lay = _Layout(rule.S, rule.S, False)
-  f = functools.partial(_run_local, problem, rule, tx, lay, K, record_every, track, False, x0)
-  return jax.vmap(f)(gammas, keys)
+  f = functools.partial(_run_local, problem, rule, tx, lay, K, record_every, track, False)
+  return jax.vmap(f)(x0s, gammas, keys)
 
 
 def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd",
@@ -609,7 +609,8 @@ def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd
   Args:
     gammas: step sizes, shape ``(N,)``.
     seeds: integer seeds, shape ``(N,)``.
-    (others as in :func:`run`; ``x0`` is shared, default ``problem.init`` of the first key.)
+    (others as in :func:`run`; a given ``x0`` is shared by all configurations, by default
+    each starts at ``problem.init(key)`` of its own key, as :func:`run` does.)
 
   Returns:
     a :class:`RunResult` whose arrays have a leading axis of length ``N``.
@@ -624,9 +625,10 @@ def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd
   tx = get_optimizer(optimizer)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
   if x0 is None:
-    x0 = problem.init(keys[0])
-  x0 = jnp.asarray(x0)
-  out = _sweep_jit(problem, x0, jnp.asarray(gammas, x0.dtype), keys, rule=rule, tx=tx,
+    x0s = jax.vmap(problem.init)(keys)  # as run() does with each key
+  else:
+    x0s = jnp.broadcast_to(jnp.asarray(x0), (len(seeds),) + jnp.shape(x0))
+  out = _sweep_jit(problem, x0s, jnp.asarray(gammas, x0s.dtype), keys, rule=rule, tx=tx,
                    K=int(K), record_every=record_every, track=track_average)
   return _result(out, rule, problem, int(K), many=True)
 
