@@ -186,3 +186,15 @@ def test_shipped_configs_are_consistent(quick):
   pl = cfg_pl.get_config(quick)
   assert pl["microbatches"] % pl["n_records"] == 0
   assert all(len(p["gammas"]) >= 2 for p in pl["problems"])
+
+
+def test_reproduce_text_option(tmp_path):
+  """--text swaps the LM's corpus in the configs; an unreadable file is a one-line error."""
+  from rpd.cli import main
+  from rpd.cli.reproduce import _with_text
+  cfg = _with_text(cfg_pl.get_config(quick=True), str(tmp_path / "book.txt"))
+  lm = [p for p in cfg["problems"] if p["name"] == "charlm"][0]
+  assert lm["options"]["text"].endswith("book.txt") and "book.txt" in lm["label"]
+  assert all("text" not in p.get("options", {}) for p in cfg["problems"] if p is not lm)
+  assert main(["reproduce", "--quick", "--text", str(tmp_path / "missing.txt"),
+               "--out", str(tmp_path / "o")]) == 2
