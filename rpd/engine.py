@@ -264,26 +264,48 @@ def _iteration_stale_point(rule, x, log, rstate, key, k, lay):
 # Program rules: microbatch slots.
 
 
-def _groups(events, group_updates: bool):
-  """Split a period into runs: ``("G", o)``, ``("R", [(o, b)...])``, ``("U", [(o, b)...])``.
+def _groups(events, reorder: bool):
+  """Split a period into runs ``("G", o)``, ``("R", [(o, b)...])``, ``("U", [(o, b)...])``.
 
-  Reads are grouped when their ``(o, b)`` are distinct; updates when their blocks are
-  distinct (and ``group_updates``), so a group is equivalent to its events in order.
+  Without ``reorder`` every read or update is its own run, in time order (the exact
+  iteration count of every event is needed for instrumentation and per-iteration metrics).
+  With ``reorder`` the events are regrouped into few large runs by a topological sort that
+  keeps every dependency: on each block, reads and updates stay in order; a gradient event
+  ``G(o)`` follows the reads of microbatch ``o`` in the period and precedes its updates.
+  Reads and updates of different blocks commute, so the parameters are unchanged.
   """
-  out = []
-  for kind, o, b in events:
+  if not reorder:
+    return [("G", o) if kind == "G" else (kind, [(o, b)]) for kind, o, b in events]
+  preds = [set() for _ in events]
+  last_on_block: dict = {}
+  reads_of: dict = {}
+  g_of: dict = {}
+  for e, (kind, o, b) in enumerate(events):
     if kind == "G":
-      out.append(("G", o))
+      preds[e] |= reads_of.get(o, set())
+      g_of[o] = e
       continue
-    if out and out[-1][0] == kind and (kind == "R" or group_updates):
-      members = out[-1][1]
-      if kind == "R" and (o, b) not in members:
-        members.append((o, b))
-        continue
-      if kind == "U" and b not in [bb for _, bb in members]:
-        members.append((o, b))
-        continue
-    out.append((kind, [(o, b)]))
+    if b in last_on_block:
+      preds[e].add(last_on_block[b])
+    last_on_block[b] = e
+    if kind == "R":
+      reads_of.setdefault(o, set()).add(e)
+    elif o in g_of:
+      preds[e].add(g_of[o])
+  done: set = set()
+  out = []
+  while len(done) < len(events):
+    ready = [e for e in range(len(events)) if e not in done and preds[e] <= done]
+    gs = [e for e in ready if events[e][0] == "G"]
+    if gs:
+      out.append(("G", events[gs[0]][1]))
+      done.add(gs[0])
+      continue
+    by_kind = {"R": [e for e in ready if events[e][0] == "R"],
+               "U": [e for e in ready if events[e][0] == "U"]}
+    kind = max(by_kind, key=lambda kd: len(by_kind[kd]))
+    out.append((kind, [events[e][1:] for e in by_kind[kind]]))
+    done.update(by_kind[kind])
   return out
 
 
@@ -317,7 +339,7 @@ def _program_step(rule, problem, tx, lay, gamma, key, track, instrument, carry):
   off = lay.offset()
   kk = k.astype(jnp.int32)
   blocks_out, taus_out = [], []
-  for kind, members in _groups(prog.events, group_updates=not (track or instrument)):
+  for kind, members in _groups(prog.events, reorder=not (track or instrument)):
     if kind == "G":
       r = (n + members) % R
       if track:
@@ -590,3 +612,38 @@ def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd
   out = _sweep_jit(problem, x0, jnp.asarray(gammas, x0.dtype), keys, rule=rule, tx=tx,
                    K=int(K), record_every=record_every, track=track_average)
   return _result(out, rule, problem, int(K), many=True)
+
+
+def step_shapes(problem: Problem, rule: Rule, optimizer="sgd"):
+  """Shapes and dtypes of the scan carry before and after one engine step.
+
+  The common rule suite checks they are equal (a rule's state must keep its shape and
+  dtype, or the scan would not compile).
+
+  Returns:
+    ``(before, after)``: pytrees of ``jax.ShapeDtypeStruct``.
+  """
+  tx = get_optimizer(optimizer)
+  lay = _Layout(rule.S, rule.S, False)
+  is_prog = isinstance(rule, ProgramRule)
+
+  def init(x0, key):
+    opt = jax.vmap(tx.init)(x0)
+    if is_prog:
+      buf = _program_init(rule, problem, x0, key, lay, False)
+    else:
+      buf = _iteration_init(rule, x0, lay)
+    rstate = () if is_prog else rule.init_state()
+    return (x0, opt, buf, rstate, jnp.zeros((), jnp.int32),
+            (jnp.zeros((), bool), jnp.full((), -1, jnp.int32)), jnp.zeros((3,), x0.dtype))
+
+  def one(x0, key, gamma):
+    carry = init(x0, key)
+    step = _program_step if is_prog else _iteration_step
+    return step(rule, problem, tx, lay, gamma, key, False, False, carry)[0]
+
+  x0 = problem.init(jax.random.key(0))
+  key = jax.random.key(0)
+  before = jax.eval_shape(init, x0, key)
+  after = jax.eval_shape(one, x0, key, jnp.asarray(0.1, x0.dtype))
+  return before, after

@@ -28,9 +28,16 @@ def _logistic(arg, S, **kw):
   return load_logistic(arg, S, **kw)
 
 
+def _charlm(arg, S, **kw):
+  from rpd.problems.charlm import make_charlm
+  kw = {k: v for k, v in kw.items() if k in ("batch", "seed", "n_layers", "hidden")}
+  return make_charlm(S, text=arg, **kw)
+
+
 PROBLEMS: dict[str, Callable[..., Problem]] = {
     "quadratic": _quadratic,
     "logistic": _logistic,
+    "charlm": _charlm,
 }
 
 
@@ -39,7 +46,8 @@ def get_problem(spec: str, S: int, **options) -> Problem:
 
   Specs: ``quadratic`` (options d, L, mu, noise, seed, diagonal), ``quadratic:FILE.npz``,
   ``logistic`` (options n, d, batch, lam, seed), ``logistic:FILE.npz``,
-  ``logistic:breast_cancer``.
+  ``logistic:breast_cancer``, ``charlm`` (flax character LM on a bundled Markov source;
+  options batch, seed, n_layers, hidden), ``charlm:TEXT_FILE``.
 
   Raises:
     ValueError: unknown problem or bad option/file (the message names the bad value).

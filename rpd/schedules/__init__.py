@@ -5,13 +5,28 @@ line in ``SCHEDULES`` below; the registry-driven tests then check it.
 """
 from __future__ import annotations
 
-from rpd.schedules.core import (Action, Schedule, SteadyStateError, TimedSchedule,
-                                delay_table, delay_tables, idle_intervals, steady_state_delay_table,
-                                time_schedule, update_order)
+from rpd.schedules.core import (Action, Schedule, ScheduleNotApplicable, SteadyStateError,
+                                TimedSchedule, delay_table, delay_tables, idle_intervals,
+                                one_f_one_b_actions, steady_state_delay_table, time_schedule,
+                                update_order)
+from rpd.schedules.gpipe import GPipe
+from rpd.schedules.interleaved import Interleaved1F1B
+from rpd.schedules.onef1b_flush import OneFOneBFlush
 from rpd.schedules.pipedream import PipeDream
+from rpd.schedules.pipedream_2bw import PipeDream2BW
+from rpd.schedules.pipemare import PipeMare
+from rpd.schedules.zb_h1 import ZBH1
+from rpd.schedules.zb_h2 import ZBH2
 
 SCHEDULES: dict[str, Schedule] = {
+    GPipe.name: GPipe(),
+    OneFOneBFlush.name: OneFOneBFlush(),
     PipeDream.name: PipeDream(),
+    PipeDream2BW.name: PipeDream2BW(),
+    PipeMare.name: PipeMare(),
+    Interleaved1F1B.name: Interleaved1F1B(),
+    ZBH1.name: ZBH1(),
+    ZBH2.name: ZBH2(),
 }
 
 
@@ -28,7 +43,9 @@ def get_schedule(name: str) -> Schedule:
 
 
 __all__ = [
-    "Action", "Schedule", "SteadyStateError", "TimedSchedule", "SCHEDULES", "get_schedule",
-    "delay_table", "delay_tables", "idle_intervals", "steady_state_delay_table", "time_schedule",
-    "update_order", "PipeDream",
+    "Action", "Schedule", "ScheduleNotApplicable", "SteadyStateError", "TimedSchedule",
+    "SCHEDULES", "get_schedule", "delay_table", "delay_tables", "idle_intervals",
+    "one_f_one_b_actions", "steady_state_delay_table", "time_schedule", "update_order",
+    "GPipe", "Interleaved1F1B", "OneFOneBFlush", "PipeDream", "PipeDream2BW", "PipeMare",
+    "ZBH1", "ZBH2",
 ]

@@ -41,6 +41,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 KINDS = ("F", "B", "W")
+DEFAULT_DURATIONS = {"F": 1.0, "B": 1.0, "W": 1.0}
+SEMANTICS = ("sync_flush", "async_stash", "async_nostash", "double_buffered")
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -284,6 +286,10 @@ def idle_intervals(timed: TimedSchedule, p: int) -> list[tuple[float, float]]:
   return [(e0, s1) for (_, e0), (s1, _) in zip(spans, spans[1:]) if s1 > e0]
 
 
+class ScheduleNotApplicable(ValueError):
+  """Raised when a schedule does not apply to ``(P, M, V)``; the message says why."""
+
+
 class Schedule(abc.ABC):
   """A pipeline schedule: per-device action lists plus update semantics.
 
@@ -299,6 +305,22 @@ class Schedule(abc.ABC):
 
   name: str = ""
   semantics: str = "async_stash"
+  #: whether the schedule places ``V > 1`` chunks per device (interleaved schedules).
+  chunked: bool = False
+  #: whether the backward is split into ``B`` (input gradient) and ``W`` (weight gradient).
+  split_backward: bool = False
+  #: one line for tables: the paper the schedule comes from.
+  reference: str = ""
+
+  def check(self, P: int, M: int, V: int = 1) -> None:
+    """Raise :class:`ScheduleNotApplicable` if the schedule does not apply to ``(P, M, V)``.
+
+    The default accepts any ``P, M >= 1`` and, unless :attr:`chunked`, only ``V = 1``.
+    """
+    if P < 1 or M < 1 or V < 1:
+      raise ScheduleNotApplicable(f"needs P, M, V >= 1, got P={P}, M={M}, V={V}")
+    if V != 1 and not self.chunked:
+      raise ScheduleNotApplicable(f"{self.name} holds one chunk per device, got V={V}")
 
   @abc.abstractmethod
   def actions(self, P: int, M: int, V: int = 1) -> list[list[Action]]:
@@ -318,3 +340,25 @@ class Schedule(abc.ABC):
       return np.zeros((P * V, P * V), dtype=np.int64)
     timed = self.timed(P, self.steady_state_microbatches(P, V), V, durations, latency)
     return steady_state_delay_table(timed)
+
+
+def one_f_one_b_actions(P: int, M: int) -> list[list[Action]]:
+  """The 1F1B order shared by PipeDream, PipeDream-Flush, PipeDream-2BW and PipeMare.
+
+  Device ``p`` (0-based) runs ``w = min(P - 1 - p, M)`` warm-up forwards, then alternates
+  ``F(w + k), B(k)``, then drains the remaining backwards. The schedules that use it differ
+  only in their update semantics (:attr:`Schedule.semantics`).
+
+  Returns:
+    ``actions[p]`` for ``p`` in ``0..P-1``.
+  """
+  out = []
+  for p in range(P):
+    w = min(P - 1 - p, M)
+    acts = [Action(p, "F", m) for m in range(w)]
+    for m in range(M):
+      if w + m < M:
+        acts.append(Action(p, "F", w + m))
+      acts.append(Action(p, "B", m))
+    out.append(acts)
+  return out

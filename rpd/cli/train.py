@@ -1,0 +1,216 @@
+"""``rpd train``: one run of stale block SGD (a problem, a rule, an optimizer) with metrics.
+
+Writes ``metrics.csv`` (one row per record point) and ``run.json`` (arguments, summary and
+metadata: commit, versions, devices, seed) into ``--out``, atomically: a run that fails or is
+interrupted leaves nothing half-written there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+
+from rpd.cli import positive_int
+from rpd.errors import InputError
+
+NAME = "train"
+HELP = "train with stale block SGD under a delay rule (none, constant:TAU, rpd, pipedream, ...)"
+
+
+def _positive_float(name: str):
+  def parse(text: str) -> float:
+    try:
+      value = float(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+      raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0, got {text}")
+    return value
+  return parse
+
+
+def _nonneg_float(name: str):
+  def parse(text: str) -> float:
+    try:
+      value = float(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{name} must be a finite number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+      raise argparse.ArgumentTypeError(f"{name} must be a finite number >= 0, got {text}")
+    return value
+  return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+  """Options of ``rpd train``."""
+  p.add_argument("--problem", default="quadratic",
+                 help="quadratic | logistic | quadratic:FILE.npz (arrays A, b) | "
+                      "logistic:FILE.npz (arrays X, y) | logistic:breast_cancer | charlm | "
+                      "charlm:TEXT_FILE (default quadratic)")
+  p.add_argument("--stages", type=positive_int("--stages"), default=4, help="S blocks (default 4)")
+  p.add_argument("--rule", default="rpd",
+                 help="none | constant:TAU | rpd | rpd:uniform:TAU | pipedream | sync | "
+                      "schedule:NAME | table:FILE.npy (default rpd)")
+  p.add_argument("--lr", type=_positive_float("--lr"), default=0.01, help="step size gamma")
+  p.add_argument("--steps", type=positive_int("--steps"), default=4096,
+                 help="K iterations = block updates (pipedream: a multiple of S)")
+  p.add_argument("--seed", type=int, default=0, help="PRNG seed of the run (default 0)")
+  p.add_argument("--noise", type=_nonneg_float("--noise"), default=0.0,
+                 help="quadratic: gradient noise sigma (0: exact gradients)")
+  p.add_argument("--dim", type=positive_int("--dim"), default=64,
+                 help="synthetic problems: dimension d (default 64)")
+  p.add_argument("--samples", type=positive_int("--samples"), default=1024,
+                 help="synthetic logistic: number of rows n (default 1024)")
+  p.add_argument("--problem-seed", type=int, default=0, help="seed of the synthetic data")
+  p.add_argument("--optimizer", default="sgd", help="sgd | momentum | adam (per block)")
+  p.add_argument("--batch", type=positive_int("--batch"), default=64,
+                 help="logistic: minibatch size (default 64)")
+  p.add_argument("--record-every", type=positive_int("--record-every"), default=None,
+                 help="iterations between metric records (divides --steps)")
+  p.add_argument("--x0", default=None, help=".npy file with the initial point (length d)")
+  p.add_argument("--devices", type=positive_int("--devices"), default=None,
+                 help="shard the blocks over this many devices (must divide S)")
+  p.add_argument("--track-average", action="store_true",
+                 help="also record exact running averages over all iterations (slower)")
+  p.add_argument("--out", default=None,
+                 help="output directory (default runs/<problem>_<rule>_S<S>_lr<lr>_seed<seed>)")
+  p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _default_out(args) -> str:
+  tag = f"{args.problem}_{args.rule}_S{args.stages}_lr{args.lr:g}_seed{args.seed}"
+  return os.path.join("runs", re.sub(r"[^A-Za-z0-9_.=-]+", "-", tag))
+
+
+def _build(args):
+  """Problem, rule, x0 and mesh from the arguments (``InputError`` on bad input)."""
+  import numpy as np
+  import jax
+  import jax.numpy as jnp
+
+  from rpd.engine import OPTIMIZERS
+  from rpd.problems import get_problem
+  from rpd.problems.base import split_blocks
+  from rpd.rules import get_rule
+
+  name = args.problem.partition(":")[0]
+  opts = {}
+  if name == "quadratic":
+    opts = {"noise": args.noise}
+    if ":" not in args.problem:
+      opts.update(d=args.dim, seed=args.problem_seed)
+  elif name == "logistic":
+    opts = {"batch": args.batch}
+    if ":" not in args.problem:
+      opts.update(d=args.dim, n=args.samples, seed=args.problem_seed)
+  elif name == "charlm":
+    opts = {"batch": args.batch, "seed": args.problem_seed}
+  if args.optimizer not in OPTIMIZERS:
+    raise InputError(f"unknown optimizer {args.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+  try:
+    problem = get_problem(args.problem, args.stages, **opts)
+  except ValueError as e:
+    msg = str(e)
+    if "need 1 <= S <= d" in msg:
+      msg = f"--stages {args.stages} must be <= the problem dimension d ({msg.split('d=')[-1]})"
+    raise InputError(msg) from None
+  try:
+    rule = get_rule(args.rule, args.stages)
+  except ValueError as e:
+    raise InputError(f"--rule {args.rule}: {e}") from None
+  ups = rule.updates_per_step
+  if args.steps % ups:
+    raise InputError(f"--steps {args.steps} must be a multiple of {ups} for rule {args.rule}")
+  x0 = None
+  if args.x0 is not None:
+    try:
+      v = np.load(args.x0, allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise InputError(f"cannot read --x0 {args.x0!r}: {e}") from None
+    if v.ndim != 1 or v.shape[0] != problem.d or not np.all(np.isfinite(v)):
+      raise InputError(f"--x0 {args.x0}: need a finite vector of length d={problem.d}, "
+                       f"got shape {v.shape}")
+    x0 = split_blocks(jnp.asarray(v, problem.init(jax.random.key(0)).dtype),
+                      problem.block_sizes)
+  mesh = None
+  if args.devices is not None:
+    if args.devices > jax.device_count():
+      raise InputError(f"--devices {args.devices}: only {jax.device_count()} devices available")
+    if args.stages % args.devices:
+      raise InputError(f"--devices {args.devices} does not divide --stages {args.stages}")
+    mesh = jax.make_mesh((args.devices,), ("stage",))
+  return problem, rule, x0, mesh
+
+
+def run(args) -> int:
+  """Run, write ``metrics.csv`` and ``run.json`` atomically into ``--out``, print a summary."""
+  if args.record_every is not None and args.steps % args.record_every:
+    raise InputError(f"--record-every {args.record_every} must divide --steps {args.steps}")
+  if args.devices is not None and "jax" not in __import__("sys").modules:
+    # On a CPU-only machine, expose this many host devices (harmless on GPU/TPU hosts).
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={args.devices}").strip()
+  out_dir = args.out or _default_out(args)
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise InputError(f"--out {out_dir!r} exists and is not a directory")
+  problem, rule, x0, mesh = _build(args)
+
+  import time
+
+  import numpy as np
+  import jax
+
+  from experiments.common import metadata
+  from rpd.engine import run as engine_run
+
+  t0 = time.perf_counter()
+  try:
+    res = engine_run(problem, rule, gamma=args.lr, K=args.steps, key=jax.random.key(args.seed),
+                     optimizer=args.optimizer, record_every=args.record_every, x0=x0,
+                     mesh=mesh, track_average=args.track_average)
+  except ValueError as e:
+    raise InputError(str(e)) from None
+  wall = time.perf_counter() - t0
+  m = res.metrics
+  names = [n for n in m if args.track_average or not n.startswith("avg_")]
+  metrics_file = os.path.join(out_dir, "metrics.csv")
+  summary = {
+      "problem": args.problem, "stages": args.stages, "rule": rule.name, "lr": args.lr,
+      "steps": res.K, "seed": args.seed, "optimizer": args.optimizer,
+      "initial_loss": float(m["loss"][0]), "final_loss": float(m["loss"][-1]),
+      "f_star": problem.f_star, "L": problem.L, "d": problem.d,
+      "final_grad_norm_sq": float(m["grad_norm_sq"][-1]),
+      "diverged": bool(res.diverged),
+      "diverged_at": int(res.diverged_at) if res.diverged else None,
+      "tau_max": int(rule.tau_max), "buffer_floats": int(res.buffer_floats),
+      "wall_seconds": round(wall, 3), "metrics_file": metrics_file,
+      "metadata": metadata(args.seed, wall),
+  }
+  # Write into a temporary sibling directory, then move the files in: never half-written.
+  os.makedirs(out_dir, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".tmp-", dir=out_dir)
+  try:
+    cols = np.stack([m[n] for n in names], axis=1)
+    np.savetxt(os.path.join(tmp, "metrics.csv"), cols, delimiter=",", header=",".join(names),
+               comments="", fmt=["%d"] + ["%.17g"] * (len(names) - 1))
+    with open(os.path.join(tmp, "run.json"), "w") as f:
+      json.dump({"args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+                 **summary}, f, indent=2, default=str)
+    for fname in ("metrics.csv", "run.json"):
+      os.replace(os.path.join(tmp, fname), os.path.join(out_dir, fname))
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  if args.json:
+    print(json.dumps(summary, default=str))
+  else:
+    status = f"DIVERGED at iteration {summary['diverged_at']}" if res.diverged else "ok"
+    print(f"{args.problem} S={args.stages} rule={rule.name} lr={args.lr:g} K={res.K}: "
+          f"f(x0)={summary['initial_loss']:.6g} -> f(xK)={summary['final_loss']:.6g}"
+          + (f" (f*={problem.f_star:.6g})" if problem.f_star is not None else "")
+          + f", ||grad||^2={summary['final_grad_norm_sq']:.3g}, {status}; "
+          f"{wall:.2f} s; metrics in {metrics_file}")
+  return 0

@@ -1,0 +1,58 @@
+"""Interleaved 1F1B (Megatron-LM; Narayanan et al., 2021, arXiv 2104.04473)."""
+from __future__ import annotations
+
+from rpd.schedules.core import Action, Schedule, ScheduleNotApplicable
+
+
+class Interleaved1F1B(Schedule):
+  """Megatron-LM's interleaved 1F1B: ``V`` chunks per device, block ``b = c P + p``.
+
+  Megatron's order (``forward_backward_pipelining_with_interleaving``): the ``M V`` chunk
+  passes of a device are numbered ``k = 0 .. M V - 1``; pass ``k`` belongs to microbatch
+  ``(k // (P V)) P + k % P`` and, for forwards, chunk ``(k // P) % V`` (backwards visit the
+  chunks in reverse, ``V - 1 - (k // P) % V``). Device ``p`` runs
+  ``min(2 (P - 1 - p) + (V - 1) P, M V)`` warm-up forwards (all ``M V`` if ``M = P``), then
+  alternates forward ``k + warm-up`` and backward ``k``, then drains. Megatron requires
+  ``M`` to be a multiple of ``P``; ``V >= 2`` (with ``V = 1`` it is 1F1B with a different
+  warm-up). Synchronous, one update per batch.
+
+  Megatron's bubble: ``(P - 1)(t_f + t_b) / V`` per device with ``t_f, t_b`` the times of a
+  full device (all ``V`` chunks), i.e. ``(P - 1)/(V M)`` of the ideal compute time, which is
+  ``(P - 1)/(V M + P - 1)`` of the total. The timing pass takes per-chunk durations
+  (:func:`rpd.schedules.metrics.timing_durations` divides a device's by ``V``).
+  """
+
+  name = "interleaved-1f1b"
+  semantics = "sync_flush"
+  chunked = True
+  reference = "Narayanan et al. 2021 (Megatron-LM interleaved)"
+
+  def check(self, P: int, M: int, V: int = 1) -> None:
+    """Needs ``V >= 2`` and ``M`` a multiple of ``P`` (Megatron's requirement)."""
+    super().check(P, M, V)
+    if V < 2:
+      raise ScheduleNotApplicable(f"interleaved 1F1B needs --chunks V >= 2, got V={V}")
+    if M % P:
+      raise ScheduleNotApplicable(f"interleaved 1F1B needs M a multiple of P, got M={M}, P={P}")
+
+  def actions(self, P: int, M: int, V: int = 1) -> list[list[Action]]:
+    """Megatron's per-device order (see the class docstring)."""
+    self.check(P, M, V)
+    total = M * V
+
+    def pass_of(k: int, forward: bool, p: int, kind: str) -> Action:
+      chunk = (k % (P * V)) // P
+      if not forward:
+        chunk = V - 1 - chunk
+      return Action(p, kind, (k // (P * V)) * P + k % P, chunk)
+
+    out = []
+    for p in range(P):
+      warm = total if M == P else min(2 * (P - 1 - p) + (V - 1) * P, total)
+      acts = [pass_of(k, True, p, "F") for k in range(warm)]
+      for k in range(total - warm):
+        acts.append(pass_of(k + warm, True, p, "F"))
+        acts.append(pass_of(k, False, p, "B"))
+      acts.extend(pass_of(k, False, p, "B") for k in range(total - warm, total))
+      out.append(acts)
+    return out

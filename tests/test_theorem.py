@@ -1,0 +1,176 @@
+"""The RPD theorem: each proof step, the derived constants, the orders in S, THEOREM.md, CLI."""
+import json
+import subprocess
+import sys
+
+import pytest
+import sympy as sp
+
+from rpd.cli import main
+from theory import delay, lemmas, scaling, theorem
+from theory.theorem import Delta, K, L, S, gamma, sigma2, tau
+
+
+@pytest.mark.parametrize("name", sorted(lemmas.ALL))
+def test_every_atomic_fact_passes_its_check(name):
+  c = lemmas.ALL[name]()
+  assert c.passed, c
+  if c.tightest is not None:
+    assert c.tightest >= 1 - 1e-9
+
+
+def test_adversarial_instances_make_the_inequalities_tight():
+  # Equality is attained (up to rounding) where the proof says it should be.
+  for name in ("descent_lemma", "block_smoothness", "stale_read_cauchy_schwarz",
+               "window_count", "noise_per_block"):
+    assert lemmas.ALL[name]().tightest == pytest.approx(1.0, abs=1e-6), name
+  # The martingale lemma loses exactly Young's factor 2 on its worst instance.
+  assert lemmas.stale_read_martingale().tightest == pytest.approx(2.0, rel=1e-9)
+
+
+def test_lemma_checks_catch_wrong_lemmas():
+  # Without the factor tau, Cauchy-Schwarz is false; the numeric check must say so.
+  assert not lemmas.stale_read_cauchy_schwarz(bound=lambda t, w: w).passed
+  # A noise term that does not grow with the window is false in expectation.
+  wrong = lambda t, G, n, s2, S_: 2 * (t * G + s2 / S_)
+  assert not lemmas.stale_read_martingale(bound=wrong).passed
+
+
+def test_one_step_certificate():
+  st = theorem.one_step()
+  expected = (theorem.Fk1 - theorem.Fk + gamma / (2 * S) * theorem.N_
+              + gamma / 2 * (1 - L * gamma) * theorem.G_ - gamma * L ** 2 / 2 * theorem.D_
+              - L * gamma ** 2 * sigma2 / (2 * S))
+  assert sp.expand(st["inequality"] - expected) == 0
+  for f in st["facts"]:
+    if f.kind == "le":
+      assert st["multipliers"][f.name].is_nonnegative, f.name
+
+
+def test_certificate_rejects_a_fact_in_the_wrong_direction():
+  facts = list(theorem.one_step_facts())
+  idx = [f.name for f in facts].index("smoothness")
+  f = facts[idx]
+  facts[idx] = theorem.Fact(f.name, -f.expr, "le", f.check, "wrong direction")
+  with pytest.raises(AssertionError, match="smoothness"):
+    theorem._certificate(facts[0].expr, facts[1:], theorem._ONE_STEP_ELIMINATED)
+
+
+def test_constants_of_both_variants():
+  cs, mg = theorem.derive("cs"), theorem.derive("martingale")
+  assert sp.simplify(cs["A"] - 2 * S * Delta) == 0
+  assert sp.simplify(cs["B"] - L * sigma2) == 0
+  assert sp.simplify(cs["C"] - L ** 2 * sigma2) == 0 and cs["tau_power"] == 2
+  assert sp.simplify(mg["C"] - 2 * L ** 2 * sigma2) == 0 and mg["tau_power"] == 1
+  for th in (cs, mg):
+    assert sp.expand(th["bound"] - th["A"] / (gamma * K) - th["B"] * gamma
+                     - th["stale_term"]) == 0
+    # gamma_max is the root of the condition; the condition holds strictly below it.
+    for t_ in (1, 3, 14, 248):
+      gm = th["gamma_max"].subs({L: 2, tau: t_})
+      assert abs(float(th["condition"].subs({L: 2, tau: t_, gamma: gm}))) < 1e-12
+      assert float(th["condition"].subs({L: 2, tau: t_, gamma: gm * 0.99})) > 0
+      assert float(th["condition"].subs({L: 2, tau: t_, gamma: gm * 1.01})) < 0
+  assert theorem.telescoping_holds()
+  assert theorem.sufficient_step_size_holds("cs")
+  assert theorem.sufficient_step_size_holds("martingale")
+
+
+def test_all_chain_checks_pass():
+  for v in ("cs", "martingale"):
+    bad = {k: c for k, c in theorem.checks(v).items() if not c.passed}
+    assert not bad
+
+
+EXPECTED_EXPONENTS = {
+    "cs": {"stale_fixed_gamma": 4, "stale_gamma_c_over_sqrtK": 4,
+           "stale_at_minimizer_K_to_inf": 5, "gamma_not_dominant": -4, "K_star_tuned": 9,
+           "gamma_max": -2, "K_cap": 5, "stale_at_gamma_max": 0, "K_star_fixed_c": 6},
+    "martingale": {"stale_fixed_gamma": 2, "stale_gamma_c_over_sqrtK": 2,
+                   "stale_at_minimizer_K_to_inf": 3, "gamma_not_dominant": -2,
+                   "K_star_tuned": 5, "gamma_max": -2, "K_cap": 5, "stale_at_gamma_max": -2},
+}
+
+
+@pytest.mark.parametrize("variant", ["cs", "martingale"])
+def test_orders_in_S(variant):
+  o = scaling.orders(variant)
+  assert o["same_for_both_parities"]
+  for name, p in EXPECTED_EXPONENTS[variant].items():
+    assert o[name]["even"][0] == p, name
+    assert o[name]["odd"] == o[name]["even"], name
+  # The leading coefficient agrees with direct evaluation at a large S (both parities).
+  num = {L: 1.7, sigma2: 0.3, Delta: 2.0, gamma: 0.01, K: 10 ** 6}
+  for name in ("stale_fixed_gamma", "stale_at_minimizer_K_to_inf", "K_star_tuned"):
+    p, lc = o[name]["even"]
+    for s_ in (4000, 4001):
+      val = o[name]["expr"].subs(num).subs({tau: delay.tau_max(s_), S: s_})
+      assert float(val / s_ ** p) == pytest.approx(float(lc.subs(num)), rel=2e-3), name
+
+
+def test_comparison_with_paper():
+  cs, mg = scaling.comparison("cs"), scaling.comparison("martingale")
+  assert cs["fixed_gamma"]["agree"] and cs["gamma_c_over_sqrtK"]["agree"]
+  assert not cs["minimizer_K_to_inf"]["agree"] and cs["minimizer_K_to_inf"]["ours"] == 5
+  assert mg["fixed_gamma"]["ours"] == 2 and not mg["fixed_gamma"]["agree"]
+
+
+def test_table_values():
+  rows = {r["S"]: r for r in scaling.table("cs")}
+  assert sorted(rows) == list(scaling.S_VALUES)
+  for s_, r in rows.items():
+    assert r["tau_max"] == delay.tau_max(s_)
+    assert r["stale_coef"] == pytest.approx(r["tau_max"] ** 2)  # L = sigma2 = 1
+    assert r["gamma_not_dominant"] == pytest.approx(1 / r["tau_max"] ** 2)
+
+
+def test_theorem_md_is_up_to_date():
+  assert theorem.THEOREM_MD.read_text() == theorem.render_markdown(), (
+      "theory/THEOREM.md is stale: run `python -m theory.theorem --write`")
+
+
+def test_cli_json_keys_and_parsable_formulas(capsys):
+  assert main(["theory", "--json"]) == 0
+  out = json.loads(capsys.readouterr().out)
+  for key in ("bound", "stale_term", "assumptions", "A", "B", "C", "step_size_condition",
+              "scalings", "refined"):
+    assert key in out
+  assert all(isinstance(a, str) for a in out["assumptions"]) and len(out["assumptions"]) >= 5
+  loc = theorem.SYMBOLS
+  bound = sp.sympify(out["bound"], locals=loc)
+  stale = sp.sympify(out["stale_term"], locals=loc)
+  assert sp.simplify(bound - theorem.derive("cs")["bound"]) == 0
+  assert stale.has(tau) and sp.simplify(stale - L ** 2 * sigma2 * gamma ** 2 * tau ** 2) == 0
+  assert {str(s_) for s_ in bound.free_symbols} <= set(loc)
+  refined = sp.sympify(out["refined"]["stale_term"], locals=loc)
+  assert sp.simplify(refined - 2 * L ** 2 * sigma2 * gamma ** 2 * tau) == 0
+  assert all(c["passed"] for c in out["checks"].values())
+
+
+def test_cli_text_and_latex(capsys):
+  assert main(["theory", "--latex"]) == 0
+  text = capsys.readouterr().out
+  assert "\\frac" in text and "A1 (smoothness)" in text and "DISAGREE" in text
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["theory", "nosuch"], "nosuch"),
+    (["theory", "--L", "-1"], "-1"),
+    (["theory", "check", "--seeds", "0"], "0"),
+])
+def test_cli_bad_input_one_line_exit_2(argv, needle):
+  r = subprocess.run([sys.executable, "-m", "rpd", *argv], capture_output=True, text=True)
+  assert r.returncode == 2
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
+
+
+def test_whole_theorem_with_exact_expectations():
+  from theory import exact
+  r = exact.theorem_exact()
+  assert r["check"].passed and r["check"].instances == 32
+  for row in r["rows"]:
+    for v in ("cs", "martingale"):
+      assert row[v]["theory"] is not None and row[v]["measured"] <= row[v]["theory"]
+  # At gamma = gamma_max the bound is within a small factor on some model.
+  assert min(r["tightest"].values()) < 5

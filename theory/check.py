@@ -1,0 +1,230 @@
+"""Measured runs against the RPD theorem and its stale-read lemma (in the manner of PEPit).
+
+Problem: a quadratic ``f = 1/2 x'Ax - b'x`` (``L = lambda_max(A)`` exact, additive noise
+``sigma xi`` so ``sigma2 = sigma^2 d`` exactly and per block ``sigma^2 d_i``, ``Delta = f(0) -
+f*`` exact) and logistic regression on synthetic data (``L = ||X||_2^2 / (4n)``; minibatch
+of ``b`` rows drawn with replacement, so per block ``sup_x E||g_i - grad_i f||^2 <=
+||X_{:, i}||_F^2 / (b n)`` and ``sigma2 = ||X||_F^2 / (b n)``; ``f* >= 0``, so ``Delta <=
+f(0)`` is used: an upper bound, which keeps the theorem valid).
+
+Algorithm: the engine (:mod:`rpd.engine`) with rule ``rpd`` (uniform blocks, PipeDream
+delay table: inside the theorem's assumptions) and ``pipedream`` (cyclic block order, one
+gradient per microbatch shared by ``S`` updates: *outside* assumptions A3/A4, reported for
+comparison), ``tau = rule.tau_max = tau_max(S)``.
+
+Theoretical guarantee: :func:`theory.theorem.derive` (variants ``cs`` and ``martingale``),
+and the averaged stale-read lemma :func:`theory.theorem.lemma_bound`, whose unmeasured
+``mean_G = (1/K) sum_l E||grad_{i_l} f(x_hat^l)||^2`` is bounded by the measured
+``2 (avg ||grad f(x^k)||^2 + avg ||grad f(x^k) - grad f(x_hat^k)||^2)`` (Young).
+
+Returns: one row per configuration with what was measured (means over seeds of the engine's
+exact running averages ``avg_grad_norm_sq``, ``avg_stale_x_err``) and what the theory says
+(the bounds), and ``ratio = bound / measured`` (a ratio below 1 is a violation).
+
+Example (``rpd theory check --quick``)::
+
+  problem   rule      S  tau  gamma/gmax  measured  bound_cs  ratio ...
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import sympy as sp
+
+from theory import theorem
+from theory.theorem import Delta, K, L, S, gamma, sigma2, tau
+
+GAMMA_FRACTIONS = (0.1, 0.35, 0.7, 1.0)  # of gamma_max of the cs condition
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """A set of measured configurations."""
+  problems: tuple = ("quadratic", "logistic")
+  rules: tuple = ("rpd", "pipedream")
+  S_values: tuple = (2, 4, 8, 16)
+  fractions: tuple = GAMMA_FRACTIONS
+  K: int = 4096
+  seeds: int = 8
+  d: int = 32
+
+
+FULL = Config()
+QUICK = Config(S_values=(2, 4), fractions=(0.35, 1.0), K=512, seeds=4, d=16)
+
+
+def make_problem(name: str, S_: int, d: int):
+  """The two test problems; returns ``(problem, sigma2, Delta, note)``."""
+  import jax.numpy as jnp
+
+  from rpd.problems import get_problem
+  if name == "quadratic":
+    pb = get_problem("quadratic", S_, d=d, L=1.0, mu=0.01, noise=0.1, seed=0)
+    delta = float(pb.full_loss(pb.init(None))) - pb.f_star
+    return pb, float(pb.sigma2), delta, "L, sigma2, Delta exact"
+  if name == "logistic":
+    pb = get_problem("logistic", S_, n=256, d=d, batch=8, lam=0.0, seed=0)
+    X = np.asarray(pb.X)
+    s2 = float(np.sum(X ** 2) / (pb.batch * pb.n)) if pb.batch < pb.n else 0.0
+    f0 = float(pb.full_loss(jnp.zeros((pb.S, pb.D), pb.X.dtype)))
+    return pb, s2, f0, "L = ||X||^2/(4n), sigma2 = ||X||_F^2/(b n), Delta <= f(0) (f* >= 0)"
+  raise ValueError(f"unknown problem {name!r}")
+
+
+def _lambdified():
+  out = {}
+  for v in ("cs", "martingale"):
+    th = theorem.derive(v)
+    out[v] = (sp.lambdify((gamma, K, S, L, tau, sigma2, Delta), th["bound"], "math"),
+              sp.lambdify((L, tau), th["gamma_max"], "math"))
+  return out
+
+
+def gamma_max(variant: str, L_: float, tau_: int) -> float:
+  """The exact largest step size of the variant's condition (``1/L`` when ``tau = 0``)."""
+  if tau_ == 0:
+    return 1.0 / L_
+  return float(theorem.derive(variant)["gamma_max"].subs({L: L_, tau: tau_}))
+
+
+def theory_side(variant: str, *, gamma_: float, K_: int, S_: int, L_: float, tau_: int,
+                sigma2_: float, Delta_: float) -> float | None:
+  """The theorem's bound, or ``None`` when ``gamma_`` violates the step-size condition."""
+  if gamma_ > gamma_max(variant, L_, tau_) * (1 + 1e-12):
+    return None
+  th = theorem.derive(variant)
+  return float(th["bound"].subs({gamma: gamma_, K: K_, S: S_, L: L_, tau: tau_,
+                                 sigma2: sigma2_, Delta: Delta_}))
+
+
+def measure(problem, rule, gammas, n_seeds: int, K_: int) -> dict:
+  """Run the engine for every ``gamma`` x seed; means and standard errors over seeds."""
+  from rpd.engine import sweep
+  g = np.repeat(np.asarray(gammas, float), n_seeds)
+  seeds = np.tile(np.arange(n_seeds), len(gammas))
+  res = sweep(problem, rule, gammas=g, seeds=seeds, K=K_, track_average=True)
+  out = {"diverged": np.asarray(res.diverged).reshape(len(gammas), n_seeds).sum(1)}
+  for name in ("avg_grad_norm_sq", "avg_stale_x_err", "avg_stale_grad_err"):
+    v = np.asarray(res.metrics[name])[:, -1].reshape(len(gammas), n_seeds)
+    out[name] = v.mean(1)
+    out[name + "_sem"] = v.std(1, ddof=1) / math.sqrt(n_seeds) if n_seeds > 1 else 0 * v[:, 0]
+  return out
+
+
+def check_configuration(problem_name: str, rule_name: str, S_: int, cfg: Config = QUICK):
+  """Measured vs theory for one ``(problem, rule, S)`` and every step-size fraction.
+
+  Returns:
+    list of row dicts (see the module docstring).
+  """
+  from rpd.rules import get_rule
+  pb, s2, dlt, note = make_problem(problem_name, S_, cfg.d)
+  rule = get_rule(rule_name, S_)
+  t = int(rule.tau_max)
+  gmax = gamma_max("cs", pb.L, t)
+  gammas = [f * gmax for f in cfg.fractions]
+  m = measure(pb, rule, gammas, cfg.seeds, cfg.K)
+  rows = []
+  for r, (frac, g) in enumerate(zip(cfg.fractions, gammas)):
+    lhs, stale = float(m["avg_grad_norm_sq"][r]), float(m["avg_stale_x_err"][r])
+    mean_G = 2 * (lhs + float(m["avg_stale_grad_err"][r]))
+    row = {
+        "problem": problem_name, "rule": rule_name, "S": S_, "tau": t, "K": cfg.K,
+        "seeds": cfg.seeds, "gamma": g, "gamma_frac": frac, "L": pb.L, "sigma2": s2,
+        "Delta": dlt, "constants": note,
+        "in_assumptions": rule_name == "rpd",
+        "diverged": int(m["diverged"][r]),
+        "measured": lhs, "measured_sem": float(m["avg_grad_norm_sq_sem"][r]),
+        "measured_stale": stale, "measured_stale_sem": float(m["avg_stale_x_err_sem"][r]),
+    }
+    for v in ("cs", "martingale"):
+      b = theory_side(v, gamma_=g, K_=cfg.K, S_=S_, L_=pb.L, tau_=t, sigma2_=s2, Delta_=dlt)
+      lem = theorem.lemma_bound(v, mean_G, g, t, s2, S_)
+      row[f"bound_{v}"] = b
+      row[f"ratio_{v}"] = None if b is None else b / lhs
+      row[f"lemma_{v}"] = lem
+      row[f"lemma_ratio_{v}"] = lem / stale if stale > 0 else float("inf")
+    row["holds"] = all(row[f"ratio_{v}"] is None or row[f"ratio_{v}"] >= 1
+                       for v in ("cs", "martingale"))
+    row["lemma_holds"] = all(row[f"lemma_ratio_{v}"] >= 1 for v in ("cs", "martingale"))
+    rows.append(row)
+  return rows
+
+
+def stale_scaling(S_values=(2, 4, 8, 16), gamma_: float = 1e-3, K_: int = 2048,
+                  seeds: int = 4, d: int = 32) -> dict:
+  """Measured ``avg ||x^k - x_hat^k||^2`` at a fixed ``gamma`` against ``S`` (quadratic, rpd).
+
+  Returns the measured values, the fitted exponent of ``S`` (least squares on logs), and
+  the exponents of the two lemmas' noise parts ``b sigma2 / S`` (cs: ``tau^2/S ~ S^3``;
+  martingale: ``2 tau / S ~ S``), which dominate on a noisy quadratic.
+  """
+  from rpd.rules import get_rule
+  vals = []
+  for s_ in S_values:
+    pb, s2, _, _ = make_problem("quadratic", s_, d)
+    m = measure(pb, get_rule("rpd", s_), [gamma_], seeds, K_)
+    vals.append(float(m["avg_stale_x_err"][0]))
+  slope = float(np.polyfit(np.log(S_values), np.log(vals), 1)[0])
+  from theory import delay
+  lem = {}
+  for v in ("cs", "martingale"):
+    b = theorem.VARIANTS[v].b / S
+    e = [float(b.subs({tau: delay.tau_max(s_), S: s_})) for s_ in S_values]
+    lem[v] = float(np.polyfit(np.log(S_values), np.log(e), 1)[0])
+  return {"S": list(S_values), "gamma": gamma_, "K": K_, "measured_stale": vals,
+          "fitted_exponent": slope, "lemma_noise_exponent": lem}
+
+
+def run_all(quick: bool = False, seeds: int | None = None) -> list[dict]:
+  """Every configuration of :data:`QUICK` or :data:`FULL`."""
+  cfg = QUICK if quick else FULL
+  if seeds is not None:
+    cfg = dataclasses.replace(cfg, seeds=seeds)
+  rows = []
+  for p in cfg.problems:
+    for r in cfg.rules:
+      for s_ in cfg.S_values:
+        rows += check_configuration(p, r, s_, cfg)
+  return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+  """Ranges of the tightness ratios, and violations, split by in/out of the assumptions."""
+  out = {}
+  for inside in (True, False):
+    sel = [r for r in rows if r["in_assumptions"] == inside]
+    key = "rpd (theorem applies)" if inside else "pipedream (outside A3/A4)"
+    entry = {"configurations": len(sel)}
+    for name in ("ratio_cs", "ratio_martingale", "lemma_ratio_cs", "lemma_ratio_martingale"):
+      vals = [r[name] for r in sel if r[name] is not None]
+      entry[name] = [min(vals), max(vals)] if vals else None
+    entry["violations"] = [f"{r['problem']}/{r['rule']}/S={r['S']}/gamma_frac={r['gamma_frac']}"
+                           for r in sel if not (r["holds"] and r["lemma_holds"])]
+    out[key] = entry
+  return out
+
+
+def format_table(rows: list[dict]) -> str:
+  """The check as a text table."""
+  fmt = lambda v: "   n/a" if v is None else f"{v:8.3g}"
+  head = (f"{'problem':9s} {'rule':9s} {'S':>3} {'tau':>4} {'g/gmax':>6} {'gamma':>9} "
+          f"{'measured':>9} {'bound_cs':>9} {'ratio':>7} {'bnd_mart':>9} {'ratio':>7} "
+          f"{'stale':>9} {'lem_cs':>9} {'ratio':>8} {'lem_mart':>9} {'ratio':>8} ok")
+  lines = [head]
+  for r in rows:
+    lines.append(
+        f"{r['problem']:9s} {r['rule']:9s} {r['S']:>3} {r['tau']:>4} {r['gamma_frac']:>6.2f} "
+        f"{r['gamma']:9.3g} {r['measured']:9.3g} {fmt(r['bound_cs']):>9} "
+        f"{fmt(r['ratio_cs']):>7} {fmt(r['bound_martingale']):>9} "
+        f"{fmt(r['ratio_martingale']):>7} {r['measured_stale']:9.3g} {r['lemma_cs']:9.3g} "
+        f"{r['lemma_ratio_cs']:8.3g} {r['lemma_martingale']:9.3g} "
+        f"{r['lemma_ratio_martingale']:8.3g} "
+        f"{'yes' if r['holds'] and r['lemma_holds'] else 'VIOLATED'}")
+  lines.append("ratio = bound / measured (>= 1 required); n/a: gamma above that variant's "
+               "step-size limit; pipedream rows are outside assumptions A3/A4.")
+  for k, v in summarize(rows).items():
+    lines.append(f"{k}: {v}")
+  return "\n".join(lines)

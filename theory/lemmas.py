@@ -1,0 +1,397 @@
+"""The atomic facts of the RPD convergence proof, each checked symbolically or numerically.
+
+Setting (the notation of :mod:`theory.theorem`). ``x in R^d`` is split into ``S`` blocks;
+``U_i`` embeds block ``i``. One iteration of Randomized PipeDream is
+
+    x^{k+1} = x^k - gamma U_{i_k} g_{i_k}(x_hat^k; xi^k),
+    block j of x_hat^k = x_j^{max(0, k - tau_{k,j})},  0 <= tau_{k,j} <= tau,
+
+with ``i_k ~ U{1..S}`` and ``xi^k`` fresh. Every fact below is a function returning a
+:class:`Check`: what was checked, how (``symbolic``: an identity that sympy reduces to 0;
+``numeric``: random instances plus adversarial ones built to make the inequality tight;
+``exact-enumeration``: an expectation computed exactly over every outcome of a small
+discrete model) and the smallest slack ratio seen (``tightest``: min over instances of
+``rhs / lhs``; 1.0 means an instance attained equality).
+
+Each check can fail: the numeric ones compare with a relative tolerance of ``1e-9``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import sympy as sp
+
+_RTOL = 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+  """Outcome of checking one fact.
+
+  Attributes:
+    passed: True when every instance satisfied the fact.
+    method: ``symbolic``, ``numeric`` or ``exact-enumeration``.
+    instances: number of instances checked (1 for a symbolic identity).
+    tightest: min over instances of rhs / lhs (``None`` for identities).
+    detail: one line saying what was checked.
+  """
+  passed: bool
+  method: str
+  instances: int
+  tightest: float | None
+  detail: str
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def _blocks(rng: np.random.Generator, d: int, S: int) -> list[np.ndarray]:
+  """A random partition of ``range(d)`` into ``S`` non-empty contiguous blocks."""
+  cuts = np.sort(rng.choice(np.arange(1, d), size=S - 1, replace=False)) if S > 1 else []
+  edges = np.concatenate([[0], cuts, [d]]).astype(int)
+  return [np.arange(edges[s], edges[s + 1]) for s in range(S)]
+
+
+def _random_smooth(rng: np.random.Generator, d: int, kind: str):
+  """``(f, grad, L)`` of a random L-smooth function with ``L`` known exactly or bounded.
+
+  kinds: ``quadratic`` (indefinite, eigenvalues in ``[-L, L]``, ``L`` exact),
+  ``isotropic`` (``L/2 ||x||^2 + b'x``: the adversarial case, descent lemma and smoothness
+  hold with equality), ``logistic`` (``L = ||A||_2^2 / (4 n)``, a bound).
+  """
+  if kind in ("quadratic", "isotropic"):
+    L = float(rng.uniform(0.1, 10.0))
+    if kind == "isotropic":
+      H = L * np.eye(d)
+    else:
+      Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+      lam = rng.uniform(-L, L, size=d)
+      lam[rng.integers(d)] = L * (1 if rng.random() < 0.5 else -1)
+      H = (Q * lam) @ Q.T
+    b = rng.standard_normal(d)
+    return (lambda x: 0.5 * x @ H @ x + b @ x), (lambda x: H @ x + b), L
+  n = int(rng.integers(3, 12))
+  A = rng.standard_normal((n, d)) * rng.uniform(0.2, 3.0)
+  y = rng.choice([-1.0, 1.0], size=n)
+  L = float(np.linalg.norm(A, 2) ** 2 / (4 * n))
+
+  def f(x):
+    return float(np.mean(np.logaddexp(0.0, -y * (A @ x))))
+
+  def grad(x):
+    z = -y * (A @ x)
+    return A.T @ (-y / (1.0 + np.exp(-z))) / n
+
+  return f, grad, L
+
+
+def _ratio(rhs: float, lhs: float) -> float:
+  """rhs / lhs with the conventions 0/0 = 1 and rhs/0 = inf."""
+  if lhs <= 0:
+    return 1.0 if rhs <= 0 else float("inf")
+  return rhs / lhs
+
+
+def _le(lhs: float, rhs: float, scale: float) -> bool:
+  return lhs <= rhs + _RTOL * max(1.0, abs(scale))
+
+
+# --- symbolic identities -------------------------------------------------------------------
+
+def polarization() -> Check:
+  """``-<a, b> = 1/2 (||a - b||^2 - ||a||^2 - ||b||^2)`` (exact identity, symbolic in R^4)."""
+  a = sp.Matrix(sp.symbols("a1:5", real=True))
+  b = sp.Matrix(sp.symbols("b1:5", real=True))
+  sq = lambda v: (v.T * v)[0]
+  residual = sp.expand(-(a.T * b)[0] - sp.Rational(1, 2) * (sq(a - b) - sq(a) - sq(b)))
+  return Check(residual == 0, "symbolic", 1, None, "identity reduces to 0 for a, b in R^4")
+
+
+def variance_decomposition() -> Check:
+  """``E||m + e||^2 = ||m||^2 + E||e||^2`` when ``E e = 0`` (symbolic, 4 outcomes in R^3).
+
+  ``e`` takes values ``e^(1..4)`` with probabilities ``p_1..p_4``; the last value is
+  eliminated with the mean-zero constraint, then the identity must reduce to 0.
+  """
+  m = sp.Matrix(sp.symbols("m1:4", real=True))
+  p = sp.symbols("p1:5", positive=True)
+  es = [sp.Matrix(sp.symbols(f"e{r}_1:4", real=True)) for r in range(4)]
+  sq = lambda v: (v.T * v)[0]
+  last = -sum((p[r] * es[r] for r in range(3)), sp.zeros(3, 1)) / p[3]
+  es[3] = last  # sum_r p_r e^(r) = 0
+  lhs = sum(p[r] * sq(m + es[r]) for r in range(4))
+  rhs = sq(m) * sum(p) + sum(p[r] * sq(es[r]) for r in range(4))
+  residual = sp.simplify(sp.expand(lhs - rhs))
+  return Check(residual == 0, "symbolic", 1, None,
+               "E||m+e||^2 - ||m||^2 - E||e||^2 reduces to 0 under E e = 0 (probabilities "
+               "need not sum to 1: the identity is homogeneous)")
+
+
+def block_expectation() -> Check:
+  """``E_{i ~ U{1..S}} ||U_i^T v||^2 = ||v||^2 / S`` (symbolic, S = 1..6, random block sizes)."""
+  rng = np.random.default_rng(0)
+  ok = True
+  for S_ in range(1, 7):
+    d = S_ + int(rng.integers(0, 4))
+    v = sp.symbols(f"v1:{d + 1}", real=True)
+    parts = _blocks(rng, d, S_)
+    lhs = sum(sp.Rational(1, S_) * sum(v[c] ** 2 for c in blk) for blk in parts)
+    ok &= sp.expand(lhs - sum(c ** 2 for c in v) / S_) == 0
+  return Check(ok, "symbolic", 6, None, "identity reduces to 0 for S = 1..6")
+
+
+def descent_quadratic_identity() -> Check:
+  """For a quadratic the block descent step is exact: the gap is ``gamma^2/2 v_i' H_ii v_i``.
+
+  ``f(x - gamma U_i v) = f(x) - gamma <grad_i f(x), v> + gamma^2/2 v' H_ii v`` with a
+  generic symmetric ``H`` in R^{3x3} and block ``i`` = the first two coordinates; since
+  ``H <= L I`` this gives the descent lemma with equality at ``H = L I``.
+  """
+  g = sp.Symbol("gamma", positive=True)
+  hs = sp.symbols("h11 h12 h13 h22 h23 h33", real=True)
+  H = sp.Matrix([[hs[0], hs[1], hs[2]], [hs[1], hs[3], hs[4]], [hs[2], hs[4], hs[5]]])
+  x = sp.Matrix(sp.symbols("x1:4", real=True))
+  bb = sp.Matrix(sp.symbols("b1:4", real=True))
+  v = sp.Matrix(sp.symbols("v1:3", real=True))
+  Uv = sp.Matrix([v[0], v[1], 0])
+  f = lambda z: (sp.Rational(1, 2) * z.T * H * z + bb.T * z)[0]
+  grad = H * x + bb
+  rhs = f(x) - g * (grad[0] * v[0] + grad[1] * v[1]) + g ** 2 / 2 * (v.T * H[:2, :2] * v)[0]
+  residual = sp.expand(f(x - g * Uv) - rhs)
+  return Check(residual == 0, "symbolic", 1, None,
+               "quadratic block step: residual of the exact expansion reduces to 0")
+
+
+# --- numeric inequalities ------------------------------------------------------------------
+
+_KINDS = ("quadratic", "isotropic", "logistic")
+
+
+def descent_lemma(n: int = 300, seed: int = 1) -> Check:
+  """Block descent lemma.
+
+  ``f(x - gamma U_i v) <= f(x) - gamma <grad_i f(x), v> + L gamma^2/2 ||v||^2``.
+
+  Random L-smooth ``f`` (indefinite quadratics, logistic losses) and the isotropic
+  quadratic ``L/2||x||^2 + b'x``, where it is an equality.
+  """
+  rng = np.random.default_rng(seed)
+  ok, tight = True, np.inf
+  for t in range(n):
+    d = int(rng.integers(2, 9))
+    S_ = int(rng.integers(1, d + 1))
+    f, grad, L = _random_smooth(rng, d, _KINDS[t % 3])
+    x = rng.standard_normal(d) * 2
+    blk = _blocks(rng, d, S_)[int(rng.integers(S_))]
+    v = rng.standard_normal(blk.size)
+    gam = float(rng.uniform(0.01, 2.0 / L))
+    step = np.zeros(d)
+    step[blk] = gam * v
+    lhs = f(x - step) - f(x) + gam * grad(x)[blk] @ v  # <= L gam^2/2 ||v||^2
+    rhs = L * gam ** 2 / 2 * v @ v
+    ok &= _le(lhs, rhs, rhs)
+    tight = min(tight, _ratio(rhs, lhs))
+  return Check(bool(ok), "numeric", n, float(tight),
+               "(f(x - gamma U_i v) - f(x) + gamma<grad_i f, v>) <= L gamma^2/2 ||v||^2")
+
+
+def block_smoothness(n: int = 300, seed: int = 2) -> Check:
+  """``||grad_i f(x) - grad_i f(y)||^2 <= ||grad f(x) - grad f(y)||^2 <= L^2 ||x - y||^2``.
+
+  Adversarial: the isotropic quadratic with ``x - y`` supported on block ``i`` (equality).
+  """
+  rng = np.random.default_rng(seed)
+  ok, tight = True, np.inf
+  for t in range(n):
+    d = int(rng.integers(2, 9))
+    S_ = int(rng.integers(1, d + 1))
+    f, grad, L = _random_smooth(rng, d, _KINDS[t % 3])
+    blk = _blocks(rng, d, S_)[int(rng.integers(S_))]
+    x = rng.standard_normal(d) * 2
+    diff = rng.standard_normal(d)
+    if t % 3 == 1:
+      diff = np.where(np.isin(np.arange(d), blk), diff, 0.0)
+    y = x - diff
+    gx, gy = grad(x), grad(y)
+    lhs = float(np.sum((gx[blk] - gy[blk]) ** 2))
+    mid = float(np.sum((gx - gy) ** 2))
+    rhs = L ** 2 * float(diff @ diff)
+    ok &= _le(lhs, mid, mid) and _le(mid, rhs, rhs)
+    tight = min(tight, _ratio(rhs, lhs))
+  return Check(bool(ok), "numeric", n, float(tight),
+               "block gradient difference <= full difference <= L^2 ||x - y||^2")
+
+
+def _simulate_window(rng, S_, d, K_, tau_, adversarial):
+  """Random block-SGD trajectory: returns ``x`` (K+1, d), ``i`` (K,), ``v`` (K, d), delays."""
+  parts = _blocks(rng, d, S_)
+  if adversarial:
+    i_seq = np.zeros(K_, dtype=int)
+    w = rng.standard_normal(d)
+    v = np.tile(np.where(np.isin(np.arange(d), parts[0]), w, 0.0), (K_, 1))
+    delays = np.full((K_ + 1, S_), tau_)
+  else:
+    i_seq = rng.integers(S_, size=K_)
+    v = np.zeros((K_, d))
+    for l in range(K_):
+      v[l, parts[i_seq[l]]] = rng.standard_normal(parts[i_seq[l]].size)
+    delays = rng.integers(0, tau_ + 1, size=(K_ + 1, S_))
+  x = np.zeros((K_ + 1, d))
+  x[0] = rng.standard_normal(d)
+  for l in range(K_):
+    x[l + 1] = x[l] - v[l]  # gamma folded into v
+  return parts, x, v, delays
+
+
+def _cs_bound(tau_, window_sq):
+  """The pathwise lemma's right-hand side (``gamma`` folded into the steps)."""
+  return tau_ * window_sq
+
+
+def stale_read_cauchy_schwarz(n: int = 400, seed: int = 3, bound=_cs_bound) -> Check:
+  """Pathwise stale-read lemma (Cauchy-Schwarz form).
+
+  ``||x^k - x_hat^k||^2 <= gamma^2 tau sum_{l = max(0, k - tau)}^{k-1} ||g_{i_l}^l||^2``
+  for ANY sequence of blocks, block vectors and delays ``tau_{k,j} <= tau`` (reads before 0
+  see ``x^0``). Block ``j`` of ``x^k - x_hat^k`` is the sum of the at most ``tau`` steps on
+  block ``j`` in its window, and every step ``l`` lies in one block only. Adversarial:
+  every step on the same block with the same vector and every delay equal to ``tau``
+  (Cauchy-Schwarz is then an equality).
+  """
+  rng = np.random.default_rng(seed)
+  ok, tight = True, np.inf
+  for t in range(n):
+    S_ = int(rng.integers(1, 6))
+    d = S_ + int(rng.integers(0, 5))
+    tau_ = int(rng.integers(0, 9))
+    K_ = int(rng.integers(1, 25))
+    parts, x, v, delays = _simulate_window(rng, S_, d, K_, tau_, adversarial=(t % 4 == 0))
+    k = K_
+    xhat = x[k].copy()
+    for j, blk in enumerate(parts):
+      xhat[blk] = x[max(0, k - delays[k, j])][blk]
+    lhs = float(np.sum((x[k] - xhat) ** 2))
+    rhs = bound(tau_, float(np.sum(v[max(0, k - tau_):k] ** 2)))
+    ok &= _le(lhs, rhs, rhs)
+    tight = min(tight, _ratio(rhs, lhs))
+  return Check(bool(ok), "numeric", n, float(tight),
+               "||x^k - x_hat^k||^2 <= gamma^2 tau sum_window ||g_{i_l}||^2 pathwise")
+
+
+def window_count(K_max: int = 40, tau_max_: int = 40) -> Check:
+  """``sum_{k<K} sum_{l=max(0,k-tau)}^{k-1} a_l <= tau sum_{l<K} a_l`` for ``a_l >= 0``.
+
+  The coefficient of ``a_l`` is ``#{k : l < k <= min(l + tau, K - 1)} <= tau``, counted
+  exactly for every ``K <= 40``, ``tau <= 40`` (equality for ``l <= K - 1 - tau``).
+  """
+  ok, tight, count = True, np.inf, 0
+  for K_ in range(1, K_max + 1):
+    for tau_ in range(0, tau_max_ + 1):
+      coef = np.zeros(K_, dtype=int)
+      for k in range(K_):
+        coef[max(0, k - tau_):k] += 1
+      ok &= bool(np.all(coef <= tau_))
+      if tau_ > 0 and coef.max() > 0:
+        tight = min(tight, tau_ / coef.max())
+      count += 1
+  return Check(bool(ok), "numeric", count, float(tight),
+               "each index l appears in at most tau windows (exact counts)")
+
+
+def _martingale_bound(tau_, window_G, n_window, sigma2_, S_):
+  """The expected lemma's right-hand side (``gamma`` folded into the steps)."""
+  return 2 * (tau_ * window_G + n_window * sigma2_ / S_)
+
+
+def stale_read_martingale(cases: int = 12, seed: int = 4, bound=_martingale_bound) -> Check:
+  """Expected stale-read lemma (martingale form), checked by exact enumeration.
+
+  ``E||x^k - x_hat^k||^2 <= 2 gamma^2 (tau sum_{l=k-tau}^{k-1} G_l + tau sigma^2 / S)``,
+  ``G_l = E||grad_{i_l} f(x_hat^l)||^2``. Proof: ``g = grad f + e`` and Young's inequality
+  split the window sum in two; the gradient part is Cauchy-Schwarz as in the pathwise form;
+  the noise part is a martingale (``E[e^l | past, i_l] = 0``; the window depends only on
+  ``k`` and ``i_k``), so its cross terms vanish and ``E||sum e||^2 = sum E||e_{i_l}||^2
+  <= tau sigma^2 / S``. Needs delays independent of the noise (true for the `rpd` rule,
+  where ``tau_{k,j} = tau[i_k][j]``).
+
+  Model: ``S`` blocks of one coordinate each, ``g(x; xi) = m(x) + s xi`` with ``xi`` uniform
+  on ``{-1, 1}^S`` (so ``sigma_i^2 = s^2``, ``sigma^2 = S s^2``) and ``m`` a random
+  nonlinear map (or a constant map: the adversarial case); delays ``tau[i_k][j]`` a random
+  table bounded by ``tau``. All ``(S * 2^S)^k`` outcomes are enumerated: expectations are
+  exact, so ``tightest`` is a true ratio, not a sample.
+  """
+  rng = np.random.default_rng(seed)
+  ok, tight = True, np.inf
+  for t in range(cases):
+    S_ = 1 + t % 2
+    k_end = 3 if S_ == 2 else 5
+    tau_ = int(rng.integers(1, k_end + 1))
+    s = float(rng.uniform(0.2, 2.0))
+    W = rng.standard_normal((S_, S_))
+    c = rng.standard_normal(S_)
+    const = t % 3 == 0
+    mean = (lambda z: c) if const else (lambda z: np.tanh(W @ z) * 2 + c)
+    table = rng.integers(0, tau_ + 1, size=(S_, S_))
+    if const:
+      table[:] = tau_
+    noises = np.array(list(itertools.product((-1.0, 1.0), repeat=S_)))
+    outcomes = [(i_, e) for i_ in range(S_) for e in noises]
+    x0 = rng.standard_normal(S_)
+    G = np.zeros(k_end)
+    lhs = 0.0
+    n_paths = len(outcomes) ** k_end
+    for path in itertools.product(outcomes, repeat=k_end):
+      xs = [x0]
+      for l, (i_, e) in enumerate(path):
+        xhat = np.array([xs[max(0, l - table[i_, j])][j] for j in range(S_)])
+        G[l] += mean(xhat)[i_] ** 2 / n_paths
+        step = np.zeros(S_)
+        step[i_] = mean(xhat)[i_] + s * e[i_]
+        xs.append(xs[-1] - step)  # gamma folded into the step
+      for i_k in range(S_):
+        xhat = np.array([xs[max(0, k_end - table[i_k, j])][j] for j in range(S_)])
+        lhs += np.sum((xs[-1] - xhat) ** 2) / (n_paths * S_)
+    window = G[max(0, k_end - tau_):k_end]
+    rhs = bound(tau_, float(window.sum()), min(tau_, k_end), S_ * s ** 2, S_)
+    ok &= _le(lhs, rhs, rhs)
+    tight = min(tight, _ratio(rhs, lhs))
+  return Check(bool(ok), "exact-enumeration", cases, float(tight),
+               "E||x^k - x_hat^k||^2 <= 2 gamma^2 (tau sum_window G_l + tau sigma^2/S), "
+               "expectations exact over all outcomes")
+
+
+def noise_per_block(n: int = 200, seed: int = 5) -> Check:
+  """``E_{i_k} sigma_{i_k}^2(x_hat^k(i_k)) <= sigma^2 / S`` under the per-block assumption.
+
+  With ``sigma_i^2(y) <= sbar_i^2`` for every ``y`` and ``sum_i sbar_i^2 = sigma^2``, the
+  average over a uniform ``i_k`` is at most ``sigma^2 / S`` even though the read point
+  depends on ``i_k``. Instances: random per-block variance functions and read points.
+  """
+  rng = np.random.default_rng(seed)
+  ok, tight = True, np.inf
+  for _ in range(n):
+    S_ = int(rng.integers(1, 9))
+    sbar = rng.uniform(0, 3, size=S_)
+    frac = rng.uniform(0, 1, size=S_)
+    frac[rng.integers(S_)] = 1.0  # a read point where a block attains its sup
+    lhs = float(np.mean(sbar * frac))
+    rhs = float(np.sum(sbar) / S_)
+    ok &= _le(lhs, rhs, rhs)
+    tight = min(tight, _ratio(rhs, lhs))
+  return Check(bool(ok), "numeric", n, float(tight),
+               "mean over blocks of the block variance at the block's own read point")
+
+
+ALL = {
+    "polarization": polarization,
+    "variance_decomposition": variance_decomposition,
+    "block_expectation": block_expectation,
+    "descent_quadratic_identity": descent_quadratic_identity,
+    "descent_lemma": descent_lemma,
+    "block_smoothness": block_smoothness,
+    "noise_per_block": noise_per_block,
+    "stale_read_cauchy_schwarz": stale_read_cauchy_schwarz,
+    "stale_read_martingale": stale_read_martingale,
+    "window_count": window_count,
+}

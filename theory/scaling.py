@@ -1,0 +1,204 @@
+"""Orders in ``S`` of the RPD bound with the exact PipeDream delay, derived with sympy.
+
+The bound of :mod:`theory.theorem` is ``A/(gamma K) + B gamma + c_s gamma^2`` with stale
+coefficient ``c_s = C tau^p`` (``p = 2`` for variant ``cs``, ``1`` for ``martingale``).
+Substituting ``tau = tau_max(S)`` from :mod:`theory.delay` (one polynomial per parity of
+``S``, imported, not retyped) gives, per parity:
+
+- fixed ``gamma``: the stale term ``c_s gamma^2``;
+- ``gamma = c / sqrt(K)`` with ``c`` independent of ``S``: ``c_s c^2 / K``;
+- the minimizer of the bound as ``K -> oo``: ``gamma* = h u(h)``, ``h = 1/sqrt(K)``, with
+  ``u`` solved order by order from ``d bound / d gamma = 0`` (sympy ``series``); the stale
+  term at ``gamma*`` is ``c_s A / (B K) + O(K^{-3/2})``;
+- the step-size cap: ``gamma* <= gamma_max`` needs ``K >= K_cap = A / (B gamma_max^2)``;
+  for fixed ``K`` and ``S -> oo`` the constrained minimizer is ``gamma_max``;
+- the largest ``gamma`` at which the stale term is not the dominant one (at most the noise
+  term ``B gamma``): ``gamma_nd = B / c_s``;
+- the ``K`` beyond which the stale ``1/K`` term is at most the ``1/sqrt(K)`` term at the
+  tuned ``gamma = sqrt(A / (B K))``: ``K_* = c_s^2 A / (4 B^3)`` (solved by sympy).
+
+Orders come from :func:`order_in_S`: ``p = lim S f'(S) / f(S)`` and the leading coefficient
+``lim f(S) / S^p`` as ``S -> oo`` (sympy ``limit``).
+"""
+from __future__ import annotations
+
+import functools
+
+import sympy as sp
+
+from theory import delay
+from theory.theorem import K, L, S, VARIANTS, Delta, derive, gamma, sigma2, tau
+
+c = sp.Symbol("c", positive=True)  # gamma = c / sqrt(K)
+_h, _u = sp.symbols("h u", positive=True)
+S_VALUES = (2, 4, 8, 16, 32, 64)
+PAPER = {"fixed_gamma": 4, "tuned": 4}  # Theta(gamma^2 S^4), Theta(S^4 / K)
+
+
+def order_in_S(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+  """``(p, lc)`` with ``expr ~ lc S^p`` as ``S -> oo`` (computed with limits)."""
+  expr = sp.simplify(expr)
+  p = sp.limit(sp.simplify(S * sp.diff(expr, S) / expr), S, sp.oo)
+  lc = sp.limit(sp.simplify(expr / S ** p), S, sp.oo)
+  return sp.nsimplify(p), sp.simplify(lc)
+
+
+@functools.cache
+def tuned(variant: str = "cs") -> dict:
+  """Minimizer of the bound as ``K -> oo`` and the thresholds, in ``tau`` (not yet ``S``).
+
+  Returns:
+    dict of sympy expressions: ``gamma_star`` (two terms of its expansion),
+    ``stale_at_star`` and ``bound_at_star`` (leading terms in ``1/K``), ``K_cap``,
+    ``gamma_nd``, ``K_star``, ``K_star_fixed_c``, ``stale_sqrtK``.
+  """
+  th = derive(variant)
+  A, B = th["A"], th["B"]
+  cs = sp.expand(th["stale_term"] / gamma ** 2)
+  bound = th["bound"]
+  # d bound / d gamma = 0 at gamma = h u, K = 1/h^2, multiplied by h^0: an equation in u, h.
+  eq = sp.expand(sp.diff(bound, gamma).subs(gamma, _h * _u).subs(K, 1 / _h ** 2))
+  u0, u1 = sp.symbols("u0 u1")
+  ser = sp.expand(sp.series(eq.subs(_u, u0 + u1 * _h), _h, 0, 2).removeO())
+  probe = {L: 1, sigma2: 1, Delta: 1, S: 3, tau: 5}
+  sol0 = [r for r in sp.solve(ser.coeff(_h, 0), u0) if r.subs(probe).is_positive]
+  if len(sol0) != 1:
+    raise AssertionError(f"leading order of the minimizer: {sol0}")
+  sol1 = sp.solve(ser.coeff(_h, 1).subs(u0, sol0[0]), u1)
+  u_ser = sol0[0] + sp.simplify(sol1[0]) * _h
+  at_star = lambda e: sp.series(e.subs(gamma, _h * u_ser).subs(K, 1 / _h ** 2), _h, 0, 3)
+  stale_ser = sp.expand(at_star(th["stale_term"]).removeO())
+  bound_ser = sp.expand(at_star(bound).removeO())
+  back = {_h: 1 / sp.sqrt(K)}
+  gamma_nd = sp.solve(sp.Eq(cs * gamma ** 2, B * gamma), gamma)
+  k_sym = sp.Symbol("k", positive=True)
+  # stale at the tuned gamma = sqrt(A/(B K)) equals the 1/sqrt(K) part 2 sqrt(A B / K).
+  g_t = sp.sqrt(A / (B * k_sym))
+  k_star = sp.solve(sp.Eq(cs * g_t ** 2, A / (g_t * k_sym) + B * g_t), k_sym)
+  g_c = c / sp.sqrt(k_sym)
+  k_star_c = sp.solve(sp.Eq(cs * g_c ** 2, A / (g_c * k_sym) + B * g_c), k_sym)
+  return {
+      "gamma_star": sp.expand((_h * u_ser).subs(back)),
+      "stale_at_star": sp.simplify(stale_ser.coeff(_h, 2) / K),
+      "bound_at_star": sp.simplify(bound_ser.coeff(_h, 1) / sp.sqrt(K)
+                                   + bound_ser.coeff(_h, 2) / K),
+      "K_cap": sp.simplify(A / (B * th["gamma_max"] ** 2)),
+      "gamma_nd": [g for g in gamma_nd if g != 0][0],
+      "K_star": sp.simplify(k_star[0]),
+      "K_star_fixed_c": sp.simplify(k_star_c[0]),
+      "stale_sqrtK": sp.simplify(cs * c ** 2 / K),
+      "gamma_max": th["gamma_max"],
+      "first_at_gamma_max": sp.simplify(A / (th["gamma_max"] * K)),
+      "stale_at_gamma_max": sp.simplify(cs * th["gamma_max"] ** 2),
+  }
+
+
+@functools.cache
+def orders(variant: str = "cs") -> dict:
+  """Orders in ``S`` (exponent, leading coefficient) of every scaling, per parity of ``S``.
+
+  Returns:
+    ``{name: {"even": (p, lc), "odd": (p, lc), "expr": expression in tau}}`` and
+    ``"same_for_both_parities"`` (bool).
+  """
+  th, tu = derive(variant), tuned(variant)
+  items = {
+      "stale_fixed_gamma": th["stale_term"],
+      "stale_gamma_c_over_sqrtK": tu["stale_sqrtK"],
+      "stale_at_minimizer_K_to_inf": tu["stale_at_star"],
+      "gamma_max": tu["gamma_max"],
+      "K_cap": tu["K_cap"],
+      "bound_first_term_at_gamma_max": tu["first_at_gamma_max"],
+      "stale_at_gamma_max": tu["stale_at_gamma_max"],
+      "gamma_not_dominant": tu["gamma_nd"],
+      "K_star_tuned": tu["K_star"],
+      "K_star_fixed_c": tu["K_star_fixed_c"],
+      "bound_at_minimizer_K_to_inf": tu["bound_at_star"],
+  }
+  out = {}
+  same = True
+  for name, expr in items.items():
+    entry = {"expr": expr}
+    for eS, label in ((0, "even"), (1, "odd")):
+      entry[label] = order_in_S(expr.subs(tau, delay.tau_max_by_parity()[eS]))
+    same &= entry["even"] == entry["odd"]
+    out[name] = entry
+  out["same_for_both_parities"] = bool(same)
+  return out
+
+
+def table(variant: str = "cs", L_: float = 1.0, sigma2_: float = 1.0, Delta_: float = 1.0,
+          S_values=S_VALUES) -> list[dict]:
+  """Numbers for ``S`` in ``S_values`` with ``tau = tau_max(S)`` and given constants."""
+  tu, th = tuned(variant), derive(variant)
+  vals = {L: L_, sigma2: sigma2_, Delta: Delta_}
+  rows = []
+  for s_ in S_values:
+    t_ = delay.tau_max(s_)
+    sub = {**vals, S: s_, tau: t_}
+    rows.append({
+        "S": s_, "tau_max": t_,
+        "stale_coef": float((th["stale_term"] / gamma ** 2).subs(sub)),
+        "gamma_max": float(tu["gamma_max"].subs(sub)),
+        "gamma_not_dominant": float(tu["gamma_nd"].subs(sub)),
+        "K_cap": float(tu["K_cap"].subs(sub)),
+        "K_star": float(tu["K_star"].subs(sub)),
+    })
+    rows[-1]["K_needed"] = max(rows[-1]["K_cap"], rows[-1]["K_star"])
+  return rows
+
+
+def comparison(variant: str = "cs") -> dict:
+  """Our exponents of ``S`` against the paper's ``Theta(gamma^2 S^4)`` and ``Theta(S^4/K)``."""
+  o = orders(variant)
+  fixed = o["stale_fixed_gamma"]["even"][0]
+  sqrtk = o["stale_gamma_c_over_sqrtK"]["even"][0]
+  star = o["stale_at_minimizer_K_to_inf"]["even"][0]
+  return {
+      "fixed_gamma": {"ours": int(fixed), "paper": PAPER["fixed_gamma"],
+                      "agree": bool(fixed == PAPER["fixed_gamma"])},
+      "gamma_c_over_sqrtK": {"ours": int(sqrtk), "paper": PAPER["tuned"],
+                             "agree": bool(sqrtk == PAPER["tuned"])},
+      "minimizer_K_to_inf": {"ours": int(star), "paper": PAPER["tuned"],
+                             "agree": bool(star == PAPER["tuned"])},
+  }
+
+
+def _fmt_order(entry) -> str:
+  p, lc = entry["even"]
+  return f"`{sp.sstr(lc)} * S**({p})`"
+
+
+def render_markdown_lines() -> list[str]:
+  """The scaling section of THEOREM.md."""
+  lines = ["## Orders in S with the exact PipeDream delay", "",
+           f"`tau = tau_max(S)` from `theory/delay.py`: even S `{delay.tau_max_by_parity()[0]}`,"
+           f" odd S `{delay.tau_max_by_parity()[1]}`. Leading terms (`lim S f'/f` and "
+           "`lim f/S^p`, identical for both parities unless said):", ""]
+  for variant in ("cs", "martingale"):
+    o = orders(variant)
+    lines += [f"Variant `{variant}`:", "", "| quantity | in tau | order in S |", "|---|---|---|"]
+    for name, entry in o.items():
+      if name == "same_for_both_parities":
+        continue
+      lines.append(f"| {name} | `{sp.sstr(entry['expr'])}` | {_fmt_order(entry)} |")
+    lines += ["", f"Same order for both parities: {o['same_for_both_parities']}.", ""]
+    cmp_ = comparison(variant)
+    lines.append("Comparison with the paper (exponent of S in the stale-read term): " + "; ".join(
+        f"{k}: ours {v['ours']}, paper {v['paper']} ({'agree' if v['agree'] else 'DISAGREE'})"
+        for k, v in cmp_.items()) + ".")
+    lines += ["", f"Table (L = sigma2 = Delta = 1):", "",
+              "| S | tau_max | stale coef (x gamma^2) | gamma_max | gamma_not_dominant | K_cap "
+              "| K_star |", "|---|---|---|---|---|---|---|"]
+    for r in table(variant):
+      lines.append(f"| {r['S']} | {r['tau_max']} | {r['stale_coef']:.4g} | {r['gamma_max']:.4g} "
+                   f"| {r['gamma_not_dominant']:.4g} | {r['K_cap']:.4g} | {r['K_star']:.4g} |")
+    tu = tuned(variant)
+    lines += ["", "How many stages can I afford: at the tuned step size `gamma = sqrt(A/(B K))` "
+              f"the stale term is at most the `1/sqrt(K)` term once `K >= K_star = "
+              f"{sp.sstr(tu['K_star'])}`, and that step size is admissible (`<= gamma_max`) "
+              f"once `K >= K_cap = {sp.sstr(tu['K_cap'])}`; below `K_cap` the best admissible "
+              "step is `gamma_max` and the bound is dominated by `A/(gamma_max K)`. "
+              "The stale term stays below the noise term `B gamma` for `gamma <= "
+              f"gamma_not_dominant = {sp.sstr(tu['gamma_nd'])}`.", ""]
+  return lines
