@@ -78,6 +78,7 @@ def metadata(seed: Any = None, wall_s: float | None = None) -> dict:
       "devices": [str(d) for d in jax.devices()],
       "x64": bool(jax.config.jax_enable_x64),
       "python": platform.python_version(),
+      "cpus": os.cpu_count(),
       "seed": seed,
       "wall_s": wall_s,
       "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -22,13 +22,17 @@ LOCALSGD_METRICS = ("k", "time", "loss", "grad_norm_sq", "drift_x_err")
 def build_problem(spec: dict, S: int):
   """Problem from ``{"name": ..., "options": {...}}`` with ``S`` blocks.
 
-  ``charlm`` is built by :func:`rpd.problems.charlm.make_charlm` when the registry does not
-  (yet) know it; every other name goes through :func:`rpd.problems.get_problem`.
+  ``charlm`` is built by :func:`rpd.problems.charlm.make_charlm` with every option of the
+  config (corpus size, evaluation set, ``text``, ...), since the registry's builder accepts
+  only a few of them; every other name goes through :func:`rpd.problems.get_problem`.
   """
-  from rpd.problems import PROBLEMS, get_problem
+  from rpd.problems import get_problem
   name, options = spec["name"], dict(spec.get("options", {}))
-  if name.partition(":")[0] == "charlm" and "charlm" not in PROBLEMS:
+  base, _, arg = name.partition(":")
+  if base == "charlm":
     from rpd.problems.charlm import make_charlm
+    if arg:
+      options["text"] = arg
     return make_charlm(S, **options)
   return get_problem(name, S, **options)
 

@@ -186,3 +186,27 @@ def test_shipped_configs_are_consistent(quick):
   pl = cfg_pl.get_config(quick)
   assert pl["microbatches"] % pl["n_records"] == 0
   assert all(len(p["gammas"]) >= 2 for p in pl["problems"])
+
+
+def test_reproduce_text_option(tmp_path):
+  """--text swaps the LM's corpus in the configs; an unreadable file is a one-line error."""
+  from rpd.cli import main
+  from rpd.cli.reproduce import _with_text
+  cfg = _with_text(cfg_pl.get_config(quick=True), str(tmp_path / "book.txt"))
+  lm = [p for p in cfg["problems"] if p["name"] == "charlm"][0]
+  assert lm["options"]["text"].endswith("book.txt") and "book.txt" in lm["label"]
+  assert all("text" not in p.get("options", {}) for p in cfg["problems"] if p is not lm)
+  assert main(["reproduce", "--quick", "--text", str(tmp_path / "missing.txt"),
+               "--out", str(tmp_path / "o")]) == 2
+
+
+def test_build_problem_keeps_every_charlm_option(tmp_path):
+  """The experiments' LM options (corpus, evaluation set, text) all reach make_charlm."""
+  from experiments.runner import build_problem
+  p = build_problem({"name": "charlm", "options": dict(n_chains=4, length=64, n_eval=32,
+                                                        hidden=8, n_layers=4)}, 2)
+  assert p.train_NxT.shape == (4, 64) and p.eval_next_E.shape == (32,) and p.hidden == 8
+  path = tmp_path / "t.txt"
+  path.write_text("abcabcabd " * 40)
+  q = build_problem({"name": f"charlm:{path}", "options": dict(hidden=8, n_layers=4, C=4)}, 2)
+  assert q.f_star is None and q.V == 5

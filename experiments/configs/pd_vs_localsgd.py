@@ -3,7 +3,7 @@
 Each method at its best step size (and H for LocalSGD) from a small grid, chosen by the mean
 final loss over seeds at the common time budget. Command: ``rpd reproduce --only
 pd_vs_localsgd [--quick]``. Expected runtime on a 2-core CPU (measured): about 1-1.5 min
-with ``--quick``, about 6 min without (compiling the LM's programs dominates).
+with ``--quick``, about 7 min without (compiling the LM's programs dominates).
 """
 from __future__ import annotations
 

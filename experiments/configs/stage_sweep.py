@@ -2,7 +2,7 @@
 
 Command: ``rpd reproduce --only stage_sweep [--quick]`` (figures ``stage_sweep.*`` and, from
 the same runs, ``tuned_rate.*``). Expected runtime on a 2-core CPU (measured, shared
-machine): about 50 s with ``--quick``, about 3 min without.
+machine): about 50 s with ``--quick``, about 2.5 min without.
 """
 from __future__ import annotations
 

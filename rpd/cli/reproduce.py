@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  help="output directory (default: paper_figures)")
   p.add_argument("--only", default=None,
                  help=f"comma-separated subset of: {', '.join(EXPERIMENTS)}")
+  p.add_argument("--text", default=None, metavar="PATH",
+                 help="train the character LM on this UTF-8 text file instead of the bundled "
+                      "Markov source (its best achievable loss is then unknown)")
   p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
   p.add_argument("--json", action="store_true", help="print one JSON object at the end")
 
@@ -53,6 +56,26 @@ def _csv(path: str, rows: list[dict]) -> None:
       w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
+def _with_text(cfg: dict, path: str) -> dict:
+  """``cfg`` with every character-LM objective trained on the text file ``path``."""
+  probs = cfg.get("problems")
+  if not probs:
+    return cfg
+  new = []
+  for p in probs:
+    if p.get("name") == "charlm":
+      p = dict(p, label=f"character LM ({os.path.basename(path)})",
+               options=dict(p.get("options", {}), text=os.path.abspath(path)))
+    new.append(p)
+  return dict(cfg, problems=new)
+
+
+def _devices() -> str:
+  import jax
+  devs = jax.devices()
+  return f"{len(devs)} JAX {devs[0].platform.upper()} device{'s' if len(devs) > 1 else ''}"
+
+
 def _readme(out_dir: str, mode: str, entries: list[dict], total_s: float) -> str:
   cmd = "rpd reproduce" + (" --quick" if mode == "quick" else "")
   lines = [
@@ -62,9 +85,9 @@ def _readme(out_dir: str, mode: str, entries: list[dict], total_s: float) -> str
       "edit). Every number below is computed from the runs in `results/`; `results.csv` "
       "holds the plotted values.",
       "",
-      f"Mode: **{mode}**. Total runtime of the run that wrote this file: {total_s:.0f} s "
-      "(2-core CPU unless noted in `results/*.jsonl` metadata; a resumed run reuses finished "
-      "configurations and is faster).",
+      f"Mode: **{mode}**. Total runtime of the run that wrote this file: {total_s:.0f} s on "
+      f"{os.cpu_count()} CPU cores with {_devices()} (a resumed run reuses finished "
+      "configurations and is faster; `results/*.jsonl` hold each row's metadata).",
       "",
   ]
   for e in entries:
@@ -99,6 +122,12 @@ def run(args) -> int:
     os.makedirs(os.path.join(out_dir, "results"), exist_ok=True)
   except OSError as e:
     raise InputError(f"--out: cannot create {out_dir!r}: {e}") from None
+  if args.text is not None:
+    from rpd.problems.charlm import read_text
+    try:
+      read_text(args.text)
+    except ValueError as e:
+      raise InputError(f"--text: {e}") from None
   from experiments.common import ResultsStore  # JAX's default dtype: float32 from the shell
   mode = "quick" if args.quick else "full"
   entries, table = [], []
@@ -106,6 +135,8 @@ def run(args) -> int:
   for name in EXPERIMENTS:
     driver = importlib.import_module(f"experiments.{name}")
     cfg = importlib.import_module(f"experiments.configs.{name}").get_config(args.quick)
+    if args.text is not None:
+      cfg = _with_text(cfg, args.text)
     path = os.path.join(out_dir, "results", f"{_STORE_OF.get(name, name)}.{mode}.jsonl")
     if name not in names and not os.path.exists(path):
       continue  # not selected and never run: nothing to plot
