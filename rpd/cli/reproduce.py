@@ -70,6 +70,12 @@ def _with_text(cfg: dict, path: str) -> dict:
   return dict(cfg, problems=new)
 
 
+def _meta() -> dict:
+  """Commit, versions and date of this run (the rows in results/ carry their own)."""
+  from experiments.common import metadata
+  return metadata()
+
+
 def _devices() -> str:
   import jax
   devs = jax.devices()
@@ -87,7 +93,10 @@ def _readme(out_dir: str, mode: str, entries: list[dict], total_s: float) -> str
       "",
       f"Mode: **{mode}**. Total runtime of the run that wrote this file: {total_s:.0f} s on "
       f"{os.cpu_count()} CPU cores with {_devices()} (a resumed run reuses finished "
-      "configurations and is faster; `results/*.jsonl` hold each row's metadata).",
+      "configurations and is faster; `results/*.jsonl` hold each row's metadata; they are "
+      "not committed, so a fresh clone recomputes everything).",
+      "",
+      "Made by: commit `{commit}`, jax {jax}, Python {python}, {time}.".format(**_meta()),
       "",
   ]
   for e in entries:

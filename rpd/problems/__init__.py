@@ -29,8 +29,12 @@ def _logistic(arg, S, **kw):
 
 
 def _charlm(arg, S, **kw):
+  import inspect
+
   from rpd.problems.charlm import make_charlm
-  kw = {k: v for k, v in kw.items() if k in ("batch", "seed", "n_layers", "hidden")}
+  unknown = set(kw) - set(inspect.signature(make_charlm).parameters)
+  if unknown:
+    raise ValueError(f"unknown charlm option(s) {sorted(unknown)}")
   return make_charlm(S, text=arg, **kw)
 
 
@@ -47,7 +51,7 @@ def get_problem(spec: str, S: int, **options) -> Problem:
   Specs: ``quadratic`` (options d, L, mu, noise, seed, diagonal), ``quadratic:FILE.npz``,
   ``logistic`` (options n, d, batch, lam, seed), ``logistic:FILE.npz``,
   ``logistic:breast_cancer``, ``charlm`` (flax character LM on a bundled Markov source;
-  options batch, seed, n_layers, hidden), ``charlm:TEXT_FILE``.
+  every option of ``make_charlm``), ``charlm:TEXT_FILE``.
 
   Raises:
     ValueError: unknown problem or bad option/file (the message names the bad value).
