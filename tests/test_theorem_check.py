@@ -3,9 +3,7 @@ import dataclasses
 
 import pytest
 
-pytest.importorskip("rpd.engine")
-
-from theory import check, theorem  # noqa: E402
+from theory import check, theorem
 
 CFG = dataclasses.replace(check.QUICK, fractions=(0.1, 1.0), K=2048, seeds=4, d=16)
 

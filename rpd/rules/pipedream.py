@@ -1,6 +1,8 @@
 """``pipedream``: steady-state PipeDream (asynchronous 1F1B, weight stashing, no flush)."""
 from __future__ import annotations
 
+import abc
+
 from rpd.rules.base import Rule, check_S, frozen
 from rpd.rules.program import Program, schedule_program, zero_delay_program
 
@@ -13,8 +15,9 @@ class ProgramRule(Rule):
   updates, so ``K`` must be a multiple of ``q * S``.
   """
 
+  @abc.abstractmethod
   def program(self) -> Program:
-    raise NotImplementedError
+    """The steady-state event program this rule runs."""
 
   @property
   def tau_max(self) -> int:
