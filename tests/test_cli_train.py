@@ -108,3 +108,21 @@ def test_python_dash_m_works(tmp_path):
                         capture_output=True, text=True, env=env, timeout=120)
   assert proc.returncode == 0, proc.stderr
   assert json.loads(proc.stdout)["steps"] == 8
+
+
+@pytest.mark.parametrize("rule", ["pipedream", "schedule:gpipe"])
+def test_simulated_time_from_the_schedule(tmp_path, capsys, rule):
+  """F = B = W = 1 (non-split schedules run B + W = 2 as one backward)."""
+  S, n = 4, 16
+  code, out, _ = run_cli("train", "--stages", str(S), "--rule", rule, "--steps", str(S * n),
+                         "--out", str(tmp_path), "--json", capsys=capsys)
+  assert code == 0
+  rec = json.loads(out)
+  from rpd.schedules import get_schedule
+  timed = get_schedule(rule.split(":")[-1]).timed(S, n, 1, {"F": 1, "B": 2, "W": 0})
+  if rule == "pipedream":  # fill + n * period = the makespan of n microbatches, no flush
+    assert rec["sim_time"] == pytest.approx(timed.makespan)
+  else:  # one microbatch per synchronous update: a whole fill-drain, S * (F + B + W), each
+    assert rec["sim_time"] == pytest.approx(n * S * 3)
+  rows = np.loadtxt(rec["metrics_file"], delimiter=",", skiprows=1)
+  assert np.all(np.diff(rows[:, -1]) > 0)

@@ -146,6 +146,20 @@ def _build(args):
   return problem, rule, x0, mesh
 
 
+def _simulated_time(rule_spec: str, S: int):
+  """``(fill, period)`` per microbatch for pipeline rules (see rpd.schedules.throughput)."""
+  name = rule_spec.partition(":")[2] if rule_spec.startswith("schedule:") else (
+      "pipedream" if rule_spec == "pipedream" else None)
+  if name is None:
+    return None
+  from rpd.schedules import get_schedule
+  from rpd.schedules.throughput import time_per_microbatch
+  try:
+    return time_per_microbatch(get_schedule(name), S)
+  except ValueError:  # the schedule does not apply with one chunk per device
+    return None
+
+
 def run(args) -> int:
   """Run, write ``metrics.csv`` and ``run.json`` atomically into ``--out``, print a summary."""
   if args.record_every is not None and args.steps % args.record_every:
@@ -175,8 +189,13 @@ def run(args) -> int:
   except ValueError as e:
     raise InputError(str(e)) from None
   wall = time.perf_counter() - t0
-  m = res.metrics
+  m = dict(res.metrics)
   names = [n for n in m if args.track_average or not n.startswith("avg_")]
+  sim = _simulated_time(args.rule, args.stages)
+  if sim is not None:  # loss against simulated time under this schedule (F = B = W = 1)
+    fill, period = sim
+    m["sim_time"] = fill + m["k"] / args.stages * period
+    names.append("sim_time")
   metrics_file = os.path.join(out_dir, "metrics.csv")
   summary = {
       "problem": args.problem, "stages": args.stages, "rule": rule.name, "lr": args.lr,
@@ -187,6 +206,7 @@ def run(args) -> int:
       "diverged": bool(res.diverged),
       "diverged_at": int(res.diverged_at) if res.diverged else None,
       "tau_max": int(rule.tau_max), "buffer_floats": int(res.buffer_floats),
+      "sim_time": float(m["sim_time"][-1]) if sim is not None else None,
       "wall_seconds": round(wall, 3), "metrics_file": metrics_file,
       "metadata": metadata(args.seed, wall),
   }
