@@ -32,7 +32,7 @@ def test_json_keys_and_metrics_file(tmp_path, capsys):
   assert rec["steps"] == 256 and rec["stages"] == 4 and rec["rule"] == "pipedream"
   assert rec["diverged"] is False and rec["initial_loss"] == 0.0
   rows = np.loadtxt(rec["metrics_file"], delimiter=",", skiprows=1)
-  assert rows.shape == (5, 5) and list(rows[:, 0]) == [0, 64, 128, 192, 256]
+  assert rows.shape == (5, 6) and list(rows[:, 0]) == [0, 64, 128, 192, 256]  # + sim_time
   assert rows[-1, 1] == pytest.approx(rec["final_loss"])
   meta = json.load(open(tmp_path / "run.json"))["metadata"]
   assert {"commit", "jax", "devices", "seed"} <= set(meta)
