@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import pkgutil
 import sys
 
@@ -46,6 +47,27 @@ def positive_int(name: str):
       raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}") from None
     if value < 1:
       raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {value}")
+    return value
+
+  return parse
+
+
+def finite_float(name: str, *, minimum: float = 0.0, strict: bool = True):
+  """argparse type: a finite float ``> minimum`` (``>= minimum`` unless ``strict``).
+
+  The error names the option and the bad value (``nan`` and ``inf`` are rejected).
+  """
+  rel = ">" if strict else ">="
+  what = f"{name} must be a finite number {rel} {minimum:g}"
+
+  def parse(text: str) -> float:
+    try:
+      value = float(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{what}, got {text!r}") from None
+    ok = value > minimum if strict else value >= minimum
+    if not (math.isfinite(value) and ok):
+      raise argparse.ArgumentTypeError(f"{what}, got {text}")
     return value
 
   return parse

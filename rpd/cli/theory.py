@@ -4,24 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from rpd.cli import positive_int
+from rpd.cli import finite_float, positive_int
 from rpd.errors import InputError
 
 NAME = "theory"
 HELP = ("convergence theorem for Randomized PipeDream (assumptions, constants, scalings in S); "
         "'rpd theory check' measures the bound against engine runs")
 
-
-def _positive_float(name: str):
-  def parse(text: str) -> float:
-    try:
-      value = float(text)
-    except ValueError:
-      raise argparse.ArgumentTypeError(f"{name} must be a number > 0, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-      raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0, got {text}")
-    return value
-  return parse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,11 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  help="show (default): the theorem; check: measured runs against the bound")
   p.add_argument("--json", action="store_true", help="print one JSON object")
   p.add_argument("--latex", action="store_true", help="print the formulas as LaTeX")
-  p.add_argument("--L", dest="L", type=_positive_float("--L"), default=1.0,
+  p.add_argument("--L", dest="L", type=finite_float("--L"), default=1.0,
                  help="smoothness constant for the S table (default 1)")
-  p.add_argument("--sigma2", type=_positive_float("--sigma2"), default=1.0,
+  p.add_argument("--sigma2", type=finite_float("--sigma2"), default=1.0,
                  help="noise constant sigma^2 for the S table (default 1)")
-  p.add_argument("--delta", type=_positive_float("--delta"), default=1.0,
+  p.add_argument("--delta", type=finite_float("--delta"), default=1.0,
                  help="Delta = f(x0) - f* for the S table (default 1)")
   p.add_argument("--quick", action="store_true",
                  help="check: the small, fast configuration set (what the tests run)")

@@ -8,41 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import shutil
 import tempfile
 
-from rpd.cli import positive_int
+from rpd.cli import finite_float, positive_int
 from rpd.errors import InputError
 
 NAME = "train"
 HELP = "train with stale block SGD under a delay rule (none, constant:TAU, rpd, pipedream, ...)"
 
 
-def _positive_float(name: str):
-  def parse(text: str) -> float:
-    try:
-      value = float(text)
-    except ValueError:
-      raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-      raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0, got {text}")
-    return value
-  return parse
-
-
-def _nonneg_float(name: str):
-  def parse(text: str) -> float:
-    try:
-      value = float(text)
-    except ValueError:
-      raise argparse.ArgumentTypeError(f"{name} must be a finite number >= 0, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-      raise argparse.ArgumentTypeError(f"{name} must be a finite number >= 0, got {text}")
-    return value
-  return parse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,11 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--rule", default="rpd",
                  help="none | constant:TAU | rpd | rpd:uniform:TAU | pipedream | sync | "
                       "schedule:NAME | table:FILE.npy (default rpd)")
-  p.add_argument("--lr", type=_positive_float("--lr"), default=0.01, help="step size gamma")
+  p.add_argument("--lr", type=finite_float("--lr"), default=0.01, help="step size gamma")
   p.add_argument("--steps", type=positive_int("--steps"), default=4096,
                  help="K iterations = block updates (pipedream: a multiple of S)")
   p.add_argument("--seed", type=int, default=0, help="PRNG seed of the run (default 0)")
-  p.add_argument("--noise", type=_nonneg_float("--noise"), default=0.0,
+  p.add_argument("--noise", type=finite_float("--noise", strict=False), default=0.0,
                  help="quadratic: gradient noise sigma (0: exact gradients)")
   p.add_argument("--dim", type=positive_int("--dim"), default=64,
                  help="synthetic problems: dimension d (default 64)")

@@ -68,6 +68,18 @@ class Problem(abc.ABC):
     """Padded block width."""
     return int(max(self.block_sizes))
 
+  def flat(self, x_SxD: jax.Array) -> jax.Array:
+    """Padded ``x_SxD`` -> flat ``x_d`` (a reshape when ``S`` divides ``d``)."""
+    if self.d == self.S * self.D:
+      return x_SxD.reshape(-1)
+    return merge_blocks(x_SxD, self.block_sizes)
+
+  def blocks(self, v_d: jax.Array) -> jax.Array:
+    """Flat ``v_d`` -> padded ``(S, D)`` (a reshape when ``S`` divides ``d``)."""
+    if self.d == self.S * self.D:
+      return v_d.reshape(self.S, self.D)
+    return split_blocks(v_d, self.block_sizes)
+
   @abc.abstractmethod
   def init(self, key: jax.Array) -> jax.Array:
     """Initial parameters ``x0_SxD`` (zeros for the convex problems)."""

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpd.problems.base import Problem, even_block_sizes, merge_blocks, split_blocks
+from rpd.problems.base import Problem, even_block_sizes
 
 
 @struct.dataclass
@@ -44,16 +44,6 @@ class Logistic(Problem):
   def n(self) -> int:
     return int(self.X.shape[0])
 
-  def _flat(self, x_SxD):
-    if self.d == self.S * self.D:
-      return x_SxD.reshape(-1)
-    return merge_blocks(x_SxD, self.block_sizes)
-
-  def _blocks(self, v_d):
-    if self.d == self.S * self.D:
-      return v_d.reshape(self.S, self.D)
-    return split_blocks(v_d, self.block_sizes)
-
   def init(self, key):
     return jnp.zeros((self.S, self.D), self.X.dtype)
 
@@ -80,17 +70,17 @@ class Logistic(Problem):
 
   def loss(self, x_SxD, batch):
     X, y = self._rows(batch)
-    return self._value(self._flat(x_SxD), X, y)
+    return self._value(self.flat(x_SxD), X, y)
 
   def grad(self, x_SxD, batch):
     X, y = self._rows(batch)
-    return self._blocks(self._grad(self._flat(x_SxD), X, y))
+    return self.blocks(self._grad(self.flat(x_SxD), X, y))
 
   def full_loss(self, x_SxD):
-    return self._value(self._flat(x_SxD), self.X, self.y)
+    return self._value(self.flat(x_SxD), self.X, self.y)
 
   def full_grad(self, x_SxD):
-    return self._blocks(self._grad(self._flat(x_SxD), self.X, self.y))
+    return self.blocks(self._grad(self.flat(x_SxD), self.X, self.y))
 
 
 def _labels(y: np.ndarray, where: str) -> np.ndarray:

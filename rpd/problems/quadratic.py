@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rpd.problems.base import Problem, even_block_sizes, merge_blocks, split_blocks
+from rpd.problems.base import Problem, even_block_sizes
 
 
 @struct.dataclass
@@ -42,16 +42,6 @@ class Quadratic(Problem):
     """``E||g(x; xi) - grad f(x)||^2 = sigma^2 d`` (exact)."""
     return float(self.sigma) ** 2 * self.d
 
-  def _flat(self, x_SxD):
-    if self.d == self.S * self.D:
-      return x_SxD.reshape(-1)
-    return merge_blocks(x_SxD, self.block_sizes)
-
-  def _blocks(self, v_d):
-    if self.d == self.S * self.D:
-      return v_d.reshape(self.S, self.D)
-    return split_blocks(v_d, self.block_sizes)
-
   def _Ax(self, x_d):
     return self.A * x_d if self.diagonal else self.A @ x_d
 
@@ -64,25 +54,25 @@ class Quadratic(Problem):
     return jax.random.normal(key, (self.d,), self.b.dtype)
 
   def full_loss(self, x_SxD):
-    x = self._flat(x_SxD)
+    x = self.flat(x_SxD)
     return 0.5 * x @ self._Ax(x) - self.b @ x
 
   def loss(self, x_SxD, batch):
     """``f(x) + sigma xi'x``: its gradient is the stochastic gradient above."""
-    x = self._flat(x_SxD)
+    x = self.flat(x_SxD)
     value = 0.5 * x @ self._Ax(x) - self.b @ x
     if self.sigma != 0:
       value = value + self.sigma * batch @ x
     return value
 
   def full_grad(self, x_SxD):
-    return self._blocks(self._Ax(self._flat(x_SxD)) - self.b)
+    return self.blocks(self._Ax(self.flat(x_SxD)) - self.b)
 
   def grad(self, x_SxD, batch):
-    g = self._Ax(self._flat(x_SxD)) - self.b
+    g = self._Ax(self.flat(x_SxD)) - self.b
     if self.sigma != 0:
       g = g + self.sigma * batch
-    return self._blocks(g)
+    return self.blocks(g)
 
 
 def spectrum(d: int, L: float, mu: float, kind: str = "geometric") -> np.ndarray:

@@ -1,7 +1,7 @@
 """PipeDream: asynchronous 1F1B with weight stashing and no flush (Harlap et al., 2018)."""
 from __future__ import annotations
 
-from rpd.schedules.core import Action, Schedule
+from rpd.schedules.core import Action, Schedule, one_f_one_b_actions
 
 
 class PipeDream(Schedule):
@@ -30,13 +30,4 @@ class PipeDream(Schedule):
     """
     if V != 1:
       raise ValueError(f"pipedream holds one chunk per device, got V={V}")
-    out = []
-    for p in range(P):
-      w = min(P - 1 - p, M)
-      acts = [Action(p, "F", m) for m in range(w)]
-      for m in range(M):
-        if w + m < M:
-          acts.append(Action(p, "F", w + m))
-        acts.append(Action(p, "B", m))
-      out.append(acts)
-    return out
+    return one_f_one_b_actions(P, M)
