@@ -10,7 +10,7 @@ finite-``K`` one). The estimate is the geometric mean of the final
 bracket ``[lo, hi]``.
 
 What is compared with. Two predictions, both from the delay formula ``tau_max(S) = S^2 - S/2
-+ O(1)`` (``theory.delay``):
++ O(1)`` (``rpd.theory.delay``):
 
 * delayed gradient descent: ``x_{t+1} = x_t - gamma A x_{t-d}`` is stable iff ``gamma L < 2
   sin(pi / (2 (2 d + 1)))`` (the classical bound for a scalar delayed recursion). Counting
@@ -26,8 +26,8 @@ import math
 
 import numpy as np
 
-from experiments.common import Progress, ResultsStore, loglog_slope, save_figure
-from experiments.runner import run_engine_batch
+from rpd.experiments.common import Progress, ResultsStore, loglog_slope, save_figure
+from rpd.experiments.runner import run_engine_batch
 
 
 FIGURE_DOC = ("Largest stable step size on a quadratic with exact gradients against S for "
@@ -37,7 +37,7 @@ FIGURE_DOC = ("Largest stable step size on a quadratic with exact gradients agai
 
 def K_for(cfg: dict, S: int) -> int:
   """Iterations: ``K_microbatches * S * (tau_max // S + 1)``, an even multiple of ``S``."""
-  from theory.delay import tau_max
+  from rpd.theory.delay import tau_max
   rounds = cfg["K_microbatches"] * (tau_max(S) // S + 1)
   return int(2 * -(-rounds // 2) * S)  # even number of rounds: a record at K / 2
 
@@ -90,7 +90,7 @@ def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
 
 def predictions(S: np.ndarray, L: float) -> dict:
   """The two predicted critical step sizes (see the module docstring)."""
-  from theory.delay import tau_max
+  from rpd.theory.delay import tau_max
   tm = np.array([tau_max(int(s)) for s in S], float)
   d = tm / S
   return {"delayed GD, d = tau_max/S rounds": 2 * np.sin(np.pi / (2 * (2 * d + 1))) / L,

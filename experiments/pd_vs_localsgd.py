@@ -23,8 +23,8 @@ import math
 
 import numpy as np
 
-from experiments.common import Progress, ResultsStore, save_figure
-from experiments.runner import run_engine_batch, run_localsgd_batch
+from rpd.experiments.common import Progress, ResultsStore, save_figure
+from rpd.experiments.runner import run_engine_batch, run_localsgd_batch
 
 
 FIGURE_DOC = ("Loss (excess over f* where known, log scale) against simulated time for "
@@ -58,7 +58,7 @@ def _spec(p):
 
 
 def _d(p, S):
-  from experiments.runner import build_problem
+  from rpd.experiments.runner import build_problem
   return build_problem(_spec(p), S).d
 
 

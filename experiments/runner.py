@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from experiments.common import ResultsStore, metadata
+from rpd.experiments.common import ResultsStore, metadata
 
 # Metrics stored per row (those the engine or the baseline produced).
 ENGINE_METRICS = ("k", "loss", "grad_norm_sq", "stale_x_err", "stale_grad_err",

@@ -16,7 +16,7 @@ over seeds.
 
 What the theory says. The convergence theorem bounds the stale-read term by a multiple of
 ``gamma^2 L^2 tau_max^2`` times a bound on the squared update size, and ``tau_max(S) = S^2 -
-S/2 + O(1)`` (``theory.delay``), hence ``Theta(gamma^2 S^4)``. The figure overlays
+S/2 + O(1)`` (``rpd.theory.delay``), hence ``Theta(gamma^2 S^4)``. The figure overlays
 ``tau_max(S)^2`` (anchored at the smallest S). A finer count predicts less for the measured
 quantity: between the read of block ``j`` and the update that uses it, about ``tau / S``
 updates of block ``j`` happen (one block per iteration); if they all push the same way (exact
@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.common import (Progress, ResultsStore, fit_exponent_over_seeds, save_figure,
+from rpd.experiments.common import (Progress, ResultsStore, fit_exponent_over_seeds, save_figure,
                                 window_mean)
-from experiments.runner import run_engine_batch
+from rpd.experiments.runner import run_engine_batch
 
 ERRS = (("avg_stale_grad_err", r"$\|\nabla f(x^k)-\nabla f(\hat x^k)\|^2$"),
         ("avg_stale_x_err", r"$\|x^k-\hat x^k\|^2$"),
@@ -107,7 +107,7 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  from theory.delay import tau_max
+  from rpd.theory.delay import tau_max
 
   fits = analyze(cfg, store)
   S_arr = np.array(cfg["stages"])

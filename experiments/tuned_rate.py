@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments import stage_sweep
-from experiments.common import ResultsStore, loglog_slope, save_figure
+from rpd.experiments import stage_sweep
+from rpd.experiments.common import ResultsStore, loglog_slope, save_figure
 
 
 FIGURE_DOC = ("For each S and K, the best step size of the grid: the mean squared gradient norm "

@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 from rpd.cli import main
-from theory import delay
+from rpd.theory import delay
 
 
 def test_json_keys_and_formula(capsys):

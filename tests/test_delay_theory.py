@@ -4,7 +4,7 @@ import pytest
 import sympy as sp
 
 from rpd.schedules import get_schedule
-from theory import delay
+from rpd.theory import delay
 
 
 @pytest.fixture(scope="module")

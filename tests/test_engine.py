@@ -9,7 +9,7 @@ import optax
 from rpd.engine import buffer_floats, run, sweep
 from rpd.problems import get_problem
 from rpd.rules import get_rule
-from theory.delay import tau_table
+from rpd.theory.delay import tau_table
 
 
 def test_delayed_gradient_descent_S1_exact():

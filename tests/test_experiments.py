@@ -7,12 +7,12 @@ import os
 import numpy as np
 import pytest
 
-from experiments import common, critical_gamma, pd_vs_localsgd, stage_sweep, tuned_rate
-from experiments.common import ResultsStore
-from experiments.configs import critical_gamma as cfg_cg
-from experiments.configs import pd_vs_localsgd as cfg_pl
-from experiments.configs import stage_sweep as cfg_ss
-from experiments.configs import tuned_rate as cfg_tr
+from rpd.experiments import common, critical_gamma, pd_vs_localsgd, stage_sweep, tuned_rate
+from rpd.experiments.common import ResultsStore
+from rpd.experiments.configs import critical_gamma as cfg_cg
+from rpd.experiments.configs import pd_vs_localsgd as cfg_pl
+from rpd.experiments.configs import stage_sweep as cfg_ss
+from rpd.experiments.configs import tuned_rate as cfg_tr
 
 QUAD = dict(label="quadratic, exact gradients", name="quadratic",
             options=dict(d=16, L=1.0, mu=0.1, noise=0.0, seed=0))
@@ -88,7 +88,7 @@ def test_resume_runs_only_missing_rows(tmp_path):
 
 def test_interrupt_keeps_finished_batches(tmp_path, monkeypatch):
   """Ctrl-C during the second batch: the first batch's rows are on disk."""
-  import experiments.stage_sweep as ss
+  import rpd.experiments.stage_sweep as ss
   cfg = tiny_stage_sweep()
   cfg.update(rules=["pipedream"])
   real = ss.run_engine_batch
@@ -202,7 +202,7 @@ def test_reproduce_text_option(tmp_path):
 
 def test_build_problem_keeps_every_charlm_option(tmp_path):
   """The experiments' LM options (corpus, evaluation set, text) all reach make_charlm."""
-  from experiments.runner import build_problem
+  from rpd.experiments.runner import build_problem
   p = build_problem({"name": "charlm", "options": dict(n_chains=4, length=64, n_eval=32,
                                                         hidden=8, n_layers=4)}, 2)
   assert p.train_NxT.shape == (4, 64) and p.eval_next_E.shape == (32,) and p.hidden == 8

@@ -8,7 +8,7 @@ from rpd.schedules import SCHEDULES, ScheduleNotApplicable, get_schedule
 from rpd.schedules.core import SEMANTICS, block_of, one_f_one_b_actions
 from rpd.schedules.metrics import schedule_metrics, timing_durations
 from rpd.schedules.pipedream_2bw import delay_tables_2bw
-from theory.delay import tau_table
+from rpd.theory.delay import tau_table
 
 NAMES = sorted(SCHEDULES)
 DUR = st.sampled_from([0.5, 1.0, 2.0, 3.0])

@@ -7,8 +7,8 @@ import pytest
 import sympy as sp
 
 from rpd.cli import main
-from theory import delay, lemmas, scaling, theorem
-from theory.theorem import Delta, K, L, S, gamma, sigma2, tau
+from rpd.theory import delay, lemmas, scaling, theorem
+from rpd.theory.theorem import Delta, K, L, S, gamma, sigma2, tau
 
 
 @pytest.mark.parametrize("name", sorted(lemmas.ALL))
@@ -126,7 +126,7 @@ def test_table_values():
 
 def test_theorem_md_is_up_to_date():
   assert theorem.THEOREM_MD.read_text() == theorem.render_markdown(), (
-      "theory/THEOREM.md is stale: run `python -m theory.theorem --write`")
+      "theory/THEOREM.md is stale: run `python -m rpd.theory.theorem --write`")
 
 
 def test_cli_json_keys_and_parsable_formulas(capsys):
@@ -166,7 +166,7 @@ def test_cli_bad_input_one_line_exit_2(argv, needle):
 
 
 def test_whole_theorem_with_exact_expectations():
-  from theory import exact
+  from rpd.theory import exact
   r = exact.theorem_exact()
   assert r["check"].passed and r["check"].instances == 32
   for row in r["rows"]:

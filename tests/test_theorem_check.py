@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from theory import check, theorem
+from rpd.theory import check, theorem
 
 CFG = dataclasses.replace(check.QUICK, fractions=(0.1, 1.0), K=2048, seeds=4, d=16)
 

@@ -12,8 +12,8 @@ delay table: inside the theorem's assumptions) and ``pipedream`` (cyclic block o
 gradient per microbatch shared by ``S`` updates: *outside* assumptions A3/A4, reported for
 comparison), ``tau = rule.tau_max = tau_max(S)``.
 
-Theoretical guarantee: :func:`theory.theorem.derive` (variants ``cs`` and ``martingale``),
-and the averaged stale-read lemma :func:`theory.theorem.lemma_bound`, whose unmeasured
+Theoretical guarantee: :func:`rpd.theory.theorem.derive` (variants ``cs`` and ``martingale``),
+and the averaged stale-read lemma :func:`rpd.theory.theorem.lemma_bound`, whose unmeasured
 ``mean_G = (1/K) sum_l E||grad_{i_l} f(x_hat^l)||^2`` is bounded by the measured
 ``2 (avg ||grad f(x^k)||^2 + avg ||grad f(x^k) - grad f(x_hat^k)||^2)`` (Young).
 
@@ -33,8 +33,8 @@ import math
 import numpy as np
 import sympy as sp
 
-from theory import theorem
-from theory.theorem import Delta, K, L, S, gamma, sigma2, tau
+from rpd.theory import theorem
+from rpd.theory.theorem import Delta, K, L, S, gamma, sigma2, tau
 
 GAMMA_FRACTIONS = (0.1, 0.35, 0.7, 1.0)  # of gamma_max of the cs condition
 
@@ -168,7 +168,7 @@ def stale_scaling(S_values=(2, 4, 8, 16), gamma_: float = 1e-3, K_: int = 2048,
     m = measure(pb, get_rule("rpd", s_), [gamma_], seeds, K_)
     vals.append(float(m["avg_stale_x_err"][0]))
   slope = float(np.polyfit(np.log(S_values), np.log(vals), 1)[0])
-  from theory import delay
+  from rpd.theory import delay
   lem = {}
   for v in ("cs", "martingale"):
     b = theorem.VARIANTS[v].b / S

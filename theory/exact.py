@@ -8,11 +8,11 @@ Problem: ``S`` blocks of one coordinate each; ``f`` a random convex quadratic (`
 Oracle ``g(x; xi) = grad f(x) + s xi`` with ``xi`` uniform on ``{-1, 1}^S``: per block
 ``sigma_i^2 = s^2``, ``sigma2 = S s^2`` exactly.
 
-Algorithm: RPD with the steady-state PipeDream table ``tau[i][j]`` of :mod:`theory.delay`
+Algorithm: RPD with the steady-state PipeDream table ``tau[i][j]`` of :mod:`rpd.theory.delay`
 (``tau = tau_max(S)``) or a random table, for ``K`` iterations; every one of the
 ``(S 2^S)^K`` outcomes is enumerated, so ``(1/K) sum_k E||grad f(x^k)||^2`` is exact.
 
-Theoretical guarantee: :func:`theory.theorem.derive` at a step size inside each variant's
+Theoretical guarantee: :func:`rpd.theory.theorem.derive` at a step size inside each variant's
 condition. Returns ``(measured, theory)`` pairs (PEPit style) and the smallest ratio.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ import itertools
 
 import numpy as np
 
-from theory import delay, lemmas, theorem
-from theory.check import gamma_max, theory_side
+from rpd.theory import delay, lemmas, theorem
+from rpd.theory.check import gamma_max, theory_side
 
 
 def _model(rng, S_, kind):
@@ -78,7 +78,7 @@ def theorem_exact(cases: int = 16, seed: int = 7) -> dict:
 
   Returns:
     dict with ``rows`` (``measured`` and ``theory`` per variant), ``check`` (a
-    :class:`theory.lemmas.Check` over all pairs) and ``tightest`` per variant.
+    :class:`rpd.theory.lemmas.Check` over all pairs) and ``tightest`` per variant.
   """
   rng = np.random.default_rng(seed)
   rows, ok, tight = [], True, {"cs": np.inf, "martingale": np.inf}

@@ -1,6 +1,6 @@
 """The atomic facts of the RPD convergence proof, each checked symbolically or numerically.
 
-Setting (the notation of :mod:`theory.theorem`). ``x in R^d`` is split into ``S`` blocks;
+Setting (the notation of :mod:`rpd.theory.theorem`). ``x in R^d`` is split into ``S`` blocks;
 ``U_i`` embeds block ``i``. One iteration of Randomized PipeDream is
 
     x^{k+1} = x^k - gamma U_{i_k} g_{i_k}(x_hat^k; xi^k),

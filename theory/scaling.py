@@ -1,8 +1,8 @@
 """Orders in ``S`` of the RPD bound with the exact PipeDream delay, derived with sympy.
 
-The bound of :mod:`theory.theorem` is ``A/(gamma K) + B gamma + c_s gamma^2`` with stale
+The bound of :mod:`rpd.theory.theorem` is ``A/(gamma K) + B gamma + c_s gamma^2`` with stale
 coefficient ``c_s = C tau^p`` (``p = 2`` for variant ``cs``, ``1`` for ``martingale``).
-Substituting ``tau = tau_max(S)`` from :mod:`theory.delay` (one polynomial per parity of
+Substituting ``tau = tau_max(S)`` from :mod:`rpd.theory.delay` (one polynomial per parity of
 ``S``, imported, not retyped) gives, per parity:
 
 - fixed ``gamma``: the stale term ``c_s gamma^2``;
@@ -26,8 +26,8 @@ import functools
 
 import sympy as sp
 
-from theory import delay
-from theory.theorem import K, L, S, VARIANTS, Delta, derive, gamma, sigma2, tau
+from rpd.theory import delay
+from rpd.theory.theorem import K, L, S, VARIANTS, Delta, derive, gamma, sigma2, tau
 
 c = sp.Symbol("c", positive=True)  # gamma = c / sqrt(K)
 _h, _u = sp.symbols("h u", positive=True)

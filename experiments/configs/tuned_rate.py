@@ -6,7 +6,7 @@ sweep if it has not run, else a few seconds.
 """
 from __future__ import annotations
 
-from experiments.configs import stage_sweep
+from rpd.experiments.configs import stage_sweep
 
 
 def get_config(quick: bool = False) -> dict:

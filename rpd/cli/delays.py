@@ -14,7 +14,7 @@ NAME = "delays"
 HELP = "steady-state delay table of a schedule, simulated and in closed form"
 
 # Schedules whose delay table has a sympy closed form in `theory/`.
-_CLOSED_FORMS = {"pipedream": "theory.delay"}
+_CLOSED_FORMS = {"pipedream": "rpd.theory.delay"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

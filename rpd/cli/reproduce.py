@@ -72,7 +72,7 @@ def _with_text(cfg: dict, path: str) -> dict:
 
 def _meta() -> dict:
   """Commit, versions and date of this run (the rows in results/ carry their own)."""
-  from experiments.common import metadata
+  from rpd.experiments.common import metadata
   return metadata()
 
 
@@ -137,13 +137,13 @@ def run(args) -> int:
       read_text(args.text)
     except ValueError as e:
       raise InputError(f"--text: {e}") from None
-  from experiments.common import ResultsStore  # JAX's default dtype: float32 from the shell
+  from rpd.experiments.common import ResultsStore  # JAX's default dtype: float32 from the shell
   mode = "quick" if args.quick else "full"
   entries, table = [], []
   t_all = time.time()
   for name in EXPERIMENTS:
     driver = importlib.import_module(f"experiments.{name}")
-    cfg = importlib.import_module(f"experiments.configs.{name}").get_config(args.quick)
+    cfg = importlib.import_module(f"rpd.experiments.configs.{name}").get_config(args.quick)
     if args.text is not None:
       cfg = _with_text(cfg, args.text)
     path = os.path.join(out_dir, "results", f"{_STORE_OF.get(name, name)}.{mode}.jsonl")

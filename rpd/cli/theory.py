@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _show(args) -> int:
   import sympy as sp
 
-  from theory import scaling, theorem
+  from rpd.theory import scaling, theorem
 
   out = theorem.summary("cs")
   out["refined"] = theorem.summary("martingale")
@@ -58,7 +58,7 @@ def _show(args) -> int:
         "table": scaling.table(variant, args.L, args.sigma2, args.delta),
     }
   out["scalings"] = scal
-  out["tau_max_S"] = str(__import__("theory.delay", fromlist=["x"]).tau_max_floor_form())
+  out["tau_max_S"] = str(__import__("rpd.theory.delay", fromlist=["x"]).tau_max_floor_form())
   if args.json:
     if args.latex:
       out["latex"] = {"bound": sp.latex(theorem.derive("cs")["bound"]),
@@ -104,7 +104,7 @@ def _check(args) -> int:
     import rpd.engine  # noqa: F401
   except ImportError as e:  # the engine is not available
     raise InputError(f"rpd theory check needs rpd.engine: {e}") from None
-  from theory import check
+  from rpd.theory import check
   rows = check.run_all(quick=args.quick, seeds=args.seeds)
   scaling = None if args.quick else check.stale_scaling()
   if args.json:

@@ -155,7 +155,7 @@ def run(args) -> int:
   import numpy as np
   import jax
 
-  from experiments.common import metadata
+  from rpd.experiments.common import metadata
   from rpd.engine import run as engine_run
 
   t0 = time.perf_counter()

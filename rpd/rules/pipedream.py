@@ -56,7 +56,7 @@ class PipeDreamRule(ProgramRule):
   Microbatch ``m`` reads block ``j`` at the start of ``F(m, j)`` (weight stashing keeps that
   version for its backward), gets one stochastic gradient at that stale point, and its block
   ``i`` part is applied at the end of ``B(m, i)``. The realized delays are exactly the table
-  of :func:`theory.delay.tau_table` (checked in the tests).
+  of :func:`rpd.theory.delay.tau_table` (checked in the tests).
   """
 
   S: int

@@ -1,6 +1,6 @@
 """``rpd``: Randomized PipeDream -- uniform block sampling with PipeDream's (or random) delays.
 
-``rpd`` uses the steady-state PipeDream table of :mod:`theory.delay` (derived in closed form,
+``rpd`` uses the steady-state PipeDream table of :mod:`rpd.theory.delay` (derived in closed form,
 checked against the simulator); ``rpd:uniform:TAU`` draws every delay independently and
 uniformly from ``{0, ..., TAU}`` at every iteration.
 """
@@ -16,7 +16,7 @@ from rpd.rules.table import as_table
 
 def pipedream_table(S: int) -> np.ndarray:
   """Steady-state PipeDream delay table ``tau[i][j]`` (0-based) from the sympy closed form."""
-  from theory.delay import tau_table
+  from rpd.theory.delay import tau_table
   return np.asarray(tau_table(S), dtype=np.int64)
 
 
