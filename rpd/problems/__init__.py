@@ -38,10 +38,22 @@ def _charlm(arg, S, **kw):
   return make_charlm(S, text=arg, **kw)
 
 
+def _transformer(arg, S, **kw):
+  from rpd.problems.transformer import build
+  return build(arg, S, **kw)
+
+
+def _mlp(arg, S, **kw):
+  from rpd.problems.mlp import build
+  return build(arg, S, **kw)
+
+
 PROBLEMS: dict[str, Callable[..., Problem]] = {
     "quadratic": _quadratic,
     "logistic": _logistic,
     "charlm": _charlm,
+    "transformer": _transformer,
+    "mlp": _mlp,
 }
 
 
@@ -51,7 +63,9 @@ def get_problem(spec: str, S: int, **options) -> Problem:
   Specs: ``quadratic`` (options d, L, mu, noise, seed, diagonal), ``quadratic:FILE.npz``,
   ``logistic`` (options n, d, batch, lam, seed), ``logistic:FILE.npz``,
   ``logistic:breast_cancer``, ``charlm`` (flax character LM on a bundled Markov source;
-  every option of ``make_charlm``), ``charlm:TEXT_FILE``.
+  every option of ``make_charlm``), ``charlm:TEXT_FILE``, ``transformer`` (decoder-only
+  character transformer on the bundled corpus; options of ``make_transformer``),
+  ``transformer:TEXT_FILE``, ``mlp`` / ``mlp:digits`` (deep MLP on scikit-learn's digits).
 
   Raises:
     ValueError: unknown problem or bad option/file (the message names the bad value).

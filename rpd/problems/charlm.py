@@ -40,6 +40,7 @@ import numpy as np
 from flax import struct
 
 from rpd.problems.base import Problem, even_block_sizes
+from rpd.problems.layered import Layered
 from rpd.problems.markov_text import MarkovSource
 
 
@@ -132,7 +133,7 @@ def _block_gather_index(V, C, emb, hidden, n_layers, S) -> np.ndarray:
 
 
 @struct.dataclass
-class CharLM(Problem):
+class CharLM(Problem, Layered):
   """Character-level MLP language model split into ``S`` stages (see the module docstring).
 
   Leaves: ``train_NxT`` (training corpus, ``N`` sequences of length ``T``), ``eval_ctx_ExC``
@@ -208,6 +209,33 @@ class CharLM(Problem):
       leaves.append(x_SxD[s, off:off + n].reshape(shape))
       off += n
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+  def act_shape(self, b: int) -> tuple[int, ...]:
+    return (b, self.hidden)
+
+  def stage(self, s: int, w_D, a_in, batch):
+    """Stage ``s`` alone (:class:`~rpd.problems.layered.Layered`): its layers in order.
+
+    Stage 0 embeds the windows of ``batch = (tokens_BxC, next_B)``; the last stage returns
+    the mean cross-entropy. The chain of the stages equals :meth:`loss` (tested; the loss
+    itself scans the stacked residual blocks instead).
+    """
+    tokens_BxC, next_B = batch
+    mods = self._modules()
+    h = tokens_BxC if s == 0 else a_in
+    for l, (st, off, treedef, shapes) in enumerate(self.layout.layers):
+      if st != s:
+        continue
+      leaves = []
+      for shape in shapes:
+        n = math.prod(shape)
+        leaves.append(w_D[off:off + n].reshape(shape))
+        off += n
+      h = mods[l].apply({"params": jax.tree_util.tree_unflatten(treedef, leaves)}, h)
+    if s < self.S - 1:
+      return h
+    logp_BxV = jax.nn.log_softmax(h.astype(w_D.dtype))
+    return -jnp.mean(jnp.take_along_axis(logp_BxV, next_B[:, None], axis=1))
 
   def _xent(self, x_SxD, tokens_BxC, next_B):
     logp_BxV = jax.nn.log_softmax(self.logits(x_SxD, tokens_BxC).astype(x_SxD.dtype))
