@@ -223,4 +223,5 @@ def build(arg: str | None, S: int, **options) -> Transformer:
   unknown = set(options) - set(inspect.signature(make_transformer).parameters) - {"text"}
   if unknown:
     raise ValueError(f"unknown transformer option(s) {sorted(unknown)}")
-  return make_transformer(S, text=arg or options.pop("text", None), **options)
+  text = options.pop("text", None)
+  return make_transformer(S, text=arg or text, **options)
