@@ -137,6 +137,28 @@ def _simulated_time(rule_spec: str, S: int):
     return None
 
 
+def write_run(out_dir: str, columns: dict, args, summary: dict) -> None:
+  """Write ``metrics.csv`` (``columns``, the first one integer) and ``run.json`` (``args`` and
+  ``summary``) into ``out_dir`` atomically: into a temporary sibling directory first, then
+  moved in, so a failed or interrupted run never leaves a half-written file."""
+  import numpy as np
+
+  names = list(columns)
+  os.makedirs(out_dir, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".tmp-", dir=out_dir)
+  try:
+    cols = np.stack([np.asarray(columns[n]) for n in names], axis=1)
+    np.savetxt(os.path.join(tmp, "metrics.csv"), cols, delimiter=",", header=",".join(names),
+               comments="", fmt=["%d"] + ["%.17g"] * (len(names) - 1))
+    with open(os.path.join(tmp, "run.json"), "w") as f:
+      json.dump({"args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+                 **summary}, f, indent=2, default=str)
+    for fname in ("metrics.csv", "run.json"):
+      os.replace(os.path.join(tmp, fname), os.path.join(out_dir, fname))
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run(args) -> int:
   """Run, write ``metrics.csv`` and ``run.json`` atomically into ``--out``, print a summary."""
   if args.record_every is not None and args.steps % args.record_every:
@@ -187,20 +209,7 @@ def run(args) -> int:
       "wall_seconds": round(wall, 3), "metrics_file": metrics_file,
       "metadata": metadata(args.seed, wall),
   }
-  # Write into a temporary sibling directory, then move the files in: never half-written.
-  os.makedirs(out_dir, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".tmp-", dir=out_dir)
-  try:
-    cols = np.stack([m[n] for n in names], axis=1)
-    np.savetxt(os.path.join(tmp, "metrics.csv"), cols, delimiter=",", header=",".join(names),
-               comments="", fmt=["%d"] + ["%.17g"] * (len(names) - 1))
-    with open(os.path.join(tmp, "run.json"), "w") as f:
-      json.dump({"args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-                 **summary}, f, indent=2, default=str)
-    for fname in ("metrics.csv", "run.json"):
-      os.replace(os.path.join(tmp, fname), os.path.join(out_dir, fname))
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+  write_run(out_dir, {n: m[n] for n in names}, args, summary)
   if args.json:
     print(json.dumps(summary, default=str))
   else:

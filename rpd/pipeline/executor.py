@@ -232,7 +232,8 @@ def execute(problem, plan: Plan, *, gamma: float, key: jax.Array, optimizer="sgd
     mesh: 1-D mesh with axis ``"stage"`` of ``S`` devices (default :func:`stage_mesh`).
     chunk: ticks per compiled call (default: all in one call); the table is padded with idle
       ticks to a multiple of it and the state stays on the devices between calls.
-    callback: ``callback(ticks_done, losses_so_far)`` after every chunk (progress).
+    callback: ``callback(ticks_done, losses_so_far, w_SxD)`` after every chunk (progress;
+      ``w_SxD`` the current parameters, a sharded array).
 
   Returns:
     an :class:`ExecResult`.
@@ -265,7 +266,7 @@ def execute(problem, plan: Plan, *, gamma: float, key: jax.Array, optimizer="sgd
       compile_wall = time.perf_counter() - t0
       t0 = time.perf_counter()
     if callback is not None:
-      callback(min((i + 1) * chunk, plan.T), np.concatenate(losses))
+      callback(min((i + 1) * chunk, plan.T), np.concatenate(losses), state["w"])
   jax.block_until_ready(state["w"])
   wall = time.perf_counter() - t0
   return ExecResult(x_SxD=np.asarray(state["w"]), losses=np.concatenate(losses),
