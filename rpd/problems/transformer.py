@@ -16,8 +16,8 @@ of blocks.
 Data: the bundled corpus is real English text shipped with Python itself: the documentation
 topics of ``pydoc_data.topics`` (the text of ``help('TOPIC')``, ~465k characters, sorted by
 topic and joined), truncated to ``n_chars``; or a user's UTF-8 text file (``text=PATH``). The
-alphabet is the set of characters of the text; the last 10% of the text gives a fixed
-evaluation set of ``n_eval`` windows (``full_loss``). :func:`unigram_entropy` is the entropy of
+alphabet is the set of characters of the text; every 10th chunk of ``10 (T + 1)`` characters
+is held out and gives a fixed evaluation set of ``n_eval`` windows (``full_loss``). :func:`unigram_entropy` is the entropy of
 the character frequencies of the training text: the loss of the best model that ignores the
 context, the baseline a language model must beat.
 """
@@ -186,7 +186,7 @@ def make_transformer(S: int, *, text: str | None = None, n_chars: int = 200_000,
     T: context length; d_model, heads: width and attention heads (``heads`` divides
       ``d_model``); blocks_per_stage: transformer blocks per stage.
     batch: windows per stochastic gradient.
-    n_eval: evaluation windows (from the last 10% of the text).
+    n_eval: evaluation windows (from the held-out chunks).
 
   Raises:
     ValueError: bad sizes or an unreadable or too short text file.
@@ -206,15 +206,22 @@ def make_transformer(S: int, *, text: str | None = None, n_chars: int = 200_000,
   vocab = sorted(set(chars))
   index = {c: i for i, c in enumerate(vocab)}
   ids = np.array([index[c] for c in chars], dtype=np.int32)
-  cut = int(0.9 * len(ids))
-  held = ids[cut:]
-  starts = np.linspace(0, len(held) - T - 1, n_eval).astype(int)
-  ev = np.stack([held[p:p + T + 1] for p in starts])
+  # Every 10th chunk of 10 (T + 1) characters is held out: the evaluation windows come from
+  # the same text as the training windows, but never overlap them.
+  L = 10 * (T + 1)
+  chunks = [ids[i:i + L] for i in range(0, len(ids), L)]
+  held = [c for i, c in enumerate(chunks) if i % 10 == 9 and len(c) == L]
+  train = np.concatenate([c for i, c in enumerate(chunks) if i % 10 != 9])
+  if not held:
+    held = [ids[-L:]]
+  starts = [(i, o) for i in range(len(held)) for o in range(0, L - T, T + 1)]
+  pick = np.linspace(0, len(starts) - 1, min(n_eval, len(starts))).astype(int)
+  ev = np.stack([held[starts[k][0]][starts[k][1]:starts[k][1] + T + 1] for k in pick])
   bs = _layout(len(vocab), T, d_model, heads, blocks_per_stage, S).block_sizes
-  return Transformer(train_N=jnp.asarray(ids[:cut]), eval_ExT1=jnp.asarray(ev), S=S,
+  return Transformer(train_N=jnp.asarray(train), eval_ExT1=jnp.asarray(ev), S=S,
                      block_sizes=bs, V=len(vocab), T=T, d_model=d_model, heads=heads,
                      blocks_per_stage=blocks_per_stage, batch=batch,
-                     unigram_entropy=unigram_entropy(ids[:cut]))
+                     unigram_entropy=unigram_entropy(train))
 
 
 def build(arg: str | None, S: int, **options) -> Transformer:
