@@ -29,6 +29,12 @@ def get_config(quick: bool = False) -> dict:
                # optional per-objective overrides of 'stages' and 'H' (compiles dominate the
                # quick run: the LM's programs take ~5-10 s each to compile on 2 cores)
                **(dict(stages=[2, 16], H=[4]) if quick else {})),
+          dict(label="transformer LM (bundled corpus)", name="transformer",  # f* unknown
+               options=(dict(n_chars=50_000, T=16, d_model=16, heads=2, batch=8, n_eval=32)
+                        if quick else dict(n_chars=100_000, T=32, d_model=32, heads=2,
+                                           batch=8, n_eval=64)),
+               gammas=[0.3, 1.0] if quick else [0.1, 0.3, 1.0, 3.0],
+               **(dict(stages=[2], H=[4]) if quick else dict(stages=[2, 4, 8]))),
       ],
       stages=[2, 4, 8, 16],  # S = pipeline stages = LocalSGD workers = devices
       H=[1, 8] if quick else [1, 4, 16],  # LocalSGD local steps between averages
