@@ -147,7 +147,8 @@ def run(args) -> int:
     rows["tick"].append(ticks)
     rows["microbatches"].append(done)
     rows["train_loss"].append(float(np.mean(new)) if len(new) else np.nan)
-    rows["loss"].append(float(full_loss(np.asarray(w_SxD))))
+    from rpd.pipeline.executor import to_host
+    rows["loss"].append(float(full_loss(to_host(w_SxD))))
     rows["wall"].append(time.perf_counter() - t_start)
     if not args.quiet and not args.json:
       print(f"[{ticks}/{plan.T} ticks] microbatch {done}/{plan.microbatches}: train loss "

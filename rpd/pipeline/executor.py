@@ -81,6 +81,14 @@ class ExecResult:
   compile_wall: float
 
 
+def to_host(a) -> np.ndarray:
+  """A (possibly multi-host) sharded array as one numpy array on every process."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+  return np.asarray(a)
+
+
 def stage_mesh(S: int) -> jax.sharding.Mesh:
   """A 1-D mesh of the first ``S`` devices with axis ``"stage"``."""
   if jax.device_count() < S:
@@ -258,7 +266,7 @@ def execute(problem, plan: Plan, *, gamma: float, key: jax.Array, optimizer="sgd
   for i in range(n_chunks):
     rows = jax.device_put(table[i * chunk:(i + 1) * chunk], spec)
     state, out = _run_ticks(problem, state, rows, key, gamma, tx=tx, st=st, mesh=mesh)
-    out = np.asarray(out)[:, plan.S - 1]
+    out = to_host(out)[:, plan.S - 1]
     sel = kind[i * chunk:(i + 1) * chunk, plan.S - 1] == FWD
     losses.append(out[:len(sel)][sel])
     loss_m.append(last_m[i * chunk:(i + 1) * chunk, plan.S - 1][sel])
@@ -269,7 +277,7 @@ def execute(problem, plan: Plan, *, gamma: float, key: jax.Array, optimizer="sgd
       callback(min((i + 1) * chunk, plan.T), np.concatenate(losses), state["w"])
   jax.block_until_ready(state["w"])
   wall = time.perf_counter() - t0
-  return ExecResult(x_SxD=np.asarray(state["w"]), losses=np.concatenate(losses),
+  return ExecResult(x_SxD=to_host(state["w"]), losses=np.concatenate(losses),
                     loss_m=np.concatenate(loss_m),
-                    peak_stash=tuple(int(v) for v in np.asarray(state["peak"])),
+                    peak_stash=tuple(int(v) for v in to_host(state["peak"])),
                     ticks=plan.T, wall=wall, compile_wall=compile_wall)
