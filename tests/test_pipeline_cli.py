@@ -16,6 +16,7 @@ from rpd.cli import main
     (["--flush-every", "2"], "pipedream does not flush"),
     (["--optimizer", "lion"], "unknown --optimizer 'lion'"),
     (["--problem", "mlp:iris"], "--problem mlp:iris: unknown mlp data set"),
+    (["--text", "corpus.txt"], "--text corpus.txt: needs --problem transformer or charlm"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, needle, capsys, tmp_path):
   rc = main(["pipeline", "--problem", "mlp", "--stages", "4", "--out", str(tmp_path)] + argv)

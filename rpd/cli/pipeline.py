@@ -26,6 +26,9 @@ def add_arguments(p) -> None:
   p.add_argument("--problem", default="transformer",
                  help="a layered problem: transformer | transformer:TEXT_FILE | mlp | charlm | "
                       "charlm:TEXT_FILE (default transformer on the bundled corpus)")
+  p.add_argument("--text", default=None,
+                 help="UTF-8 text file to train the transformer or charlm on (same as "
+                      "--problem NAME:PATH; default: the bundled corpus)")
   p.add_argument("--schedule", default="pipedream",
                  help="pipedream (async, weight stashing) | 1f1b-flush | gpipe (default "
                       "pipedream)")
@@ -83,6 +86,11 @@ def _problem(args, G: int):
   from rpd.problems import get_problem
   from rpd.problems.layered import is_layered
   name = args.problem.partition(":")[0]
+  if args.text is not None:
+    if name not in ("transformer", "charlm") or ":" in args.problem:
+      raise InputError(f"--text {args.text}: needs --problem transformer or charlm "
+                       f"(without :PATH), got {args.problem}")
+    args.problem = f"{name}:{args.text}"
   opts = {}
   if args.batch is not None and name in ("transformer", "mlp", "charlm"):
     opts["batch"] = args.batch * G
