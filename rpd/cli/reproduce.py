@@ -142,7 +142,7 @@ def run(args) -> int:
   entries, table = [], []
   t_all = time.time()
   for name in EXPERIMENTS:
-    driver = importlib.import_module(f"experiments.{name}")
+    driver = importlib.import_module(f"rpd.experiments.{name}")
     cfg = importlib.import_module(f"rpd.experiments.configs.{name}").get_config(args.quick)
     if args.text is not None:
       cfg = _with_text(cfg, args.text)
