@@ -210,3 +210,26 @@ def test_build_problem_keeps_every_charlm_option(tmp_path):
   path.write_text("abcabcabd " * 40)
   q = build_problem({"name": f"charlm:{path}", "options": dict(hidden=8, n_layers=4, C=4)}, 2)
   assert q.f_star is None and q.V == 5
+
+
+def test_critical_gamma_rerun_is_a_no_op_and_ignores_extra_rows(tmp_path):
+  """A rerun of a finished search runs nothing and gives the same brackets; rows in the file
+  that the search did not ask for (another configuration's rounds) do not steer it."""
+  cfg = tiny_critical()
+  path = str(tmp_path / "c.jsonl")
+  assert critical_gamma.run(cfg, ResultsStore(path), progress=False) > 0
+  first = critical_gamma.plot(cfg, ResultsStore(path), str(tmp_path))["table"]
+  before = open(path).read()
+  assert critical_gamma.run(cfg, ResultsStore(path), progress=False) == 0
+  assert open(path).read() == before
+  # A stray unstable row inside the final bracket of S = 2 (as a search with a different
+  # config would leave): neither the rerun nor the plot may use it.
+  store = ResultsStore(path)
+  lo, hi = critical_gamma._bracket(cfg, store, "pipedream", 2)
+  row = next(r for r in store.rows.values() if r["config"]["S"] == 2
+             and not critical_gamma._stable(r["result"]))
+  stray = dict(row["config"], gamma=float(np.sqrt(lo * hi)), round=7)
+  store.add([(stray, row["result"], row["meta"])])
+  assert critical_gamma.run(cfg, ResultsStore(path), progress=False) == 0
+  again = critical_gamma.plot(cfg, ResultsStore(path), str(tmp_path))["table"]
+  assert again == first
