@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from rpd.experiments.common import ResultsStore, metadata
+from rpd.experiments.common import ResultsStore, check_interrupt, metadata
 
 # Metrics stored per row (those the engine or the baseline produced).
 ENGINE_METRICS = ("k", "loss", "grad_norm_sq", "stale_x_err", "stale_grad_err",
@@ -102,6 +102,7 @@ def run_engine_batch(store: ResultsStore, base: dict, problem_spec: dict, rule_s
   todo = store.missing(configs)
   if not todo:
     return 0
+  check_interrupt()
   t0 = time.time()
   problem = build_problem(problem_spec, S)
   rule = get_rule(rule_spec, S)
@@ -132,6 +133,7 @@ def run_localsgd_batch(store: ResultsStore, base: dict, problem_spec: dict, H: i
   todo = store.missing(configs)
   if not todo:
     return 0
+  check_interrupt()
   t0 = time.time()
   problem = build_problem(problem_spec, S)
   f_ref = reference_f_star(problem)

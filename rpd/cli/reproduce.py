@@ -137,12 +137,18 @@ def run(args) -> int:
       read_text(args.text)
     except ValueError as e:
       raise InputError(f"--text: {e}") from None
+  from rpd.experiments.common import deferred_sigint
+  with deferred_sigint():  # Ctrl-C stops between batches: exit 130, finished rows kept
+    return _run(args, names, out_dir)
+
+
+def _run(args, names: list[str], out_dir: str) -> int:
   from rpd.experiments.common import ResultsStore  # JAX's default dtype: float32 from the shell
   mode = "quick" if args.quick else "full"
   entries, table = [], []
   t_all = time.time()
   for name in EXPERIMENTS:
-    driver = importlib.import_module(f"experiments.{name}")
+    driver = importlib.import_module(f"rpd.experiments.{name}")
     cfg = importlib.import_module(f"rpd.experiments.configs.{name}").get_config(args.quick)
     if args.text is not None:
       cfg = _with_text(cfg, args.text)
