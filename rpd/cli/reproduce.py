@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
-import json
 import os
 import sys
 import time
 
+from rpd import jsonout
 from rpd.errors import InputError
 
 NAME = "reproduce"
@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  help="train the character LM on this UTF-8 text file instead of the bundled "
                       "Markov source (its best achievable loss is then unknown)")
   p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
-  p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+  p.add_argument("--json", action="store_true", help=jsonout.JSON_HELP)
 
 
 def _csv(path: str, rows: list[dict]) -> None:
@@ -68,6 +68,20 @@ def _with_text(cfg: dict, path: str) -> dict:
                options=dict(p.get("options", {}), text=os.path.abspath(path)))
     new.append(p)
   return dict(cfg, problems=new)
+
+
+def _text_window() -> int:
+  """The largest context window ``C`` of the character-LM objectives of the configs."""
+  import inspect
+
+  from rpd.problems.charlm import make_charlm
+  C = inspect.signature(make_charlm).parameters["C"].default
+  for name in EXPERIMENTS:
+    cfg = importlib.import_module(f"rpd.experiments.configs.{name}").get_config(False)
+    for p in cfg.get("problems", []):
+      if p.get("name", "").startswith("charlm"):
+        C = max(C, p.get("options", {}).get("C", C))
+  return C
 
 
 def _meta() -> dict:
@@ -133,8 +147,8 @@ def run(args) -> int:
     raise InputError(f"--out: cannot create {out_dir!r}: {e}") from None
   if args.text is not None:
     from rpd.problems.charlm import read_text
-    try:
-      read_text(args.text)
+    try:  # before any training: the LM's context window is the last experiment's to need it
+      read_text(args.text, _text_window())
     except ValueError as e:
       raise InputError(f"--text: {e}") from None
   from rpd.experiments.common import deferred_sigint
@@ -175,7 +189,7 @@ def _run(args, names: list[str], out_dir: str) -> int:
              "csv": os.path.join(out_dir, "results.csv"),
              "readme": os.path.join(out_dir, "README.md")}
   if args.json:
-    print(json.dumps(summary))
+    print(jsonout.dumps(summary))
   else:
     print(f"wrote {len([f for e in entries for f in e['figures']])} figure files, "
           f"results.csv and README.md to {out_dir} in {total:.0f} s")
