@@ -1,4 +1,4 @@
-"""Shared experiment utilities: resumable JSONL results, run metadata, progress bars, fits.
+"""Shared experiment utilities: resumable JSONL results, run metadata, progress (tqdm), fits.
 
 Results files. Every finished configuration is one JSON line appended (and flushed, fsynced)
 to a ``.jsonl`` file as soon as its batch finishes: ``{"key": ..., "config": {...},
@@ -190,37 +190,44 @@ def deferred_sigint(message: str = "interrupt: stopping after the current batch 
     _STOP.clear()
 
 
+class _LineWriter:
+  """A file for tqdm when stderr is not a terminal (a log file, a pipe): every refresh is a
+  line of its own (tqdm's carriage returns would otherwise make one enormous line)."""
+
+  def __init__(self, stream):
+    self.stream = stream
+
+  def write(self, text: str) -> None:
+    text = text.replace("\r", "").strip()
+    if text:
+      self.stream.write(text + "\n")
+
+  def flush(self) -> None:
+    self.stream.flush()
+
+
 class Progress:
-  """A one-line progress bar on stderr (no dependency): ``label [####....] i/n  eta``."""
+  """Progress of an experiment on stderr (tqdm): ``label  i/n [elapsed<left]``.
 
-  def __init__(self, total: int, label: str, enabled: bool = True, width: int = 28):
-    self.total, self.label, self.enabled, self.width = max(total, 1), label, enabled, width
-    self.done = 0
-    self.t0 = time.time()
-    self._draw()
+  On a terminal one redrawn line; elsewhere (logs) one line at most every 30 s and at the end.
+  """
 
-  def _draw(self):
-    if not self.enabled:
-      return
-    frac = self.done / self.total
-    n = int(frac * self.width)
-    el = time.time() - self.t0
-    eta = el / frac - el if frac > 0 else float("nan")
-    sys.stderr.write(f"\r{self.label:<28} [{'#' * n}{'.' * (self.width - n)}] "
-                     f"{self.done}/{self.total}  {el:5.0f}s elapsed"
-                     + (f", ~{eta:4.0f}s left" if frac > 0 and frac < 1 else "      "))
-    sys.stderr.flush()
+  def __init__(self, total: int, label: str, enabled: bool = True):
+    self.bar = None
+    if enabled:
+      from tqdm import tqdm
+      tty = sys.stderr.isatty()
+      self.bar = tqdm(total=total, desc=label, unit="batch", dynamic_ncols=True,
+                      file=sys.stderr if tty else _LineWriter(sys.stderr),
+                      mininterval=0.1 if tty else 30.0, ascii=not tty)
 
   def update(self, n: int = 1):
-    self.done += n
-    self._draw()
+    if self.bar is not None:
+      self.bar.update(n)
 
   def close(self):
-    if self.enabled:
-      self.done = self.total
-      self._draw()
-      sys.stderr.write("\n")
-      sys.stderr.flush()
+    if self.bar is not None:
+      self.bar.close()
 
 
 @dataclasses.dataclass

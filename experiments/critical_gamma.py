@@ -12,10 +12,10 @@ bracket ``[lo, hi]``.
 What is compared with. Two predictions, both from the delay formula ``tau_max(S) = S^2 - S/2
 + O(1)`` (``rpd.theory.delay``):
 
-* delayed gradient descent: ``x_{t+1} = x_t - gamma A x_{t-d}`` is stable iff ``gamma L < 2
-  sin(pi / (2 (2 d + 1)))`` (the classical bound for a scalar delayed recursion). Counting
+* delayed gradient descent: ``x_{t+1} = x_t - gamma A x_{t-m}`` is stable iff ``gamma L < 2
+  sin(pi / (2 (2 m + 1)))`` (the classical bound for a scalar delayed recursion). Counting
   time in *rounds* of ``S`` block updates (one microbatch of PipeDream, on average one
-  update of every block for ``rpd``), the oldest read is ``d = tau_max(S) / S ~ S`` rounds
+  update of every block for ``rpd``), the oldest read is ``m = tau_max(S) / S ~ S`` rounds
   old, so ``gamma_crit ~ pi / (4 L S)``: exponent ``-1``;
 * the step-size condition of delayed-SGD analyses, ``gamma <= 1 / (L tau_max)``, which
   counts delays in single block updates: exponent ``-2``.
@@ -120,8 +120,8 @@ def predictions(S: np.ndarray, L: float) -> dict:
   """The two predicted critical step sizes (see the module docstring)."""
   from rpd.theory.delay import tau_max
   tm = np.array([tau_max(int(s)) for s in S], float)
-  d = tm / S
-  return {"delayed GD, d = tau_max/S rounds": 2 * np.sin(np.pi / (2 * (2 * d + 1))) / L,
+  m = tm / S  # the delay in rounds (d is the dimension)
+  return {"delayed GD, delay m = tau_max/S rounds": 2 * np.sin(np.pi / (2 * (2 * m + 1))) / L,
           "1 / (L tau_max)": 1.0 / (L * np.maximum(tm, 1))}
 
 
@@ -169,7 +169,7 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
   ax.set_ylabel(r"largest stable step size $\gamma$ (L = %g)" % L)
   opts = cfg["problem"]["options"]
   ax.set_title(f"Critical step size, {cfg['problem']['label']} "
-               f"(d={opts.get('d')}, mu={opts.get('mu')})", fontsize=9)
+               f"(dimension d={opts.get('d')}, mu={opts.get('mu')})", fontsize=9)
   ax.legend(fontsize=7)
   fig.tight_layout()
   files = save_figure(fig, out_dir, cfg["name"])

@@ -42,6 +42,8 @@ def run(args) -> int:
   except KeyError as e:
     raise InputError(e.args[0]) from None
   S = args.stages
+  from rpd.guards import check_simulated_stages
+  check_simulated_stages(S, "--stages")
   tau = schedule.delay_table(S)
   cf = closed_form(args.schedule)
   out = {

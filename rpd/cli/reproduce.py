@@ -5,7 +5,8 @@ the tuned rate (from the stage sweep's runs), the critical step size, and PipeDr
 LocalSGD in simulated time. Each finished configuration is appended to
 ``OUT/results/NAME.MODE.jsonl`` (``MODE`` = quick or full), so a rerun (or a run after Ctrl-C)
 skips what is done. Writes ``OUT/NAME.png`` and ``.pdf`` for every figure, ``OUT/results.csv``
-(one row per plotted quantity) and ``OUT/README.md`` (figures, commands, runtimes, findings).
+(one row per plotted quantity), ``OUT/README.md`` (figures, commands, runtimes, findings) and
+``OUT/SOURCES.json`` (hashes of the code that made them; see ``rpd.experiments.stamp``).
 With ``--only`` the other experiments do not run, but their figures are redrawn from their
 saved results (if any), so the README and the CSV always cover everything in ``OUT``.
 """
@@ -141,16 +142,18 @@ def run(args) -> int:
     if bad:
       raise InputError(f"--only: unknown experiment {bad[0]!r}; known: {', '.join(EXPERIMENTS)}")
   out_dir = args.out
+  from rpd.guards import check_writable_dir
+  check_writable_dir(out_dir, "--out")
+  if args.text is not None:
+    from rpd.problems.charlm import read_text
+    try:  # before any training (the LM is the last experiment) and before writing anything
+      read_text(args.text, _text_window())
+    except ValueError as e:
+      raise InputError(f"--text: {e}") from None
   try:
     os.makedirs(os.path.join(out_dir, "results"), exist_ok=True)
   except OSError as e:
     raise InputError(f"--out: cannot create {out_dir!r}: {e}") from None
-  if args.text is not None:
-    from rpd.problems.charlm import read_text
-    try:  # before any training: the LM's context window is the last experiment's to need it
-      read_text(args.text, _text_window())
-    except ValueError as e:
-      raise InputError(f"--text: {e}") from None
   from rpd.experiments.common import deferred_sigint
   with deferred_sigint():  # Ctrl-C stops between batches: exit 130, finished rows kept
     return _run(args, names, out_dir)
@@ -183,6 +186,8 @@ def _run(args, names: list[str], out_dir: str) -> int:
   _csv(os.path.join(out_dir, "results.csv"), table)
   with open(os.path.join(out_dir, "README.md"), "w") as f:
     f.write(_readme(out_dir, mode, entries, total))
+  from rpd.experiments.stamp import write_stamp  # which code made these (SOURCES.json)
+  write_stamp(out_dir, mode, [e["name"] for e in entries])
   summary = {"mode": mode, "out": out_dir, "runtime_s": round(total, 1),
              "experiments": [{k: (round(v, 1) if k == "runtime_s" else v) for k, v in e.items()
                               if k != "doc"} for e in entries],
