@@ -125,10 +125,13 @@ def run_dir_name(fields: dict, named: tuple[tuple[str, str], ...]) -> str:
 def check_train_args(args) -> None:
   """Sizes of ``rpd train`` known from its arguments alone, checked before anything is built.
 
-  Synthetic data: the quadratic holds ``A`` dense (``d^2`` numbers, ``d <= 2048``) or as its
+  ``K = --steps`` fits the engine's int32 iteration counter. Synthetic data: the quadratic holds ``A`` dense (``d^2`` numbers, ``d <= 2048``) or as its
   diagonal (``d``); logistic regression holds ``X`` (``n d``). Pipeline rules (``pipedream``,
   ``sync``, ``schedule:NAME``) simulate their schedule: ``S <= MAX_SIMULATED_STAGES``.
   """
+  if args.steps > 2**31 - 1:
+    raise InputError(f"--steps {args.steps}: the iteration counter is int32 (at most "
+                     f"{2**31 - 1}), and such a run would take days")
   name, sep, _ = args.problem.partition(":")
   if not sep:
     d = args.dim

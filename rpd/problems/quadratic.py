@@ -152,8 +152,6 @@ def load_quadratic(path: str, S: int, *, noise: float = 0.0, dtype=None) -> Quad
     raise ValueError(f"{path}: A must be symmetric")
   if not (np.isfinite(noise) and noise >= 0):
     raise ValueError(f"noise must be a finite number >= 0, got {noise}")
-  d = A.shape[0]
-  block_sizes = even_block_sizes(d, S)
   lam = np.linalg.eigvalsh(A)
   scale = float(np.abs(lam).max())
   if scale == 0:
@@ -167,6 +165,7 @@ def load_quadratic(path: str, S: int, *, noise: float = 0.0, dtype=None) -> Quad
   if np.linalg.norm(A @ y - b) > 1e-8 * max(1.0, float(np.linalg.norm(b))):
     raise ValueError(f"{path}: A is singular and b is not in its range: f is unbounded below")
   f_star = float(-0.5 * b @ y)
+  block_sizes = even_block_sizes(A.shape[0], S)
   dtype = dtype or jnp.zeros(()).dtype
   return Quadratic(A=jnp.asarray(A, dtype), b=jnp.asarray(b, dtype), S=S,
                    block_sizes=block_sizes, L=float(lam.max()), f_star=f_star,
