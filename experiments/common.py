@@ -132,9 +132,17 @@ class ResultsStore:
       os.fsync(f.fileno())
 
   def select(self, **match) -> list[dict]:
-    """Rows whose config has every ``field == value`` of ``match``."""
-    return [r for r in self.rows.values()
-            if all(_jsonable(r["config"].get(k)) == _jsonable(v) for k, v in match.items())]
+    """Rows whose config has every ``field == value`` of ``match`` (compared as JSON)."""
+    want = {k: config_key(v) for k, v in match.items()}
+    return [r for key, r in self.rows.items()
+            if all(self._field_keys(key, r).get(k, "null") == w for k, w in want.items())]
+
+  def _field_keys(self, key: str, row: dict) -> dict[str, str]:
+    """``{field: config_key(value)}`` of a row's config, computed once per row."""
+    cache = self.__dict__.setdefault("_fields", {})
+    if key not in cache:
+      cache[key] = {k: config_key(v) for k, v in row["config"].items()}
+    return cache[key]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -219,7 +227,7 @@ class Progress:
       tty = sys.stderr.isatty()
       self.bar = tqdm(total=total, desc=label, unit="batch", dynamic_ncols=True,
                       file=sys.stderr if tty else _LineWriter(sys.stderr),
-                      mininterval=0.1 if tty else 30.0, ascii=not tty)
+                      mininterval=0.1 if tty else 30.0, miniters=1, ascii=not tty)
 
   def update(self, n: int = 1):
     if self.bar is not None:
