@@ -11,7 +11,6 @@ import sys
 import textwrap
 import time
 
-import pytest
 
 # A tiny critical-step-size search (pipedream, S = 1, 2, 4; two bisection rounds): every
 # bisection round depends on the previous round's results, the case a resume could get wrong.

@@ -78,7 +78,6 @@ def _default_out(args) -> str:
 
 def _build(args):
   """Problem, rule, x0 and mesh from the arguments (``InputError`` on bad input)."""
-  import numpy as np
   import jax
   import jax.numpy as jnp
 

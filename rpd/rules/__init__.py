@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
-
 from rpd.rules.base import IterationRule, Rule
 from rpd.rules.constant import ConstantDelay
 from rpd.rules.none import NoDelay
