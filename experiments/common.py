@@ -1,4 +1,4 @@
-"""Shared experiment utilities: resumable JSONL results, run metadata, progress bars, fits.
+"""Shared experiment utilities: resumable JSONL results, run metadata, progress (tqdm), fits.
 
 Results files. Every finished configuration is one JSON line appended (and flushed, fsynced)
 to a ``.jsonl`` file as soon as its batch finishes: ``{"key": ..., "config": {...},
@@ -9,14 +9,17 @@ the seed and the wall time of the batch.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Iterable
 
@@ -129,42 +132,110 @@ class ResultsStore:
       os.fsync(f.fileno())
 
   def select(self, **match) -> list[dict]:
-    """Rows whose config has every ``field == value`` of ``match``."""
-    return [r for r in self.rows.values()
-            if all(_jsonable(r["config"].get(k)) == _jsonable(v) for k, v in match.items())]
+    """Rows whose config has every ``field == value`` of ``match`` (compared as JSON)."""
+    want = {k: config_key(v) for k, v in match.items()}
+    return [r for key, r in self.rows.items()
+            if all(self._field_keys(key, r).get(k, "null") == w for k, w in want.items())]
+
+  def _field_keys(self, key: str, row: dict) -> dict[str, str]:
+    """``{field: config_key(value)}`` of a row's config, computed once per row."""
+    cache = self.__dict__.setdefault("_fields", {})
+    if key not in cache:
+      cache[key] = {k: config_key(v) for k, v in row["config"].items()}
+    return cache[key]
+
+
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C was pressed: raised between batches (never inside a JAX computation)."""
+
+
+_STOP = threading.Event()
+
+
+def check_interrupt() -> None:
+  """Raise :class:`Interrupted` if Ctrl-C was pressed inside :func:`deferred_sigint`.
+
+  The runners call this before every batch, so a batch either finishes (and its rows are on
+  disk) or never starts.
+  """
+  if _STOP.is_set():
+    raise Interrupted
+
+
+@contextlib.contextmanager
+def deferred_sigint(message: str = "interrupt: stopping after the current batch "
+                    "(Ctrl-C again to stop at once)"):
+  """Within this block, Ctrl-C sets a flag that :func:`check_interrupt` turns into
+  :class:`Interrupted` between batches, instead of raising ``KeyboardInterrupt`` wherever the
+  main thread happens to be.
+
+  Why: a ``KeyboardInterrupt`` raised while JAX has work in flight (compiling or dispatching a
+  batch) unwinds past it, and tearing the XLA runtime down at interpreter exit with that work
+  still pending crashed with a segmentation fault (exit -11) in about half of the tries. A
+  second Ctrl-C exits at once with code 130 (``os._exit``, no interpreter teardown: every
+  finished batch is already fsynced; a line cut short is ignored on load). Outside the main
+  thread (where signal handlers cannot be installed) the block changes nothing.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  _STOP.clear()
+
+  def handler(signum, frame):
+    if _STOP.is_set():
+      sys.stderr.write("\ninterrupted again: exiting now; finished results are kept\n")
+      sys.stderr.flush()
+      os._exit(130)
+    _STOP.set()
+    sys.stderr.write(f"\n{message}\n")
+    sys.stderr.flush()
+
+  previous = signal.signal(signal.SIGINT, handler)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
+    _STOP.clear()
+
+
+class _LineWriter:
+  """A file for tqdm when stderr is not a terminal (a log file, a pipe): every refresh is a
+  line of its own (tqdm's carriage returns would otherwise make one enormous line)."""
+
+  def __init__(self, stream):
+    self.stream = stream
+
+  def write(self, text: str) -> None:
+    text = text.replace("\r", "").strip()
+    if text:
+      self.stream.write(text + "\n")
+
+  def flush(self) -> None:
+    self.stream.flush()
 
 
 class Progress:
-  """A one-line progress bar on stderr (no dependency): ``label [####....] i/n  eta``."""
+  """Progress of an experiment on stderr (tqdm): ``label  i/n [elapsed<left]``.
 
-  def __init__(self, total: int, label: str, enabled: bool = True, width: int = 28):
-    self.total, self.label, self.enabled, self.width = max(total, 1), label, enabled, width
-    self.done = 0
-    self.t0 = time.time()
-    self._draw()
+  On a terminal one redrawn line; elsewhere (logs) one line at most every 30 s and at the end.
+  """
 
-  def _draw(self):
-    if not self.enabled:
-      return
-    frac = self.done / self.total
-    n = int(frac * self.width)
-    el = time.time() - self.t0
-    eta = el / frac - el if frac > 0 else float("nan")
-    sys.stderr.write(f"\r{self.label:<28} [{'#' * n}{'.' * (self.width - n)}] "
-                     f"{self.done}/{self.total}  {el:5.0f}s elapsed"
-                     + (f", ~{eta:4.0f}s left" if frac > 0 and frac < 1 else "      "))
-    sys.stderr.flush()
+  def __init__(self, total: int, label: str, enabled: bool = True):
+    self.bar = None
+    if enabled:
+      from tqdm import tqdm
+      tty = sys.stderr.isatty()
+      self.bar = tqdm(total=total, desc=label, unit="batch", dynamic_ncols=True,
+                      file=sys.stderr if tty else _LineWriter(sys.stderr),
+                      mininterval=0.1 if tty else 30.0, miniters=1, ascii=not tty)
 
   def update(self, n: int = 1):
-    self.done += n
-    self._draw()
+    if self.bar is not None:
+      self.bar.update(n)
 
   def close(self):
-    if self.enabled:
-      self.done = self.total
-      self._draw()
-      sys.stderr.write("\n")
-      sys.stderr.flush()
+    if self.bar is not None:
+      self.bar.close()
 
 
 @dataclasses.dataclass

@@ -12,10 +12,10 @@ bracket ``[lo, hi]``.
 What is compared with. Two predictions, both from the delay formula ``tau_max(S) = S^2 - S/2
 + O(1)`` (``rpd.theory.delay``):
 
-* delayed gradient descent: ``x_{t+1} = x_t - gamma A x_{t-d}`` is stable iff ``gamma L < 2
-  sin(pi / (2 (2 d + 1)))`` (the classical bound for a scalar delayed recursion). Counting
+* delayed gradient descent: ``x_{t+1} = x_t - gamma A x_{t-m}`` is stable iff ``gamma L < 2
+  sin(pi / (2 (2 m + 1)))`` (the classical bound for a scalar delayed recursion). Counting
   time in *rounds* of ``S`` block updates (one microbatch of PipeDream, on average one
-  update of every block for ``rpd``), the oldest read is ``d = tau_max(S) / S ~ S`` rounds
+  update of every block for ``rpd``), the oldest read is ``m = tau_max(S) / S ~ S`` rounds
   old, so ``gamma_crit ~ pi / (4 L S)``: exponent ``-1``;
 * the step-size condition of delayed-SGD analyses, ``gamma <= 1 / (L tau_max)``, which
   counts delays in single block updates: exponent ``-2``.
@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from rpd.experiments.common import Progress, ResultsStore, loglog_slope, save_figure
-from rpd.experiments.runner import run_engine_batch
+from rpd.experiments.runner import batch_configs, run_engine_batch
 
 
 FIGURE_DOC = ("Largest stable step size on a quadratic with exact gradients against S for "
@@ -48,11 +48,10 @@ def _stable(res: dict) -> bool:
   return (not res["diverged"]) and math.isfinite(g[-1]) and g[-1] <= g[0] and g[-1] <= g[-2]
 
 
-def _bracket(cfg, store, rule, S):
-  """Current ``(lo, hi)`` from every finished gamma of (rule, S); grids to run next."""
-  spec = {k: v for k, v in cfg["problem"].items() if k != "label"}
-  rows = store.select(experiment=cfg["name"], problem=spec, rule=rule, S=S, K=K_for(cfg, S))
-  res = sorted((r["config"]["gamma"], _stable(r["result"])) for r in rows)
+def _bracket_of(results) -> tuple:
+  """``(lo, hi)`` from ``[(gamma, stable), ...]``: ``hi`` the smallest unstable gamma, ``lo``
+  the largest stable gamma below it (``None`` where there is none)."""
+  res = sorted(results)
   unstable = [g for g, ok in res if not ok]
   hi = min(unstable) if unstable else None
   stable_below = [g for g, ok in res if ok and (hi is None or g < hi)]
@@ -69,31 +68,60 @@ def grids(cfg: dict, lo, hi, round_: int):
   return np.geomspace(lo, hi, cfg["grid"] + 2)[1:-1]
 
 
+def search(cfg: dict, store: ResultsStore, rule: str, S: int, run_missing: bool = True,
+           on_round=None) -> tuple:
+  """The bisection of (rule, S), round by round; returns the final ``(lo, hi)``.
+
+  Round ``r``'s grid is a function of the configuration and the results of rounds ``0..r-1``
+  only: the bracket is recomputed from exactly the configurations those rounds asked for
+  (looked up by key), never from whatever else the results file holds. So a rerun (of a
+  finished or an interrupted search) asks for the same configurations, finds them done and
+  ends with the same bracket as one clean run. With ``run_missing=False`` (plotting) the
+  replay stops at the first round whose results are not all there.
+  """
+  spec = {k: v for k, v in cfg["problem"].items() if k != "label"}
+  K = K_for(cfg, S)
+  seen: list[tuple[float, bool]] = []
+  lo = hi = None
+  for rnd in range(cfg["rounds"]):
+    gs = grids(cfg, lo, hi, rnd)
+    if gs is not None:
+      base = {"experiment": cfg["name"], "round": rnd}
+      if run_missing:
+        run_engine_batch(store, base, spec, rule, S, gs, np.full(len(gs), cfg["seed"]), K,
+                         K // 2)
+      rows = [store.get(c) for c in batch_configs(base, spec, rule, S, gs,
+                                                  np.full(len(gs), cfg["seed"]), K, K // 2)]
+      if any(r is None for r in rows):
+        break
+      seen += [(r["config"]["gamma"], _stable(r["result"])) for r in rows]
+      lo, hi = _bracket_of(seen)
+    if on_round is not None:
+      on_round()
+  return lo, hi
+
+
 def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
   batches = [(r, S) for r in cfg["rules"] for S in cfg["stages"]]
   bar = Progress(len(batches) * cfg["rounds"], cfg["name"], progress)
-  spec = {k: v for k, v in cfg["problem"].items() if k != "label"}
-  ran = 0
+  n0 = len(store.rows)
   for rule, S in batches:
-    K = K_for(cfg, S)
-    lo = hi = None
-    for rnd in range(cfg["rounds"]):
-      gs = grids(cfg, lo, hi, rnd)
-      if gs is not None:
-        ran += run_engine_batch(store, {"experiment": cfg["name"], "round": rnd}, spec, rule,
-                                S, gs, np.full(len(gs), cfg["seed"]), K, K // 2)
-      lo, hi = _bracket(cfg, store, rule, S)
-      bar.update()
+    search(cfg, store, rule, S, run_missing=True, on_round=bar.update)
   bar.close()
-  return ran
+  return len(store.rows) - n0
+
+
+def _bracket(cfg, store, rule, S):
+  """Final ``(lo, hi)`` of the search of (rule, S) from the stored results (runs nothing)."""
+  return search(cfg, store, rule, S, run_missing=False)
 
 
 def predictions(S: np.ndarray, L: float) -> dict:
   """The two predicted critical step sizes (see the module docstring)."""
   from rpd.theory.delay import tau_max
   tm = np.array([tau_max(int(s)) for s in S], float)
-  d = tm / S
-  return {"delayed GD, d = tau_max/S rounds": 2 * np.sin(np.pi / (2 * (2 * d + 1))) / L,
+  m = tm / S  # the delay in rounds (d is the dimension)
+  return {"delayed GD, delay m = tau_max/S rounds": 2 * np.sin(np.pi / (2 * (2 * m + 1))) / L,
           "1 / (L tau_max)": 1.0 / (L * np.maximum(tm, 1))}
 
 
@@ -141,7 +169,7 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
   ax.set_ylabel(r"largest stable step size $\gamma$ (L = %g)" % L)
   opts = cfg["problem"]["options"]
   ax.set_title(f"Critical step size, {cfg['problem']['label']} "
-               f"(d={opts.get('d')}, mu={opts.get('mu')})", fontsize=9)
+               f"(dimension d={opts.get('d')}, mu={opts.get('mu')})", fontsize=9)
   ax.legend(fontsize=7)
   fig.tight_layout()
   files = save_figure(fig, out_dir, cfg["name"])

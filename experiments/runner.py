@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from rpd.experiments.common import ResultsStore, metadata
+from rpd.experiments.common import ResultsStore, check_interrupt, metadata
 
 # Metrics stored per row (those the engine or the baseline produced).
 ENGINE_METRICS = ("k", "loss", "grad_norm_sq", "stale_x_err", "stale_grad_err",
@@ -70,6 +70,14 @@ def _x0(problem, init_seed: int):
   return jax.jit(problem.init)(jax.random.key(init_seed))
 
 
+def batch_configs(base: dict, problem_spec: dict, rule_spec: str, S: int, gammas, seeds,
+                  K: int, record_every: int, init_seed: int = 0) -> list[dict]:
+  """The configurations (result-store keys) of one engine batch, in order."""
+  return [dict(base, problem=problem_spec, rule=rule_spec, S=S, K=K,
+               record_every=record_every, gamma=float(g), seed=int(s), init_seed=init_seed)
+          for g, s in zip(gammas, seeds)]
+
+
 def run_engine_batch(store: ResultsStore, base: dict, problem_spec: dict, rule_spec: str,
                      S: int, gammas, seeds, K: int, record_every: int,
                      track_average: bool = False, init_seed: int = 0) -> int:
@@ -89,12 +97,12 @@ def run_engine_batch(store: ResultsStore, base: dict, problem_spec: dict, rule_s
   """
   from rpd.engine import sweep
   from rpd.rules import get_rule
-  configs = [dict(base, problem=problem_spec, rule=rule_spec, S=S, K=K,
-                  record_every=record_every, gamma=float(g), seed=int(s), init_seed=init_seed)
-             for g, s in zip(gammas, seeds)]
+  configs = batch_configs(base, problem_spec, rule_spec, S, gammas, seeds, K, record_every,
+                          init_seed)
   todo = store.missing(configs)
   if not todo:
     return 0
+  check_interrupt()
   t0 = time.time()
   problem = build_problem(problem_spec, S)
   rule = get_rule(rule_spec, S)
@@ -125,6 +133,7 @@ def run_localsgd_batch(store: ResultsStore, base: dict, problem_spec: dict, H: i
   todo = store.missing(configs)
   if not todo:
     return 0
+  check_interrupt()
   t0 = time.time()
   problem = build_problem(problem_spec, S)
   f_ref = reference_f_star(problem)

@@ -44,10 +44,11 @@ FIGURE_DOC = ("Stale-read errors (gradient, iterate, and gradient relative to ||
               "the theorem's tau_max(S)^2 ~ S^4 and the drift count (tau_max/S)^2 ~ S^2 "
               "overlaid.")
 
-def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
-  """Run every missing configuration; returns how many ran."""
+def run(cfg: dict, store: ResultsStore, progress: bool = True, label: str | None = None) -> int:
+  """Run every missing configuration; returns how many ran (``label``: of the progress bar,
+  default the experiment's name)."""
   batches = [(p, r, S) for p in cfg["problems"] for r in cfg["rules"] for S in cfg["stages"]]
-  bar = Progress(len(batches), cfg["name"], progress)
+  bar = Progress(len(batches), label or cfg["name"], progress)
   gs, ss = np.meshgrid(cfg["gammas"], cfg["seeds"], indexing="ij")
   ran = 0
   for p, rule, S in batches:

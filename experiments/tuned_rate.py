@@ -23,7 +23,7 @@ FIGURE_DOC = ("For each S and K, the best step size of the grid: the mean square
 
 def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
   """Runs the stage sweep's missing configurations (the tuned rate reuses its runs)."""
-  return stage_sweep.run(cfg["sweep"], store, progress)
+  return stage_sweep.run(cfg["sweep"], store, progress, label=f"{cfg['name']} (stage_sweep runs)")
 
 
 def tuned_points(cfg: dict, store: ResultsStore, p: dict, rule: str) -> list[dict]:
@@ -79,12 +79,15 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
       for n, S in enumerate(Ss):
         sel = np.array([q["S"] == S for q in pts])
         col = cmap(n / max(len(Ss) - 1, 1))
-        ax.plot(x[sel], grad[sel], "o-", color=col, ms=3, lw=0.8,
-                label=f"S={S}: best mean $\\|\\nabla f\\|^2$")
+        ax.plot(x[sel], grad[sel], "o-", color=col, ms=3, lw=0.8, label=f"S={S}")
         ax.plot(x[sel], stale[sel], "s--", color=col, ms=3, lw=0.8)
+      ax.plot([], [], "o-", color="gray", ms=3, lw=0.8,
+              label=r"circles, solid: best mean $\|\nabla f\|^2$")
+      ax.plot([], [], "s--", color="gray", ms=3, lw=0.8,
+              label="squares, dashed: stale-read term at that $\\gamma$")
       xs = np.geomspace(x.min(), x.max(), 20)
       ax.plot(xs, np.exp(c) * xs ** slope, "k:",
-              label=f"stale-read term (dashed): fitted slope {slope:.2f}")
+              label=f"dotted: fit to the squares, slope {slope:.2f}")
       ax.set_xscale("log")
       ax.set_yscale("log")
       ax.set_xlabel(r"$S^4/K$  (K = iterations)")

@@ -96,7 +96,7 @@ def test_bad_npz_shape(tmp_path, capsys):
 def test_divergence_reported_not_crashed(tmp_path, capsys):
   code, out, _ = run_cli("train", "--rule", "constant:5", "--lr", "1e6", "--steps", "800",
                          "--out", str(tmp_path), "--json", capsys=capsys)
-  assert code == 0
+  assert code == 3  # EXIT_DIVERGED
   rec = json.loads(out)
   assert rec["diverged"] is True and rec["diverged_at"] >= 0
 

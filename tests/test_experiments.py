@@ -62,6 +62,19 @@ def test_stage_sweep_and_tuned_rate_end_to_end(tmp_path):
   assert tuned_rate.run(tr, store, progress=False) == 0  # reuses the stage sweep's runs
   res = tuned_rate.plot(tr, store, str(tmp_path))
   _nonempty(res["figures"])
+  figs = []
+  real_save = tuned_rate.save_figure
+  tuned_rate.save_figure = lambda fig, out_dir, name: figs.append(fig) or []
+  try:
+    tuned_rate.plot(tr, store, str(tmp_path))
+  finally:
+    tuned_rate.save_figure = real_save
+  legend = {t.get_text(): h for t, h in zip(figs[0].axes[0].get_legend().get_texts(),
+                                            figs[0].axes[0].get_legend().legend_handles)}
+  squares = next(h for t, h in legend.items() if t.startswith("squares"))
+  fit_text = next(t for t in legend if "fit to the squares" in t)
+  assert squares.get_marker() == "s" and squares.get_linestyle() == "--"
+  assert legend[fit_text].get_linestyle() == ":" and fit_text.startswith("dotted")
   assert all(row["gamma"] in cfg["gammas"] for row in res["table"])
   # Every row carries metadata.
   row = next(iter(store.rows.values()))
@@ -210,3 +223,42 @@ def test_build_problem_keeps_every_charlm_option(tmp_path):
   path.write_text("abcabcabd " * 40)
   q = build_problem({"name": f"charlm:{path}", "options": dict(hidden=8, n_layers=4, C=4)}, 2)
   assert q.f_star is None and q.V == 5
+
+
+def test_critical_gamma_rerun_is_a_no_op_and_ignores_extra_rows(tmp_path):
+  """A rerun of a finished search runs nothing and gives the same brackets; rows in the file
+  that the search did not ask for (another configuration's rounds) do not steer it."""
+  cfg = tiny_critical()
+  path = str(tmp_path / "c.jsonl")
+  assert critical_gamma.run(cfg, ResultsStore(path), progress=False) > 0
+  first = critical_gamma.plot(cfg, ResultsStore(path), str(tmp_path))["table"]
+  before = open(path).read()
+  assert critical_gamma.run(cfg, ResultsStore(path), progress=False) == 0
+  assert open(path).read() == before
+  # A stray unstable row inside the final bracket of S = 2 (as a search with a different
+  # config would leave): neither the rerun nor the plot may use it.
+  store = ResultsStore(path)
+  lo, hi = critical_gamma._bracket(cfg, store, "pipedream", 2)
+  row = next(r for r in store.rows.values() if r["config"]["S"] == 2
+             and not critical_gamma._stable(r["result"]))
+  stray = dict(row["config"], gamma=float(np.sqrt(lo * hi)), round=7)
+  store.add([(stray, row["result"], row["meta"])])
+  assert critical_gamma.run(cfg, ResultsStore(path), progress=False) == 0
+  again = critical_gamma.plot(cfg, ResultsStore(path), str(tmp_path))["table"]
+  assert again == first
+
+
+def test_pd_vs_localsgd_panels_not_run_carry_a_note(tmp_path, monkeypatch):
+  """An objective run at fewer S (the LM in quick mode) gets a note in the other panels, not
+  an empty frame."""
+  cfg = tiny_pd_vs_localsgd()
+  cfg["problems"] = cfg["problems"][1:]  # the LM only: S = 2 run, S = 4 not
+  store = ResultsStore(str(tmp_path / "p.jsonl"))
+  pd_vs_localsgd.run(cfg, store, progress=False)
+  figs = []
+  monkeypatch.setattr(pd_vs_localsgd, "save_figure",
+                      lambda fig, out_dir, name: figs.append(fig) or [])
+  pd_vs_localsgd.plot(cfg, store, str(tmp_path))
+  ax_run, ax_not = figs[0].axes[:2]
+  assert ax_run.lines and not ax_not.lines and not ax_not.axison
+  assert "not run in this mode" in " ".join(t.get_text() for t in ax_not.texts)

@@ -2,8 +2,9 @@
 
 Each method at its best step size (and H for LocalSGD) from a small grid, chosen by the mean
 final loss over seeds at the common time budget. Command: ``rpd reproduce --only
-pd_vs_localsgd [--quick]``. Expected runtime on a 2-core CPU (measured): about 1-1.5 min
-with ``--quick``, about 7 min without (compiling the LM's programs dominates).
+pd_vs_localsgd [--quick]``. Expected runtime with ``--quick`` (measured on a 2-core CPU shared
+with other jobs): 244 s wall, about 100 s of CPU time; about 7 min without (measured earlier;
+compiling the LM's programs dominates).
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Stage sweep: stale-read errors versus the number of stages S, at a fixed step size.
 
 Command: ``rpd reproduce --only stage_sweep [--quick]`` (figures ``stage_sweep.*`` and, from
-the same runs, ``tuned_rate.*``). Expected runtime on a 2-core CPU (measured, shared
-machine): about 50 s with ``--quick``, about 2.5 min without.
+the same runs, ``tuned_rate.*``). Expected runtime with ``--quick`` (measured on a 2-core CPU
+shared with other jobs): 199 s wall, about 80 s of CPU time; about 2.5 min without (measured
+earlier).
 """
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ def commands() -> dict[str, str]:
   return dict(sorted(out.items()))
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3  # rpd train: the run diverged (non-finite loss, or growth by GROWTH_FACTOR)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,6 +48,22 @@ def positive_int(name: str):
       raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}") from None
     if value < 1:
       raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {value}")
+    return value
+
+  return parse
+
+
+def seed_int(name: str):
+  """argparse type: an integer seed that fits in int32 (``-2^31 .. 2^31 - 1``)."""
+
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+    if not -2**31 <= value < 2**31:
+      raise argparse.ArgumentTypeError(f"{name} must fit in int32 (-2^31 .. 2^31 - 1), "
+                                       f"got {value}")
     return value
 
   return parse

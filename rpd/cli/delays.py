@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 
 from rpd.cli import positive_int
+from rpd import jsonout
 from rpd.errors import InputError
 from rpd.schedules import SCHEDULES, get_schedule
 
@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  help=f"schedule name (known: {', '.join(sorted(SCHEDULES))})")
   p.add_argument("--stages", "-S", type=positive_int("--stages"), required=True,
                  help="number of pipeline stages S (integer >= 1)")
-  p.add_argument("--json", action="store_true", help="print one JSON object")
+  p.add_argument("--json", action="store_true", help=jsonout.JSON_HELP)
 
 
 def closed_form(schedule: str):
@@ -42,6 +42,8 @@ def run(args) -> int:
   except KeyError as e:
     raise InputError(e.args[0]) from None
   S = args.stages
+  from rpd.guards import check_simulated_stages
+  check_simulated_stages(S, "--stages")
   tau = schedule.delay_table(S)
   cf = closed_form(args.schedule)
   out = {
@@ -61,7 +63,7 @@ def run(args) -> int:
     out["tau_formula"] = str(texpr) + "  (i, j 1-based)"
     out["closed_form_matches_simulation"] = bool(np.array_equal(closed, tau))
   if args.json:
-    print(json.dumps(out))
+    print(jsonout.dumps(out))
     return 0
   width = max(3, len(str(out["tau_max"])))
   print(f"schedule {args.schedule}, S = {S}: steady-state delay table tau[i][j]")

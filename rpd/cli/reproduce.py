@@ -5,7 +5,8 @@ the tuned rate (from the stage sweep's runs), the critical step size, and PipeDr
 LocalSGD in simulated time. Each finished configuration is appended to
 ``OUT/results/NAME.MODE.jsonl`` (``MODE`` = quick or full), so a rerun (or a run after Ctrl-C)
 skips what is done. Writes ``OUT/NAME.png`` and ``.pdf`` for every figure, ``OUT/results.csv``
-(one row per plotted quantity) and ``OUT/README.md`` (figures, commands, runtimes, findings).
+(one row per plotted quantity), ``OUT/README.md`` (figures, commands, runtimes, findings) and
+``OUT/SOURCES.json`` (hashes of the code that made them; see ``rpd.experiments.stamp``).
 With ``--only`` the other experiments do not run, but their figures are redrawn from their
 saved results (if any), so the README and the CSV always cover everything in ``OUT``.
 """
@@ -14,11 +15,11 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
-import json
 import os
 import sys
 import time
 
+from rpd import jsonout
 from rpd.errors import InputError
 
 NAME = "reproduce"
@@ -33,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   """Options of ``rpd reproduce``."""
   p.add_argument("--quick", action="store_true",
                  help="lower resolution: fewer stages, step sizes, seeds and iterations "
-                      "(< 5 min on a 2-core CPU)")
+                      "(measured: about 200 s of CPU time, 3-4 min on an idle 2-core CPU)")
   p.add_argument("--out", default="paper_figures",
                  help="output directory (default: paper_figures)")
   p.add_argument("--only", default=None,
@@ -42,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  help="train the character LM on this UTF-8 text file instead of the bundled "
                       "Markov source (its best achievable loss is then unknown)")
   p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
-  p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+  p.add_argument("--json", action="store_true", help=jsonout.JSON_HELP)
 
 
 def _csv(path: str, rows: list[dict]) -> None:
@@ -70,6 +71,20 @@ def _with_text(cfg: dict, path: str) -> dict:
   return dict(cfg, problems=new)
 
 
+def _text_window() -> int:
+  """The largest context window ``C`` of the character-LM objectives of the configs."""
+  import inspect
+
+  from rpd.problems.charlm import make_charlm
+  C = inspect.signature(make_charlm).parameters["C"].default
+  for name in EXPERIMENTS:
+    cfg = importlib.import_module(f"rpd.experiments.configs.{name}").get_config(False)
+    for p in cfg.get("problems", []):
+      if p.get("name", "").startswith("charlm"):
+        C = max(C, p.get("options", {}).get("C", C))
+  return C
+
+
 def _meta() -> dict:
   """Commit, versions and date of this run (the rows in results/ carry their own)."""
   from rpd.experiments.common import metadata
@@ -82,7 +97,7 @@ def _devices() -> str:
   return f"{len(devs)} JAX {devs[0].platform.upper()} device{'s' if len(devs) > 1 else ''}"
 
 
-def _readme(out_dir: str, mode: str, entries: list[dict], total_s: float) -> str:
+def _readme(out_dir: str, mode: str, entries: list[dict], total_s: float, cpu_s: float) -> str:
   cmd = "rpd reproduce" + (" --quick" if mode == "quick" else "")
   lines = [
       "# Figures of the staleness theory, reproduced",
@@ -91,7 +106,8 @@ def _readme(out_dir: str, mode: str, entries: list[dict], total_s: float) -> str
       "edit). Every number below is computed from the runs in `results/`; `results.csv` "
       "holds the plotted values.",
       "",
-      f"Mode: **{mode}**. Total runtime of the run that wrote this file: {total_s:.0f} s on "
+      f"Mode: **{mode}**. Total runtime of the run that wrote this file: {total_s:.0f} s wall, "
+      f"{cpu_s:.0f} s CPU time (user + system; wall time grows when the machine is shared) on "
       f"{os.cpu_count()} CPU cores with {_devices()} (a resumed run reuses finished "
       "configurations and is faster; `results/*.jsonl` hold each row's metadata; they are "
       "not committed, so a fresh clone recomputes everything).",
@@ -127,20 +143,28 @@ def run(args) -> int:
     if bad:
       raise InputError(f"--only: unknown experiment {bad[0]!r}; known: {', '.join(EXPERIMENTS)}")
   out_dir = args.out
+  from rpd.guards import check_writable_dir
+  check_writable_dir(out_dir, "--out")
+  if args.text is not None:
+    from rpd.problems.charlm import read_text
+    try:  # before any training (the LM is the last experiment) and before writing anything
+      read_text(args.text, _text_window())
+    except ValueError as e:
+      raise InputError(f"--text: {e}") from None
   try:
     os.makedirs(os.path.join(out_dir, "results"), exist_ok=True)
   except OSError as e:
     raise InputError(f"--out: cannot create {out_dir!r}: {e}") from None
-  if args.text is not None:
-    from rpd.problems.charlm import read_text
-    try:
-      read_text(args.text)
-    except ValueError as e:
-      raise InputError(f"--text: {e}") from None
+  from rpd.experiments.common import deferred_sigint
+  with deferred_sigint():  # Ctrl-C stops between batches: exit 130, finished rows kept
+    return _run(args, names, out_dir)
+
+
+def _run(args, names: list[str], out_dir: str) -> int:
   from rpd.experiments.common import ResultsStore  # JAX's default dtype: float32 from the shell
   mode = "quick" if args.quick else "full"
   entries, table = [], []
-  t_all = time.time()
+  t_all, cpu0 = time.time(), sum(os.times()[:2])
   for name in EXPERIMENTS:
     driver = importlib.import_module(f"rpd.experiments.{name}")
     cfg = importlib.import_module(f"rpd.experiments.configs.{name}").get_config(args.quick)
@@ -162,14 +186,16 @@ def run(args) -> int:
   total = time.time() - t_all
   _csv(os.path.join(out_dir, "results.csv"), table)
   with open(os.path.join(out_dir, "README.md"), "w") as f:
-    f.write(_readme(out_dir, mode, entries, total))
+    f.write(_readme(out_dir, mode, entries, total, sum(os.times()[:2]) - cpu0))
+  from rpd.experiments.stamp import write_stamp  # which code made these (SOURCES.json)
+  write_stamp(out_dir, mode, [e["name"] for e in entries])
   summary = {"mode": mode, "out": out_dir, "runtime_s": round(total, 1),
              "experiments": [{k: (round(v, 1) if k == "runtime_s" else v) for k, v in e.items()
                               if k != "doc"} for e in entries],
              "csv": os.path.join(out_dir, "results.csv"),
              "readme": os.path.join(out_dir, "README.md")}
   if args.json:
-    print(json.dumps(summary))
+    print(jsonout.dumps(summary))
   else:
     print(f"wrote {len([f for e in entries for f in e['figures']])} figure files, "
           f"results.csv and README.md to {out_dir} in {total:.0f} s")

@@ -3,21 +3,26 @@
 Writes ``metrics.csv`` (one row per record point) and ``run.json`` (arguments, summary and
 metadata: commit, versions, devices, seed) into ``--out``, atomically: a run that fails or is
 interrupted leaves nothing half-written there.
+
+Exit codes: 0 finished, 2 bad input (one line on stderr, nothing written), 3 the run diverged
+(a non-finite loss, or a loss that moved away from ``f*`` (or 0 when unknown) by more than
+``rpd.guards.GROWTH_FACTOR`` = 1e6 times its initial distance; see
+:func:`rpd.guards.blowup_index`): its metrics are still written.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import shutil
 import tempfile
 
-from rpd.cli import finite_float, positive_int
+from rpd.cli import EXIT_DIVERGED, finite_float, positive_int, seed_int
+from rpd import jsonout
 from rpd.errors import InputError
 
 NAME = "train"
-HELP = "train with stale block SGD under a delay rule (none, constant:TAU, rpd, pipedream, ...)"
+HELP = ("train with stale block SGD under a delay rule (none, constant:TAU, rpd, pipedream, "
+        "...); exit code 3 if the run diverged (non-finite loss or loss growth by 1e6x)")
 
 
 
@@ -32,18 +37,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--rule", default="rpd",
                  help="none | constant:TAU | rpd | rpd:uniform:TAU | pipedream | sync | "
                       "schedule:NAME | table:FILE.npy (default rpd)")
-  p.add_argument("--lr", type=finite_float("--lr"), default=0.01, help="step size gamma")
+  p.add_argument("--lr", type=finite_float("--lr"), default=0.01, help="step size gamma (default %(default)s)")
   p.add_argument("--steps", type=positive_int("--steps"), default=4096,
-                 help="K iterations = block updates (pipedream: a multiple of S)")
-  p.add_argument("--seed", type=int, default=0, help="PRNG seed of the run (default 0)")
+                 help="K iterations = block updates (pipedream: a multiple of S; default %(default)s)")
+  p.add_argument("--seed", type=seed_int("--seed"), default=0, help="PRNG seed of the run (default 0)")
   p.add_argument("--noise", type=finite_float("--noise", strict=False), default=0.0,
                  help="quadratic: gradient noise sigma (0: exact gradients)")
   p.add_argument("--dim", type=positive_int("--dim"), default=64,
                  help="synthetic problems: dimension d (default 64)")
   p.add_argument("--samples", type=positive_int("--samples"), default=1024,
                  help="synthetic logistic: number of rows n (default 1024)")
-  p.add_argument("--problem-seed", type=int, default=0, help="seed of the synthetic data")
-  p.add_argument("--optimizer", default="sgd", help="sgd | momentum | adam (per block)")
+  p.add_argument("--problem-seed", type=seed_int("--problem-seed"), default=0,
+                 help="seed of the synthetic data (default 0)")
+  p.add_argument("--optimizer", default="sgd", help="sgd | momentum | adam (per block; default %(default)s)")
   p.add_argument("--batch", type=positive_int("--batch"), default=64,
                  help="logistic: minibatch size (default 64)")
   p.add_argument("--record-every", type=positive_int("--record-every"), default=None,
@@ -54,18 +60,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--track-average", action="store_true",
                  help="also record exact running averages over all iterations (slower)")
   p.add_argument("--out", default=None,
-                 help="output directory (default runs/<problem>_<rule>_S<S>_lr<lr>_seed<seed>)")
-  p.add_argument("--json", action="store_true", help="print one JSON object")
+                 help="output directory (default runs/<problem>_<rule>_S<S>_lr<lr>_K<steps>_<optimizer>_"
+                      "noise<noise>_seed<seed>_<hash of every other option>)")
+  p.add_argument("--json", action="store_true", help=jsonout.JSON_HELP)
 
 
 def _default_out(args) -> str:
-  tag = f"{args.problem}_{args.rule}_S{args.stages}_lr{args.lr:g}_seed{args.seed}"
-  return os.path.join("runs", re.sub(r"[^A-Za-z0-9_.=-]+", "-", tag))
+  """``runs/NAME``, unique per configuration (:func:`rpd.guards.run_dir_name`)."""
+  from rpd.guards import run_dir_name
+  fields = {k: v for k, v in vars(args).items()
+            if not k.startswith("_") and k not in ("out", "json", "command")}
+  fields.update(S=args.stages, K=args.steps)
+  return os.path.join("runs", run_dir_name(
+      fields, (("", "problem"), ("", "rule"), ("S", "S"), ("lr", "lr"), ("K", "K"),
+               ("", "optimizer"), ("noise", "noise"), ("seed", "seed"))))
 
 
 def _build(args):
   """Problem, rule, x0 and mesh from the arguments (``InputError`` on bad input)."""
-  import numpy as np
   import jax
   import jax.numpy as jnp
 
@@ -104,11 +116,9 @@ def _build(args):
     raise InputError(f"--steps {args.steps} must be a multiple of {ups} for rule {args.rule}")
   x0 = None
   if args.x0 is not None:
-    try:
-      v = np.load(args.x0, allow_pickle=False)
-    except (OSError, ValueError) as e:
-      raise InputError(f"cannot read --x0 {args.x0!r}: {e}") from None
-    if v.ndim != 1 or v.shape[0] != problem.d or not np.all(np.isfinite(v)):
+    from rpd.io import load_array
+    v = load_array(args.x0, "--x0", ndim=1)
+    if v.shape[0] != problem.d:
       raise InputError(f"--x0 {args.x0}: need a finite vector of length d={problem.d}, "
                        f"got shape {v.shape}")
     x0 = split_blocks(jnp.asarray(v, problem.init(jax.random.key(0)).dtype),
@@ -151,8 +161,8 @@ def write_run(out_dir: str, columns: dict, args, summary: dict) -> None:
     np.savetxt(os.path.join(tmp, "metrics.csv"), cols, delimiter=",", header=",".join(names),
                comments="", fmt=["%d"] + ["%.17g"] * (len(names) - 1))
     with open(os.path.join(tmp, "run.json"), "w") as f:
-      json.dump({"args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-                 **summary}, f, indent=2, default=str)
+      f.write(jsonout.dumps({"args": {k: v for k, v in vars(args).items()
+                                      if not k.startswith("_")}, **summary}, indent=2))
     for fname in ("metrics.csv", "run.json"):
       os.replace(os.path.join(tmp, fname), os.path.join(out_dir, fname))
   finally:
@@ -168,9 +178,11 @@ def run(args) -> int:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={args.devices}").strip()
   out_dir = args.out or _default_out(args)
-  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-    raise InputError(f"--out {out_dir!r} exists and is not a directory")
+  from rpd import guards
+  guards.check_writable_dir(out_dir, "--out")  # before any work
+  guards.check_train_args(args)
   problem, rule, x0, mesh = _build(args)
+  guards.check_train_buffers(problem, rule)
 
   import time
 
@@ -189,6 +201,10 @@ def run(args) -> int:
     raise InputError(str(e)) from None
   wall = time.perf_counter() - t0
   m = dict(res.metrics)
+  blowup = guards.blowup_index(m["loss"], problem.f_star)
+  diverged = bool(res.diverged) or blowup is not None
+  diverged_at = (int(res.diverged_at) if res.diverged else
+                 int(m["k"][blowup]) if blowup is not None else None)
   names = [n for n in m if args.track_average or not n.startswith("avg_")]
   sim = _simulated_time(args.rule, args.stages)
   if sim is not None:  # loss against simulated time under this schedule (F = B = W = 1)
@@ -202,8 +218,7 @@ def run(args) -> int:
       "initial_loss": float(m["loss"][0]), "final_loss": float(m["loss"][-1]),
       "f_star": problem.f_star, "L": problem.L, "d": problem.d,
       "final_grad_norm_sq": float(m["grad_norm_sq"][-1]),
-      "diverged": bool(res.diverged),
-      "diverged_at": int(res.diverged_at) if res.diverged else None,
+      "diverged": diverged, "diverged_at": diverged_at,
       "tau_max": int(rule.tau_max), "buffer_floats": int(res.buffer_floats),
       "sim_time": float(m["sim_time"][-1]) if sim is not None else None,
       "wall_seconds": round(wall, 3), "metrics_file": metrics_file,
@@ -211,12 +226,12 @@ def run(args) -> int:
   }
   write_run(out_dir, {n: m[n] for n in names}, args, summary)
   if args.json:
-    print(json.dumps(summary, default=str))
+    print(jsonout.dumps(summary))
   else:
-    status = f"DIVERGED at iteration {summary['diverged_at']}" if res.diverged else "ok"
+    status = f"DIVERGED at iteration {diverged_at} (exit code 3)" if diverged else "ok"
     print(f"{args.problem} S={args.stages} rule={rule.name} lr={args.lr:g} K={res.K}: "
           f"f(x0)={summary['initial_loss']:.6g} -> f(xK)={summary['final_loss']:.6g}"
           + (f" (f*={problem.f_star:.6g})" if problem.f_star is not None else "")
           + f", ||grad||^2={summary['final_grad_norm_sq']:.3g}, {status}; "
           f"{wall:.2f} s; metrics in {metrics_file}")
-  return 0
+  return EXIT_DIVERGED if diverged else 0

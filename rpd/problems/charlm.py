@@ -281,13 +281,27 @@ def _eval_windows(seqs_NxT: np.ndarray, C: int, n_eval: int):
   return ctx, nxt
 
 
-def read_text(path: str) -> str:
-  """The text of ``path`` (UTF-8); raises ``ValueError`` if unreadable or too short."""
+def read_text(path: str, C: int = 8) -> str:
+  """The text of ``path`` (UTF-8), checked before any training.
+
+  A corpus must hold at least ``20 (C + 1)`` characters (the last 10% is the evaluation set,
+  which needs windows of ``C + 1``) and at least two distinct characters (a text of one
+  repeated character has a one-symbol vocabulary: nothing to predict, the loss is 0 at once).
+
+  Raises:
+    ValueError: unreadable, not UTF-8, too short or a single repeated character.
+  """
   try:
     with open(path, encoding="utf-8") as f:
       text = f.read()
   except (OSError, UnicodeDecodeError) as e:
     raise ValueError(f"cannot read text file {path!r}: {e}") from None
+  if len(text) < 20 * (C + 1):
+    raise ValueError(f"text file {path!r} too short ({len(text)} characters; need at least "
+                     f"{20 * (C + 1)} for a context window C={C})")
+  if len(set(text)) < 2:
+    raise ValueError(f"text file {path!r} is one repeated character {text[0]!r}: nothing to "
+                     "predict")
   return text
 
 
@@ -329,9 +343,7 @@ def make_charlm(S: int, *, text: str | None = None, V: int = 16, order: int = 2,
     ctx, nxt = ev[:, :C], ev[:, C]
     f_star = src.entropy_rate
   else:
-    chars = read_text(text)
-    if len(chars) < 20 * (C + 1):
-      raise ValueError(f"text file {text!r} too short ({len(chars)} characters) for C={C}")
+    chars = read_text(text, C)
     vocab = sorted(set(chars))
     V = len(vocab)
     index = {c: i for i, c in enumerate(vocab)}

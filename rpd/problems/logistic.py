@@ -127,17 +127,9 @@ def load_logistic(path: str, S: int, *, batch: int = 64, lam: float = 0.0,
   Raises:
     ValueError: unreadable file, missing arrays, bad shapes or labels (naming them).
   """
-  try:
-    with np.load(path, allow_pickle=False) as z:
-      if "X" not in z or "y" not in z:
-        raise ValueError(f"{path}: needs arrays named X and y, found {sorted(z.files)}")
-      X, y = np.asarray(z["X"], np.float64), np.asarray(z["y"])
-  except (OSError, EOFError) as e:
-    raise ValueError(f"cannot read {path!r}: {e}") from None
-  except Exception as e:
-    if isinstance(e, ValueError) and str(e).startswith(str(path)):
-      raise
-    raise ValueError(f"cannot read {path!r} as .npz: {e}") from None
+  from rpd.io import load_npz
+  arrays = load_npz(path, "logistic", {"X": 2, "y": 1})
+  X, y = np.asarray(arrays["X"], np.float64), arrays["y"]
   if X.ndim != 2 or y.shape != (X.shape[0],):
     raise ValueError(f"{path}: X must be n x d and y of length n, got X {X.shape}, y {y.shape}")
   if not np.all(np.isfinite(X)):

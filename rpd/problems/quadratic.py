@@ -134,22 +134,16 @@ def make_quadratic(S: int, *, d: int = 64, L: float = 1.0, mu: float = 1e-2,
 def load_quadratic(path: str, S: int, *, noise: float = 0.0, dtype=None) -> Quadratic:
   """A quadratic from a user's ``.npz`` holding ``A`` (``d x d`` symmetric) and ``b`` (``d``).
 
-  ``L`` and ``f*`` are computed exactly (``f*`` only if ``A`` is positive definite).
+  ``A`` must be positive semidefinite and nonzero, and ``b`` in its range, so that ``f`` is
+  bounded below; ``L = lambda_max(A)`` and ``f* = -1/2 b'A^+ b`` are computed exactly.
 
   Raises:
-    ValueError: unreadable file, missing arrays or bad shapes (naming them).
+    ValueError: unreadable file, missing or non-numeric arrays, bad shapes, an indefinite or
+      zero ``A``, or ``b`` outside the range of a singular ``A`` (naming them).
   """
-  try:
-    with np.load(path, allow_pickle=False) as z:
-      if "A" not in z or "b" not in z:
-        raise ValueError(f"{path}: needs arrays named A and b, found {sorted(z.files)}")
-      A, b = np.asarray(z["A"], np.float64), np.asarray(z["b"], np.float64)
-  except (OSError, EOFError) as e:
-    raise ValueError(f"cannot read {path!r}: {e}") from None
-  except Exception as e:  # zipfile.BadZipFile and friends
-    if isinstance(e, ValueError) and str(e).startswith(str(path)):
-      raise
-    raise ValueError(f"cannot read {path!r} as .npz: {e}") from None
+  from rpd.io import load_npz
+  arrays = load_npz(path, "quadratic", {"A": 2, "b": 1})
+  A, b = np.asarray(arrays["A"], np.float64), np.asarray(arrays["b"], np.float64)
   if A.ndim != 2 or A.shape[0] != A.shape[1] or b.shape != (A.shape[0],):
     raise ValueError(f"{path}: A must be d x d and b of length d, got A {A.shape}, b {b.shape}")
   if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
@@ -158,10 +152,20 @@ def load_quadratic(path: str, S: int, *, noise: float = 0.0, dtype=None) -> Quad
     raise ValueError(f"{path}: A must be symmetric")
   if not (np.isfinite(noise) and noise >= 0):
     raise ValueError(f"noise must be a finite number >= 0, got {noise}")
-  d = A.shape[0]
-  block_sizes = even_block_sizes(d, S)
   lam = np.linalg.eigvalsh(A)
-  f_star = float(-0.5 * b @ np.linalg.solve(A, b)) if lam.min() > 0 else None
+  scale = float(np.abs(lam).max())
+  if scale == 0:
+    raise ValueError(f"{path}: A is zero (f is linear: constant or unbounded below)")
+  if lam.min() < -1e-10 * scale:
+    raise ValueError(f"{path}: A is indefinite (smallest eigenvalue {lam.min():.3g} < 0): "
+                     "f is unbounded below")
+  # A positive semidefinite: f is bounded below iff b lies in the range of A, and then
+  # f* = -1/2 b'A^+ b (pseudo-inverse; A^{-1} when A is positive definite).
+  y = np.linalg.lstsq(A, b, rcond=None)[0]
+  if np.linalg.norm(A @ y - b) > 1e-8 * max(1.0, float(np.linalg.norm(b))):
+    raise ValueError(f"{path}: A is singular and b is not in its range: f is unbounded below")
+  f_star = float(-0.5 * b @ y)
+  block_sizes = even_block_sizes(A.shape[0], S)
   dtype = dtype or jnp.zeros(()).dtype
   return Quadratic(A=jnp.asarray(A, dtype), b=jnp.asarray(b, dtype), S=S,
                    block_sizes=block_sizes, L=float(lam.max()), f_star=f_star,

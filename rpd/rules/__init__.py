@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
-
 from rpd.rules.base import IterationRule, Rule
 from rpd.rules.constant import ConstantDelay
 from rpd.rules.none import NoDelay
@@ -45,10 +43,8 @@ def _rpd(arg, S):
 def _table(arg, S):
   if arg is None:
     raise ValueError("table needs a file: table:FILE.npy (an S x S integer array)")
-  try:
-    tau = np.load(arg, allow_pickle=False)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"cannot read delay table {arg!r}: {e}") from None
+  from rpd.io import load_array
+  tau = load_array(arg, "delay table", ndim=2, kind="i")  # InputError: one line
   return TableDelay(S, tau, "cyclic", f"table:{arg}")
 
 

@@ -15,6 +15,8 @@ def as_table(tau, S: int) -> tuple[tuple[int, ...], ...]:
     ValueError: naming the bad shape or entry.
   """
   arr = np.asarray(tau)
+  if arr.dtype == np.bool_:
+    raise ValueError("delay table entries must be integers, got a boolean array")
   if arr.shape != (S, S):
     raise ValueError(f"delay table must have shape ({S}, {S}), got {arr.shape}")
   if not np.issubdtype(arr.dtype, np.integer):
