@@ -13,7 +13,8 @@ import os
 import re
 import sys
 
-from rpd.cli import finite_float, positive_int
+from rpd.cli import finite_float, positive_int, seed_int
+from rpd import jsonout
 from rpd.errors import InputError
 
 NAME = "pipeline"
@@ -45,12 +46,12 @@ def add_arguments(p) -> None:
                  help="samples per microbatch (default: the problem's)")
   p.add_argument("--lr", type=finite_float("--lr"), default=0.01, help="step size gamma")
   p.add_argument("--optimizer", default="sgd", help="sgd | momentum | adam (per stage)")
-  p.add_argument("--seed", type=int, default=0, help="PRNG seed of the run (default 0)")
+  p.add_argument("--seed", type=seed_int, default=0, help="PRNG seed of the run (default 0)")
   p.add_argument("--records", type=positive_int("--records"), default=16,
                  help="metric records (and progress lines) over the run (default 16)")
   p.add_argument("--out", default=None,
                  help="output directory (default runs/pipeline_<problem>_<schedule>_S<S>_...)")
-  p.add_argument("--json", action="store_true", help="print one JSON object")
+  p.add_argument("--json", action="store_true", help=jsonout.JSON_HELP)
   p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -120,9 +121,10 @@ def run(args) -> int:
                                f" --xla_force_host_platform_device_count={args.stages}").strip()
   sync, M = _check(args)
   out_dir = args.out or _default_out(args)
-  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-    raise InputError(f"--out {out_dir!r} exists and is not a directory")
-  import json
+  from rpd import guards
+  guards.check_writable_dir(out_dir, "--out")  # before any work
+  guards.check_simulated_stages(args.stages, "--stages")
+
   import time
 
   import numpy as np
@@ -191,7 +193,7 @@ def run(args) -> int:
   }
   write_run(out_dir, rows, args, summary)
   if args.json:
-    print(json.dumps(summary, default=str))
+    print(jsonout.dumps(summary))
   else:
     print(f"{args.problem} {args.schedule} S={args.stages} on {args.stages} devices, "
           f"{plan.microbatches} microbatches: eval loss {f0:.4f} -> {final:.4f}"
