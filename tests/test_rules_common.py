@@ -33,6 +33,8 @@ EXAMPLES = {
     "pipedream": ["pipedream"],
     "sync": ["sync"],
     "schedule": ["schedule:pipedream", "schedule:pipemare", "schedule:gpipe"],
+    "predict": ["predict:pipedream", "predict:rpd"],
+    "dc": ["dc:pipedream", "dc:0.5:rpd"],
 }
 SPECS = [s for specs in EXAMPLES.values() for s in specs]
 

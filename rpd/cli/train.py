@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 from rpd.cli import finite_float, positive_int
@@ -124,21 +125,56 @@ def _build(args):
 
 
 def _simulated_time(rule_spec: str, S: int):
-  """``(fill, period)`` per microbatch for pipeline rules (see rpd.schedules.throughput)."""
+  """``(fill, period)`` per microbatch for pipeline rules, from the one cost model
+  (:func:`rpd.simtime.schedule_time_per_microbatch`, defaults ``F = B = 1``), the same that
+  ``rpd reproduce`` uses; ``None`` for other rules."""
   name = rule_spec.partition(":")[2] if rule_spec.startswith("schedule:") else (
       "pipedream" if rule_spec == "pipedream" else None)
   if name is None:
     return None
-  from rpd.schedules import get_schedule
-  from rpd.schedules.throughput import time_per_microbatch
+  from rpd.simtime import schedule_time_per_microbatch
   try:
-    return time_per_microbatch(get_schedule(name), S)
+    return schedule_time_per_microbatch(name, S)
   except ValueError:  # the schedule does not apply with one chunk per device
     return None
 
 
+class _Progress:
+  """tqdm progress of a segmented run; the first SIGINT asks the run to stop."""
+
+  def __init__(self, total: int, quiet: bool):
+    import signal
+
+    from tqdm import tqdm
+    self.stop = False
+    self.bar = tqdm(total=total, unit="it", disable=True if quiet else None, leave=False,
+                    dynamic_ncols=True)
+    self._signal = signal
+    self._old = signal.signal(signal.SIGINT, self._on_sigint)
+    print(f"rpd train: running {total} iterations (Ctrl-C stops at the next record and keeps "
+          "what finished)", file=sys.stderr, flush=True)
+
+  def _on_sigint(self, signum, frame):
+    self.stop = True
+    self._signal.signal(self._signal.SIGINT, self._old)  # a second Ctrl-C: the default
+
+  def __call__(self, k, metrics) -> bool:
+    self.bar.update(int(k) - self.bar.n)
+    self.bar.set_postfix(loss=f"{float(metrics['loss'][-1]):.4g}", refresh=False)
+    return self.stop
+
+  def close(self):
+    self.bar.close()
+    if self._signal.getsignal(self._signal.SIGINT) == self._on_sigint:
+      self._signal.signal(self._signal.SIGINT, self._old)
+
+
 def run(args) -> int:
-  """Run, write ``metrics.csv`` and ``run.json`` atomically into ``--out``, print a summary."""
+  """Run, write ``metrics.csv`` and ``run.json`` atomically into ``--out``, print a summary.
+
+  The run goes in segments (one per record) with a progress bar; Ctrl-C stops it at the
+  next record, writes what finished and exits with code 130.
+  """
   if args.record_every is not None and args.steps % args.record_every:
     raise InputError(f"--record-every {args.record_every} must divide --steps {args.steps}")
   if args.devices is not None and "jax" not in __import__("sys").modules:
@@ -159,17 +195,20 @@ def run(args) -> int:
   from rpd.engine import run as engine_run
 
   t0 = time.perf_counter()
+  progress = _Progress(args.steps, quiet=args.json)
   try:
     res = engine_run(problem, rule, gamma=args.lr, K=args.steps, key=jax.random.key(args.seed),
                      optimizer=args.optimizer, record_every=args.record_every, x0=x0,
-                     mesh=mesh, track_average=args.track_average)
+                     mesh=mesh, track_average=args.track_average, callback=progress)
   except ValueError as e:
     raise InputError(str(e)) from None
+  finally:
+    progress.close()
   wall = time.perf_counter() - t0
   m = dict(res.metrics)
   names = [n for n in m if args.track_average or not n.startswith("avg_")]
   sim = _simulated_time(args.rule, args.stages)
-  if sim is not None:  # loss against simulated time under this schedule (F = B = W = 1)
+  if sim is not None:  # loss against simulated time under this schedule (F = B = 1)
     fill, period = sim
     m["sim_time"] = fill + m["k"] / args.stages * period
     names.append("sim_time")
@@ -182,6 +221,7 @@ def run(args) -> int:
       "final_grad_norm_sq": float(m["grad_norm_sq"][-1]),
       "diverged": bool(res.diverged),
       "diverged_at": int(res.diverged_at) if res.diverged else None,
+      "interrupted": bool(res.stopped),
       "tau_max": int(rule.tau_max), "buffer_floats": int(res.buffer_floats),
       "sim_time": float(m["sim_time"][-1]) if sim is not None else None,
       "wall_seconds": round(wall, 3), "metrics_file": metrics_file,
@@ -201,6 +241,9 @@ def run(args) -> int:
       os.replace(os.path.join(tmp, fname), os.path.join(out_dir, fname))
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
+  if res.stopped:
+    print(f"rpd train: interrupted after {res.K} of {args.steps} iterations; the finished "
+          f"records are in {metrics_file}", file=sys.stderr)
   if args.json:
     print(json.dumps(summary, default=str))
   else:
@@ -210,4 +253,4 @@ def run(args) -> int:
           + (f" (f*={problem.f_star:.6g})" if problem.f_star is not None else "")
           + f", ||grad||^2={summary['final_grad_norm_sq']:.3g}, {status}; "
           f"{wall:.2f} s; metrics in {metrics_file}")
-  return 0
+  return 130 if res.stopped else 0

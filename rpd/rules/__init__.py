@@ -11,10 +11,12 @@ from typing import Callable
 
 import numpy as np
 
-from rpd.rules.base import IterationRule, Rule
+from rpd.rules.base import IDENTITY, Hook, IterationRule, Rule, with_hook
 from rpd.rules.constant import ConstantDelay
+from rpd.rules.dc_asgd import DelayCompensation
 from rpd.rules.none import NoDelay
-from rpd.rules.pipedream import PipeDreamRule, ProgramRule, Synchronous
+from rpd.rules.program_rule import FixedProgram, PipeDreamRule, ProgramRule, Synchronous
+from rpd.rules.predict import WeightPrediction
 from rpd.rules.program import Program, compile_timed, schedule_program
 from rpd.rules.rpd_rule import RandomizedPipeDream
 from rpd.rules.schedule import ScheduleRule, schedule_rule
@@ -69,6 +71,19 @@ def _schedule(arg, S):
     raise ValueError(str(e).strip("'\"")) from None
 
 
+def _predict(arg, S):
+  return with_hook(get_rule(arg or "pipedream", S), WeightPrediction())
+
+
+def _dc(arg, S):
+  head, sep, rest = (arg or "").partition(":")
+  try:
+    lam = float(head)
+  except ValueError:
+    return with_hook(get_rule(arg or "pipedream", S), DelayCompensation())
+  return with_hook(get_rule(rest or "pipedream", S), DelayCompensation(lam))
+
+
 RULES: dict[str, Callable[[str | None, int], Rule]] = {
     "none": _no_arg(NoDelay),
     "constant": lambda arg, S: ConstantDelay(S, _int_arg(arg, "constant")),
@@ -77,6 +92,8 @@ RULES: dict[str, Callable[[str | None, int], Rule]] = {
     "pipedream": _no_arg(PipeDreamRule),
     "sync": _no_arg(Synchronous),
     "schedule": _schedule,
+    "predict": _predict,  # weight prediction (SpecTrain / PipeMare) on any rule
+    "dc": _dc,  # DC-ASGD delay compensation on any rule
 }
 
 
@@ -84,7 +101,9 @@ def get_rule(spec: str, S: int) -> Rule:
   """Build the rule ``spec`` (``name`` or ``name:argument``) for ``S`` blocks.
 
   Specs: ``none``, ``constant:TAU``, ``table:FILE.npy``, ``rpd``, ``rpd:uniform:TAU``,
-  ``pipedream``, ``sync``, ``schedule:NAME``.
+  ``pipedream``, ``sync``, ``schedule:NAME``; mitigations on any of them: ``predict:BASE``
+  (weight prediction), ``dc:BASE`` / ``dc:LAMBDA:BASE`` (delay compensation); ``BASE``
+  defaults to ``pipedream``.
 
   Raises:
     ValueError: unknown rule or bad argument (the message names the bad value).
@@ -98,5 +117,6 @@ def get_rule(spec: str, S: int) -> Rule:
 __all__ = [
     "RULES", "get_rule", "Rule", "IterationRule", "ProgramRule", "Program", "NoDelay",
     "ConstantDelay", "TableDelay", "RandomizedPipeDream", "PipeDreamRule", "Synchronous",
-    "ScheduleRule", "compile_timed", "schedule_program",
+    "ScheduleRule", "compile_timed", "schedule_program", "Hook", "IDENTITY", "with_hook",
+    "FixedProgram", "WeightPrediction", "DelayCompensation",
 ]

@@ -5,7 +5,8 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from rpd.rules.base import IterationRule, check_S, frozen, uniform_block
+from rpd.rules.base import (IDENTITY, Hook, IterationRule, check_S, frozen, keep_hook,
+                            uniform_block)
 
 
 def as_table(tau, S: int) -> tuple[tuple[int, ...], ...]:
@@ -43,6 +44,7 @@ class TableDelay(IterationRule):
   tau: tuple
   order: str = "cyclic"
   name: str = "table"
+  hook: Hook = IDENTITY
 
   def __post_init__(self):
     check_S(self.S)
@@ -55,7 +57,8 @@ class TableDelay(IterationRule):
     return max(max(row) for row in self.tau)
 
   def zero_delay(self) -> "TableDelay":
-    return TableDelay(self.S, np.zeros((self.S, self.S), np.int64), self.order, self.name)
+    return keep_hook(self, TableDelay(self.S, np.zeros((self.S, self.S), np.int64), self.order,
+                                      self.name))
 
   def select(self, state, key, k):
     if self.order == "cyclic":
