@@ -71,22 +71,15 @@ def _build(args):
   import jax.numpy as jnp
 
   from rpd.engine import OPTIMIZERS
-  from rpd.problems import get_problem
+  from rpd.problems import get_problem, problem_options
   from rpd.problems.base import split_blocks
   from rpd.rules import get_rule
 
-  name = args.problem.partition(":")[0]
-  opts = {}
-  if name == "quadratic":
-    opts = {"noise": args.noise}
-    if ":" not in args.problem:
-      opts.update(d=args.dim, seed=args.problem_seed)
-  elif name == "logistic":
-    opts = {"batch": args.batch}
-    if ":" not in args.problem:
-      opts.update(d=args.dim, n=args.samples, seed=args.problem_seed)
-  elif name == "charlm":
-    opts = {"batch": args.batch, "seed": args.problem_seed}
+  try:
+    opts = problem_options(args.problem, d=args.dim, n=args.samples, seed=args.problem_seed,
+                           noise=args.noise, batch=args.batch)
+  except ValueError as e:
+    raise InputError(str(e)) from None
   if args.optimizer not in OPTIMIZERS:
     raise InputError(f"unknown optimizer {args.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
   try:

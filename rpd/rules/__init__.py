@@ -11,6 +11,8 @@ from typing import Callable
 
 import numpy as np
 
+from rpd.errors import check_int32, unknown
+
 from rpd.rules.base import IDENTITY, Hook, IterationRule, Rule, with_hook
 from rpd.rules.constant import ConstantDelay
 from rpd.rules.dc_asgd import DelayCompensation
@@ -32,7 +34,7 @@ def _int_arg(arg: str | None, what: str) -> int:
     raise ValueError(f"delay must be an integer >= 0, got {arg!r}") from None
   if value < 0:
     raise ValueError(f"delay must be an integer >= 0, got {value}")
-  return value
+  return check_int32(value, "delay")
 
 
 def _rpd(arg, S):
@@ -40,7 +42,7 @@ def _rpd(arg, S):
     return RandomizedPipeDream(S)
   kind, _, val = arg.partition(":")
   if kind != "uniform":
-    raise ValueError(f"unknown rpd delay source {arg!r}; use rpd or rpd:uniform:TAU")
+    raise unknown("rpd delay source", arg, ["uniform:TAU"])
   return RandomizedPipeDream(S, uniform_tau=_int_arg(val or None, "rpd:uniform"))
 
 
@@ -67,8 +69,9 @@ def _schedule(arg, S):
     raise ValueError("schedule needs a name: schedule:NAME")
   try:
     return schedule_rule(arg, S)
-  except KeyError as e:
-    raise ValueError(str(e).strip("'\"")) from None
+  except KeyError:
+    from rpd.schedules import SCHEDULES
+    raise unknown("schedule", arg, SCHEDULES) from None
 
 
 def _predict(arg, S):
@@ -106,11 +109,12 @@ def get_rule(spec: str, S: int) -> Rule:
   defaults to ``pipedream``.
 
   Raises:
-    ValueError: unknown rule or bad argument (the message names the bad value).
+    rpd.errors.UnknownNameError: unknown rule (or schedule, delay source).
+    ValueError: bad argument (the message names the bad value).
   """
   name, sep, arg = spec.partition(":")
   if name not in RULES:
-    raise ValueError(f"unknown rule {spec!r}; known: {', '.join(sorted(RULES))}")
+    raise unknown("rule", spec, RULES)
   return RULES[name](arg if sep else None, S)
 
 

@@ -22,6 +22,8 @@ def as_table(tau, S: int) -> tuple[tuple[int, ...], ...]:
     if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
       raise ValueError("delay table entries must be integers")
   arr = arr.astype(np.int64)
+  if arr.max(initial=0) > 2 ** 31 - 1:
+    raise ValueError(f"delay table entry {int(arr.max())} is too large (at most {2 ** 31 - 1})")
   if arr.min(initial=0) < 0:
     raise ValueError(f"delay table entries must be >= 0, got {int(arr.min())}")
   return tuple(tuple(int(v) for v in row) for row in arr)
