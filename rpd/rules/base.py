@@ -99,6 +99,15 @@ class Rule(abc.ABC):
     """The registry spec that rebuilds this rule (``get_rule(rule.spec, rule.S)``)."""
     return self.name
 
+  @classmethod
+  def from_spec(cls, spec: str, S: int) -> "Rule":
+    """The rule the registry builds from ``spec`` (it must be a ``cls``)."""
+    from rpd.rules import get_rule
+    rule = get_rule(spec, S)
+    if not isinstance(rule, cls):
+      raise ValueError(f"spec {spec!r} builds a {type(rule).__name__}, not a {cls.__name__}")
+    return rule
+
 
 # ---------------------------------------------------------------------------------------
 # Mitigations.

@@ -22,7 +22,7 @@ def pipedream_table(S: int) -> np.ndarray:
 
       tau[i][j] = S^2 + floor((S (1 - i - j) + i - 1) / 2),
 
-  in integers (no sympy at run time). ``tests/test_rules_closed_form.py`` proves it equal
+  in integers (no sympy at run time). ``tests/test_protocol.py`` proves it equal
   to the sympy derivation :func:`rpd.theory.delay.tau_table` and to the simulator.
   """
   i = np.arange(1, S + 1)[:, None]
