@@ -115,3 +115,36 @@ def test_segmented_run_stopped_between_records_records_where_it_stopped():
   full = run(prob, rule, gamma=0.1, K=64 * 3, key=jax.random.key(0), record_every=64 * 3)
   np.testing.assert_array_equal(res.x_SxD, full.x_SxD)
   np.testing.assert_array_equal(res.metrics["loss"], full.metrics["loss"])
+
+
+def test_readme_mitigation_example(monkeypatch):
+  """The README's worked example: the hook file, its registry line, zero delay, a sweep."""
+  import pathlib
+  import re
+  import types
+
+  from rpd import rules
+  from rpd.engine import sweep
+  readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+  section = readme[readme.index("<!-- example: trust -->"):]
+  blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+  mod = types.ModuleType("trust")
+  exec(compile(blocks[0], "trust.py", "exec"), mod.__dict__)
+  line = blocks[1].strip().rstrip(",")
+  key, builder = line.split(": ", 1)
+  env = dict(vars(rules), Trust=mod.Trust)
+  monkeypatch.setitem(rules.RULES, key.strip('"'), eval(builder, env))
+  S = 4
+  rule = get_rule("trust:pipedream", S)
+  assert rule.name == "trust:pipedream" and rule.hook == mod.Trust()
+  prob = get_problem("quadratic", S, d=8, noise=0.2)
+  key = jax.random.key(0)
+  zero = rule.zero_delay()
+  plain = run(prob, get_rule("sync", S), gamma=0.1, K=4 * S, key=key)
+  np.testing.assert_array_equal(run(prob, zero, gamma=0.1, K=4 * S, key=key).x_SxD,
+                                plain.x_SxD)
+  a = run(prob, rule, gamma=0.3, K=16 * S, key=key)
+  b = run(prob, get_rule("pipedream", S), gamma=0.3, K=16 * S, key=key)
+  assert not np.array_equal(a.x_SxD, b.x_SxD)  # the hook does something under staleness
+  res = sweep(prob, rule, gammas=[0.05, 0.1], seeds=[0, 0], K=8 * S)
+  assert res.x_SxD.shape == (2, S, 2)
