@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--stages", type=positive_int("--stages"), default=4, help="S blocks (default 4)")
   p.add_argument("--rule", default="rpd",
                  help="none | constant:TAU | rpd | rpd:uniform:TAU | pipedream | sync | "
-                      "schedule:NAME | table:FILE.npy (default rpd)")
+                      "schedule:NAME | table:FILE.npy; mitigations on any of them: "
+                      "predict:BASE | dc:BASE | dc:LAMBDA:BASE (default rpd)")
   p.add_argument("--lr", type=finite_float("--lr"), default=0.01, help="step size gamma")
   p.add_argument("--steps", type=positive_int("--steps"), default=4096,
                  help="K iterations = block updates (pipedream: a multiple of S)")
