@@ -64,7 +64,15 @@ class Program:
     """Largest delay realized in steady state (from a symbolic replay of the program)."""
     return int(self.delay_table().max(initial=0))
 
+  @functools.lru_cache(maxsize=None)
+  def _delay_table(self) -> np.ndarray:
+    return self._replay_table()
+
   def delay_table(self) -> np.ndarray:
+    """The steady-state ``S x S`` delay table (cached; see :meth:`_replay_table`)."""
+    return self._delay_table().copy()
+
+  def _replay_table(self) -> np.ndarray:
     """The steady-state ``S x S`` delay table realized by the program.
 
     Replays two periods symbolically: ``tau[i][j] = k(U(m, i)) - k(R(m, j))`` where ``k(.)``
