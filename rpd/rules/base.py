@@ -19,7 +19,7 @@ A rule is a small, frozen, hashable object (a static argument of the compiled pr
   (``S_loc x D``; all ``S`` unsharded).
 * ``step(carry, key, ctx) -> carry``: one engine step (``updates_per_step`` iterations). It
   reads ``carry.x``, ``carry.k`` and its own ``carry.rule``, takes stochastic gradients
-  with ``ctx.grad(point, n)`` at the points it chooses, and applies block updates only
+  with ``ctx.grad(point, key)`` at the points it chooses, and applies block updates only
   through ``ctx.update_block`` / ``ctx.update_blocks`` (which run the optimizer, the
   divergence check, the delay check and the metrics); it returns the carry with its new
   state in ``carry.rule``.

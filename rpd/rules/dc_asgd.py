@@ -8,8 +8,8 @@ outer product of the gradient:
     g_DC = g + lambda * g * g * (x - x_hat)      (elementwise, per updated block),
 
 ``lambda >= 0`` (the paper's ``lambda_0``; default 0.04, the paper's CIFAR-10 setting).
-Composes with any rule (``dc:pipedream``, ``dc:0.5:rpd``); for program rules the engine keeps
-each microbatch's read point (``R * S * D`` more numbers) to form ``x - x_hat`` at the update.
+Composes with any rule (``dc:pipedream``, ``dc:0.5:rpd``); program rules then keep each
+microbatch's read point (``R * S * D`` more numbers) to form ``x - x_hat`` at the update.
 """
 from __future__ import annotations
 
