@@ -86,6 +86,7 @@ def get_problem(spec: str, S: int, **options) -> Problem:
   return PROBLEMS[name](arg if sep else None, S, **options)
 
 
-__all__ = ["PROBLEMS", "OPTIONS", "problem_options", "get_problem", "Problem", "Quadratic", "Logistic", "make_quadratic",
+__all__ = ["PROBLEMS", "get_problem", "Problem", "Quadratic", "Logistic", "make_quadratic",
            "load_quadratic", "make_logistic", "load_logistic", "load_breast_cancer",
            "even_block_sizes", "merge_blocks", "split_blocks"]
+__all__ += ["OPTIONS", "FILE_OPTIONS", "problem_options"]
