@@ -10,12 +10,17 @@ class DelayRangeError(ValueError):
   """A rule produced a delay outside ``[0, tau_max]`` (a bug in the rule, not a stale read)."""
 
 
-class UnknownNameError(InputError):
+class UnknownNameError(InputError, KeyError):
   """An unknown registry name or option (rules, problems, schedules, baselines).
 
   Every registry raises it through :func:`unknown`, so the message reads the same:
-  ``unknown <what> '<name>'; known: a, b, c``.
+  ``unknown <what> '<name>'; known: a, b, c``. It is a ``ValueError`` (bad input, one line
+  and exit 2 in the CLI) and a ``KeyError`` (a failed registry lookup, for callers that
+  catch that).
   """
+
+  def __str__(self):
+    return str(self.args[0]) if self.args else ""
 
 
 def unknown(what: str, name, known) -> UnknownNameError:

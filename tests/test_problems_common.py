@@ -89,3 +89,11 @@ def test_int32_overflow_in_rule_specs_is_one_line_exit_2(spec, capsys, tmp_path)
                str(tmp_path)])
   err = capsys.readouterr().err.strip()
   assert code == 2 and "\n" not in err and "too large" in err and spec.split(":")[-1] in err
+
+
+def test_unknown_baseline_reads_alike():
+  from rpd.baselines import get_baseline
+  with pytest.raises(UnknownNameError, match=r"^unknown baseline 'nope'; known: localsgd$"):
+    get_baseline("nope")
+  with pytest.raises(KeyError):  # still a failed lookup for callers that catch KeyError
+    get_baseline("nope")
