@@ -161,6 +161,9 @@ def with_hook(rule: Rule, hook: Hook) -> Rule:
   """``rule`` with mitigation ``hook``; its name is ``"<hook>:<rule>"``."""
   if getattr(rule, "hook", IDENTITY) is not IDENTITY:
     raise ValueError(f"rule {rule.name} already has a mitigation")
+  if "hook" not in {f.name for f in dataclasses.fields(rule)}:
+    raise ValueError(f"rule {rule.name} takes no mitigation: declare the field "
+                     "`hook: Hook = IDENTITY` in its dataclass")
   out = dataclasses.replace(rule, hook=hook)
   object.__setattr__(out, "name", f"{hook.name}:{rule.name}")
   return out
