@@ -16,16 +16,18 @@ Design
   ``lax.scan`` runs over record points, the inner one over engine steps; no Python runs per
   step. Rules are static (hashable) objects; the problem, ``gamma``, the key and ``x0`` are
   traced, so :func:`sweep` vmaps the same program over ``(gamma, seed)``.
-* Delay buffers are owned by the engine and sized by what the rule can read:
-  - iteration rules (:class:`rpd.rules.IterationRule`) keep an *undo log* of the last
-    ``tau_max`` block updates (the block index, the value it overwrote, the iteration):
-    ``tau_max * D`` numbers, at most ``(tau_max + 1) d / S + d``. ``x_hat_j`` is the
-    overwritten value of the earliest logged update of block ``j`` at an iteration
-    ``>= k - tau_kj``, else the current ``x_j``.
-  - program rules (:class:`rpd.rules.ProgramRule`) keep ``R`` microbatch slots of ``S x D``:
-    a slot holds the blocks its microbatch has read (weight stashing) and, after the
-    microbatch's gradient event, its pending gradient. PipeDream: ``R = S`` slots, ``S d``
-    numbers, below the ``(S + 1) d`` budget.
+* Rules own their state, their read and their update (:mod:`rpd.rules.base`): the engine
+  calls ``rule.init`` once and ``rule.step`` per scan step with a :class:`Context` through
+  which the rule takes gradients and applies block updates. The delay buffers live in the
+  rule families that need them: iteration rules keep an undo log of the last ``tau_max``
+  block updates (:class:`rpd.rules.buffers.UndoLog`, ``tau_max * D`` numbers), program
+  rules keep ``R`` microbatch slots of ``S x D`` (:mod:`rpd.rules.program_rule`,
+  PipeDream ``R = S``: ``S d`` numbers, below the ``(S + 1) d`` budget).
+* The scan carry is one named structure, :class:`Carry`.
+* Delay check: every delay vector a rule hands to :meth:`Context.update_block` must lie in
+  ``[0, tau_max]``; the first violation is recorded and :func:`run` raises
+  :class:`rpd.errors.DelayRangeError` naming it (program rules' delays are checked
+  statically when their program is compiled, and at run time when instrumented).
 * Optimizers are applied per block: the optimizer gives a direction (SGD: the gradient;
   ``"momentum"``: heavy ball; ``"adam"``: Adam's scaling; or any optax
   ``GradientTransformation``), each block keeps its own optimizer state, and the engine
@@ -45,7 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import jax
@@ -53,9 +55,9 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from rpd.errors import DelayRangeError
 from rpd.problems.base import Problem
-from rpd.rules.base import IterationRule, Rule
-from rpd.rules.pipedream import ProgramRule
+from rpd.rules.base import Rule
 
 AXIS = "stage"
 _SAMPLE_OFFSET = 1 << 20  # sample keys of microbatches n >= -2**20 are fold_in(root, n + offset)
@@ -121,6 +123,7 @@ class RunResult:
     rule: the rule's name.
     realized: with ``instrument=True``: ``"block"`` (``(K,)``, the block of each iteration)
       and ``"tau"`` (``(K, S)``, the delays realized by its read).
+    stopped: a segmented run (``callback``) was stopped early; ``K`` is what was done.
   """
 
   x_SxD: np.ndarray
@@ -132,18 +135,70 @@ class RunResult:
   S: int
   rule: str
   realized: dict | None = None
+  stopped: bool = False
 
 
 # ---------------------------------------------------------------------------------------
-# Layout: which blocks this device holds (all of them when unsharded).
+# The carry and the context a rule steps with.
 
 
-@dataclasses.dataclass(frozen=True)
-class _Layout:
+class Carry(NamedTuple):
+  """The scan carry (this device's part of it under ``shard_map``).
+
+  Attributes:
+    x: ``(S_loc, D)`` the blocks.
+    opt: the per-block optimizer state (leading axis ``S_loc``).
+    rule: the rule's state (``rule.init``).
+    k: int32, iterations (block updates) done.
+    diverged: a non-finite update appeared (later updates are skipped).
+    diverged_at: the iteration of the first non-finite update (``-1``: none).
+    bad_delay_at: the first iteration whose delays left ``[0, tau_max]`` (``-1``: none).
+    bad_delay: the offending delay.
+    sums: ``(3,)`` running sums of the per-iteration metrics (``track_average``).
+  """
+
+  x: jax.Array
+  opt: Any
+  rule: Any
+  k: jax.Array
+  diverged: jax.Array
+  diverged_at: jax.Array
+  bad_delay_at: jax.Array
+  bad_delay: jax.Array
+  sums: jax.Array
+
+
+def _sq(a):
+  return jnp.sum(jnp.square(a))
+
+
+@dataclasses.dataclass
+class Context:
+  """What a rule steps with: the problem, the block layout, gradients and block updates.
+
+  Built by the engine for each trace of a step; the rule calls :meth:`grad`,
+  :meth:`update_block` and :meth:`update_blocks`. Blocks are held locally as
+  ``(S_loc, D)`` (all ``S`` unsharded); gradients are taken at gathered ``S x D`` points.
+
+  Attributes:
+    problem, tx, gamma, tau_max: the run's problem, optimizer, step size and the rule's
+      largest delay.
+    S, S_loc, sharded: blocks, blocks on this device, whether under ``shard_map``.
+    track, instrument: accumulate per-iteration metrics / record realized delays.
+  """
+
+  problem: Problem
+  tx: optax.GradientTransformation
+  gamma: Any
+  tau_max: int
   S: int
   S_loc: int
   sharded: bool
+  track: bool = False
+  instrument: bool = False
+  realized: list = dataclasses.field(default_factory=list)
 
+  # layout
   def offset(self):
     return jax.lax.axis_index(AXIS) * self.S_loc if self.sharded else 0
 
@@ -160,259 +215,96 @@ class _Layout:
   def psum(self, v):
     return jax.lax.psum(v, AXIS) if self.sharded else v
 
+  def own(self, blocks):
+    """Global block indices -> ``(local indices clipped into range, owned by this device)``.
 
-def _sq(a):
-  return jnp.sum(jnp.square(a))
+    Static (numpy) indices stay static when unsharded.
+    """
+    if not self.sharded:
+      if isinstance(blocks, np.ndarray):
+        return blocks, np.ones(blocks.shape, bool)
+      return blocks, jnp.ones(jnp.shape(blocks), bool)
+    lbs = blocks - self.offset()
+    owned = (lbs >= 0) & (lbs < self.S_loc)
+    return jnp.clip(lbs, 0, self.S_loc - 1), owned
 
+  # gradients
+  def grad(self, xhat, key):
+    """Stochastic gradient ``g(xhat; xi)`` at the gathered point, ``xi`` drawn with ``key``."""
+    return self.problem.grad(xhat, self.problem.sample(key))
 
-# ---------------------------------------------------------------------------------------
-# Per-block optimizer updates.
+  # updates
+  def update_block(self, carry: Carry, i, g_i, *, at=None, xhat=None, tau=None) -> Carry:
+    """One iteration: ``x_i <- x_i - gamma * opt(g_i)`` (block ``i``, global index).
 
+    Args:
+      carry: the carry.
+      i: the updated block (int scalar, static or traced).
+      g_i: ``(D,)`` its (transformed) gradient.
+      at: the iteration this update is, for ``diverged_at`` (default ``carry.k``).
+      xhat: the gathered read point of the update (needed with ``track``).
+      tau: its ``(S,)`` delays: checked against ``[0, tau_max]`` and, with ``instrument``,
+        recorded.
+    """
+    k = carry.k
+    at = k if at is None else at
+    carry = self._check_delays(carry, tau, k)
+    if self.track:
+      xfull = self.gather(carry.x)
+      gf = self.problem.full_grad(xfull)
+      carry = carry._replace(sums=carry.sums + jnp.stack(
+          [_sq(gf), _sq(xfull - xhat), _sq(gf - self.problem.full_grad(xhat))]))
+    if self.instrument:
+      self.realized.append((jnp.asarray(i, jnp.int32), jnp.asarray(tau, jnp.int32)))
+    li, owned = self.own(i)
+    owned = jnp.asarray(owned)
+    x, opt = carry.x, carry.opt
+    state_i = jax.tree.map(lambda a: a[li], opt)
+    u_i, new_state_i = self.tx.update(g_i, state_i, x[li])
+    new_x_i = x[li] - self.gamma * u_i
+    bad = ~jnp.all(jnp.isfinite(new_x_i))
+    apply = owned & ~carry.diverged & ~bad
+    x = x.at[li].set(jnp.where(apply, new_x_i, x[li]))
+    opt = jax.tree.map(lambda a, s: a.at[li].set(jnp.where(apply, s, a[li])), opt, new_state_i)
+    bad = self.psum((owned & ~carry.diverged & bad).astype(jnp.int32)) > 0
+    return carry._replace(x=x, opt=opt, k=k + 1, diverged=carry.diverged | bad,
+                          diverged_at=jnp.where(bad & ~carry.diverged, at, carry.diverged_at))
 
-def _block_update(tx, opt, x_loc, li, g_i, gamma, owned, frozen):
-  """Update local block ``li`` with gradient ``g_i`` (if ``owned`` and not ``frozen``)."""
-  state_i = jax.tree.map(lambda a: a[li], opt)
-  u_i, new_state_i = tx.update(g_i, state_i, x_loc[li])
-  new_x_i = x_loc[li] - gamma * u_i
-  bad = ~jnp.all(jnp.isfinite(new_x_i))
-  apply = owned & ~frozen & ~bad
-  x_loc = x_loc.at[li].set(jnp.where(apply, new_x_i, x_loc[li]))
-  opt = jax.tree.map(lambda a, s: a.at[li].set(jnp.where(apply, s, a[li])), opt, new_state_i)
-  return x_loc, opt, owned & ~frozen & bad
+  def update_blocks(self, carry: Carry, blocks: np.ndarray, g_rows, pos) -> Carry:
+    """Several iterations at once on distinct blocks (their updates commute).
 
+    ``blocks``: static global indices; ``g_rows``: their gradients; ``pos``: the members'
+    iterations in time order. As in a run one update at a time, a non-finite update stops
+    every member at or after it (on every device).
+    """
+    lis, owned = self.own(blocks)
+    x, opt = carry.x, carry.opt
+    state = jax.tree.map(lambda a: a[lis], opt)
+    u, new_state = jax.vmap(self.tx.update)(g_rows, state, x[lis])
+    new_x = x[lis] - self.gamma * u
+    bad = owned & ~carry.diverged & ~jnp.all(jnp.isfinite(new_x), axis=-1)
+    big = jnp.iinfo(jnp.int32).max
+    first = jnp.min(jnp.where(bad, pos, big))
+    if self.sharded:
+      first = jax.lax.pmin(first, AXIS)
+    apply = owned & ~carry.diverged & (pos < first)
+    dst = jnp.where(apply, lis, self.S_loc)  # out of range: dropped
+    x = x.at[dst].set(new_x, mode="drop")
+    opt = jax.tree.map(lambda a, s: a.at[dst].set(s, mode="drop"), opt, new_state)
+    bad = self.psum(jnp.asarray(first < big).astype(jnp.int32)) > 0
+    return carry._replace(x=x, opt=opt, k=carry.k + len(blocks),
+                          diverged=carry.diverged | bad,
+                          diverged_at=jnp.where(bad & ~carry.diverged, first, carry.diverged_at))
 
-def _group_update(tx, opt, x_loc, lis, g_rows, gamma, owned, frozen, lay, pos):
-  """Update distinct local blocks ``lis`` at once (updates of distinct blocks commute).
-
-  Blocks not ``owned`` by this device are gathered at a clipped index and dropped on write.
-  ``pos`` are the members' iteration offsets in time order: as in a run one update at a
-  time, a non-finite update stops every member at or after it (on every device).
-
-  Returns:
-    ``(x_loc, opt, bad, first)``: ``bad`` if a non-finite update appeared, ``first`` the
-    smallest ``pos`` of such an update.
-  """
-  state = jax.tree.map(lambda a: a[lis], opt)
-  u, new_state = jax.vmap(tx.update)(g_rows, state, x_loc[lis])
-  new_x = x_loc[lis] - gamma * u
-  bad = owned & ~frozen & ~jnp.all(jnp.isfinite(new_x), axis=-1)
-  big = jnp.iinfo(jnp.int32).max
-  first = jnp.min(jnp.where(bad, pos, big))
-  if lay.sharded:
-    first = jax.lax.pmin(first, AXIS)
-  apply = owned & ~frozen & (pos < first)
-  dst = jnp.where(apply, lis, lay.S_loc)  # out of range: dropped
-  x_loc = x_loc.at[dst].set(new_x, mode="drop")
-  opt = jax.tree.map(lambda a, s: a.at[dst].set(s, mode="drop"), opt, new_state)
-  return x_loc, opt, first < big, first
-
-
-# ---------------------------------------------------------------------------------------
-# Iteration rules: undo log.
-
-
-def _log_read(rule_T, log, x_loc, tau_loc, k, lay):
-  """``x_hat_j = x_j^{k - tau_j}`` for the local blocks, from the undo log."""
-  if rule_T == 0:
-    return x_loc
-  blk, it, old = log["blk"], log["it"], log["old"]
-  j = jnp.arange(lay.S_loc, dtype=jnp.int32)
-  valid = (blk[None, :] == j[:, None]) & (it[None, :] >= (k - tau_loc)[:, None])  # S_loc x T
-  big = jnp.iinfo(jnp.int32).max
-  t_star = jnp.argmin(jnp.where(valid, it[None, :], big), axis=1)
-  has = jnp.any(valid, axis=1)
-  return jnp.where(has[:, None], old[t_star], x_loc)
-
-
-def _iteration_init(rule, x_loc, lay):
-  T = rule.tau_max
-  if T == 0:
-    return {}
-  return {"blk": jnp.full((T,), -1, jnp.int32), "it": jnp.full((T,), -1, jnp.int32),
-          "old": jnp.zeros((T,) + x_loc.shape[1:], x_loc.dtype)}
-
-
-def _iteration_step(rule, problem, tx, lay, gamma, key, track, instrument, carry):
-  """One iteration of an :class:`IterationRule`."""
-  x, opt, log, rstate, k, flags, sums = carry
-  kk = k.astype(jnp.int32)
-  i, tau, rstate = rule.select(rstate, select_key(key, kk), kk)
-  off = lay.offset()
-  tau_loc = lay.local(tau)
-  xhat_loc = _log_read(rule.tau_max, log, x, tau_loc, kk, lay)
-  xhat = lay.gather(xhat_loc)
-  g = problem.grad(xhat, problem.sample(sample_key(key, kk)))
-  if track:
-    xfull = lay.gather(x)
-    gf = problem.full_grad(xfull)
-    sums = sums + jnp.stack([_sq(gf), _sq(xfull - xhat), _sq(gf - problem.full_grad(xhat))])
-  li = i - off
-  owned = (li >= 0) & (li < lay.S_loc)
-  li = jnp.clip(li, 0, lay.S_loc - 1)
-  old_i = x[li]
-  diverged, at = flags
-  x, opt, bad = _block_update(tx, opt, x, li, g[i], gamma, owned, diverged)
-  bad = lay.psum(bad.astype(jnp.int32)) > 0
-  at = jnp.where(bad & ~diverged, kk, at)
-  diverged = diverged | bad
-  if rule.tau_max > 0:
-    pos = kk % rule.tau_max
-    log = {"blk": log["blk"].at[pos].set(jnp.where(owned, li.astype(jnp.int32), -1)),
-           "it": log["it"].at[pos].set(kk),
-           "old": log["old"].at[pos].set(old_i)}
-  out = (i[None], tau[None]) if instrument else None
-  return (x, opt, log, rstate, k + 1, (diverged, at), sums), out
-
-
-def _iteration_stale_point(rule, x, log, rstate, key, k, lay):
-  kk = k.astype(jnp.int32)
-  _, tau, _ = rule.select(rstate, select_key(key, kk), kk)
-  return lay.gather(_log_read(rule.tau_max, log, x, lay.local(tau), kk, lay))
-
-
-# ---------------------------------------------------------------------------------------
-# Program rules: microbatch slots.
-
-
-def _groups(events, reorder: bool):
-  """Split a period into runs ``("G", o)``, ``("R", [(o, b)...])``, ``("U", [(o, b)...])``.
-
-  Without ``reorder`` every read or update is its own run, in time order (the exact
-  iteration count of every event is needed for instrumentation and per-iteration metrics).
-  With ``reorder`` the events are regrouped into few large runs by a topological sort that
-  keeps every dependency: on each block, reads and updates stay in order; a gradient event
-  ``G(o)`` follows the reads of microbatch ``o`` in the period and precedes its updates.
-  Reads and updates of different blocks commute, so the parameters are unchanged.
-  """
-  if not reorder:
-    return [("G", o) if kind == "G" else (kind, [(o, b)]) for kind, o, b in events]
-  preds = [set() for _ in events]
-  last_on_block: dict = {}
-  reads_of: dict = {}
-  g_of: dict = {}
-  for e, (kind, o, b) in enumerate(events):
-    if kind == "G":
-      preds[e] |= reads_of.get(o, set())
-      g_of[o] = e
-      continue
-    if b in last_on_block:
-      preds[e].add(last_on_block[b])
-    last_on_block[b] = e
-    if kind == "R":
-      reads_of.setdefault(o, set()).add(e)
-    elif o in g_of:
-      preds[e].add(g_of[o])
-  done: set = set()
-  out = []
-  while len(done) < len(events):
-    ready = [e for e in range(len(events)) if e not in done and preds[e] <= done]
-    gs = [e for e in ready if events[e][0] == "G"]
-    if gs:
-      out.append(("G", events[gs[0]][1]))
-      done.add(gs[0])
-      continue
-    by_kind = {"R": [e for e in ready if events[e][0] == "R"],
-               "U": [e for e in ready if events[e][0] == "U"]}
-    kind = max(by_kind, key=lambda kd: len(by_kind[kd]))
-    out.append((kind, [events[e][1:] for e in by_kind[kind]]))
-    done.update(by_kind[kind])
-  return out
-
-
-def _program_init(rule, problem, x_loc, key, lay, track):
-  prog = rule.program()
-  R = prog.R
-  slots = jnp.broadcast_to(x_loc, (R,) + x_loc.shape)
-  if prog.init_pending:
-    xfull = lay.gather(x_loc)
-    for o in prog.init_pending:
-      g = problem.grad(xfull, problem.sample(sample_key(key, o)))
-      slots = slots.at[o % R].set(lay.local(g))
-  read_k = jnp.zeros((R, rule.S), jnp.int32)
-  for o, b, kv in prog.init_reads:
-    read_k = read_k.at[o % R, b].set(kv)
-  state = {"slots": slots, "read_k": read_k, "n": jnp.zeros((), jnp.int32)}
-  if track:
-    state["xhat"] = jnp.broadcast_to(x_loc, (R,) + x_loc.shape)
-  return state
-
-
-def _program_step(rule, problem, tx, lay, gamma, key, track, instrument, carry):
-  """One period of a :class:`ProgramRule`: ``q`` gradients and ``q * S`` block updates."""
-  x, opt, st, rstate, k, flags, sums = carry
-  prog = rule.program()
-  R, S = prog.R, prog.S
-  n = st["n"]
-  slots, read_k = st["slots"], st["read_k"]
-  xhat_slots = st.get("xhat")
-  diverged, at = flags
-  off = lay.offset()
-  kk = k.astype(jnp.int32)
-  k0 = kk
-  u_time = {}  # iteration offset (time order) of each update of the period
-  for kind, o, b in prog.events:
-    if kind == "U":
-      u_time[(o, b)] = len(u_time)
-  blocks_out, taus_out = [], []
-  for kind, members in _groups(prog.events, reorder=not (track or instrument)):
-    if kind == "G":
-      r = (n + members) % R
-      if track:
-        xhat_slots = xhat_slots.at[r].set(slots[r])
-      xhat = lay.gather(slots[r])
-      g = problem.grad(xhat, problem.sample(sample_key(key, n + members)))
-      slots = slots.at[r].set(lay.local(g))
-    elif kind == "R":
-      rs = jnp.stack([(n + o) % R for o, _ in members])
-      bs = np.array([b for _, b in members])
-      lbs = bs - off
-      owned = (lbs >= 0) & (lbs < lay.S_loc)
-      lbs = jnp.clip(lbs, 0, lay.S_loc - 1)
-      if lay.sharded:
-        dst = jnp.where(owned, lbs, lay.S_loc)  # other devices' blocks: dropped
-        slots = slots.at[rs, dst].set(x[lbs], mode="drop")
-      else:
-        slots = slots.at[rs, lbs].set(x[lbs])
-      if instrument:
-        read_k = read_k.at[rs, bs].set(kk)
-    else:  # updates
-      rs = jnp.stack([(n + o) % R for o, _ in members])
-      bs = np.array([b for _, b in members])
-      lbs = bs - off
-      owned = (lbs >= 0) & (lbs < lay.S_loc)
-      lbs = jnp.clip(lbs, 0, lay.S_loc - 1)
-      if len(members) == 1:
-        r, li = rs[0], lbs[0]
-        if track:
-          xfull = lay.gather(x)
-          xh = lay.gather(xhat_slots[r])
-          gf = problem.full_grad(xfull)
-          sums = sums + jnp.stack([_sq(gf), _sq(xfull - xh), _sq(gf - problem.full_grad(xh))])
-        if instrument:
-          blocks_out.append(jnp.asarray(bs[0], jnp.int32))
-          taus_out.append(kk - read_k[r])
-        x, opt, bad = _block_update(tx, opt, x, li, slots[r, li], gamma,
-                                    jnp.asarray(owned[0]) if not lay.sharded else owned[0],
-                                    diverged)
-      else:
-        pos = k0 + np.array([u_time[m] for m in members], np.int32)
-        x, opt, bad, first = _group_update(tx, opt, x, lbs, slots[rs, lbs], gamma, owned,
-                                           diverged, lay, pos)
-      bad = lay.psum(bad.astype(jnp.int32)) > 0
-      at = jnp.where(bad & ~diverged, k0 + u_time[members[0]] if len(members) == 1 else first,
-                     at)
-      diverged = diverged | bad
-      kk = kk + len(members)
-  st = dict(st, slots=slots, read_k=read_k, n=n + prog.q)
-  if track:
-    st["xhat"] = xhat_slots
-  out = (jnp.stack(blocks_out), jnp.stack(taus_out)) if instrument else None
-  return (x, opt, st, rstate, kk.astype(k.dtype), (diverged, at), sums), out
-
-
-def _program_stale_point(rule, st, lay):
-  prog = rule.program()
-  return lay.gather(st["slots"][st["n"] % prog.R])
+  def _check_delays(self, carry: Carry, tau, k) -> Carry:
+    if tau is None:
+      return carry
+    tau = jnp.asarray(tau, jnp.int32)
+    hi, lo = jnp.max(tau), jnp.min(tau)
+    out = (hi > self.tau_max) | (lo < 0)
+    first = out & (carry.bad_delay_at < 0)
+    return carry._replace(bad_delay_at=jnp.where(first, k, carry.bad_delay_at),
+                          bad_delay=jnp.where(first, jnp.where(lo < 0, lo, hi), carry.bad_delay))
 
 
 # ---------------------------------------------------------------------------------------
@@ -421,10 +313,7 @@ def _program_stale_point(rule, st, lay):
 
 def buffer_floats(rule: Rule, D: int) -> int:
   """Numbers held in the delay buffers for ``rule`` with padded block width ``D``."""
-  if isinstance(rule, ProgramRule):
-    prog = rule.program()
-    return prog.R * prog.S * D
-  return rule.tau_max * D
+  return rule.buffer_floats(D)
 
 
 def _check_K(rule: Rule, K: int, record_every: int | None) -> tuple[int, int]:
@@ -448,55 +337,73 @@ def _check_K(rule: Rule, K: int, record_every: int | None) -> tuple[int, int]:
   return K // record_every, record_every // ups
 
 
+def _context(problem, rule, tx, gamma, n_dev, track, instrument) -> Context:
+  S = rule.S
+  return Context(problem=problem, tx=tx, gamma=gamma, tau_max=int(rule.tau_max), S=S,
+                 S_loc=S // (n_dev or 1), sharded=n_dev is not None, track=track,
+                 instrument=instrument)
+
+
+def _init_carry(ctx: Context, rule: Rule, x0_loc, key) -> Carry:
+  i32 = lambda v: jnp.full((), v, jnp.int32)
+  return Carry(x=x0_loc, opt=jax.vmap(ctx.tx.init)(x0_loc), rule=rule.init(x0_loc, key, ctx),
+               k=i32(0), diverged=jnp.zeros((), bool), diverged_at=i32(-1),
+               bad_delay_at=i32(-1), bad_delay=i32(0), sums=jnp.zeros((3,), x0_loc.dtype))
+
+
 def _metrics(problem, x, xhat):
   gf = problem.full_grad(x)
   return jnp.stack([problem.full_loss(x), _sq(gf), _sq(x - xhat),
                     _sq(gf - problem.full_grad(xhat))])
 
 
-def _run_local(problem, rule, tx, lay, K, record_every, track, instrument, x0_loc, gamma, key):
+def _record(ctx: Context, rule: Rule, carry: Carry, key):
+  """Metrics at the current iterate: ``(values (7,), k)``."""
+  xhat = rule.read_point(carry, key, ctx)
+  m = _metrics(ctx.problem, ctx.gather(carry.x), xhat)
+  k = carry.k
+  avg = carry.sums / jnp.maximum(k, 1).astype(carry.sums.dtype)
+  avg = jnp.where(k > 0, avg, jnp.nan)
+  return jnp.concatenate([m, avg]), k
+
+
+def _step(ctx: Context, rule: Rule, key, carry: Carry):
+  """One engine step of the rule; ``(carry, realized (blocks, taus) or None)``."""
+  ctx = dataclasses.replace(ctx, realized=[])
+  carry = rule.step(carry, key, ctx)
+  out = None
+  if ctx.instrument:
+    out = (jnp.stack([b for b, _ in ctx.realized]), jnp.stack([t for _, t in ctx.realized]))
+  return carry, out
+
+
+def _advance(ctx: Context, rule: Rule, carry: Carry, key, inner: int, n_rec: int):
+  """``n_rec`` records of ``inner`` steps each: ``(carry, (values, ks), realized)``."""
+  def outer(carry, _):
+    carry, out = jax.lax.scan(lambda c, _: _step(ctx, rule, key, c), carry, None,
+                              length=inner)
+    return carry, (_record(ctx, rule, carry, key), out)
+
+  carry, (recs, outs) = jax.lax.scan(outer, carry, None, length=n_rec)
+  return carry, recs, outs
+
+
+def _run_local(problem, rule, tx, n_dev, K, record_every, track, instrument, x0_loc, gamma,
+               key):
   """The whole run on this device's blocks (called directly, or inside ``shard_map``)."""
   n_rec, inner = _check_K(rule, K, record_every)
-  is_prog = isinstance(rule, ProgramRule)
-  opt = jax.vmap(tx.init)(x0_loc)
-  rstate = () if is_prog else rule.init_state()
-  if is_prog:
-    buf = _program_init(rule, problem, x0_loc, key, lay, track)
-    step = functools.partial(_program_step, rule, problem, tx, lay, gamma, key, track,
-                             instrument)
-  else:
-    buf = _iteration_init(rule, x0_loc, lay)
-    step = functools.partial(_iteration_step, rule, problem, tx, lay, gamma, key, track,
-                             instrument)
-  dtype = x0_loc.dtype
-  carry = (x0_loc, opt, buf, rstate, jnp.zeros((), jnp.int32),
-           (jnp.zeros((), bool), jnp.full((), -1, jnp.int32)), jnp.zeros((3,), dtype))
-
-  def record(carry):
-    x, _, buf, rstate, k, _, sums = carry
-    if is_prog:
-      xhat = _program_stale_point(rule, buf, lay)
-    else:
-      xhat = _iteration_stale_point(rule, x, buf, rstate, key, k, lay)
-    m = _metrics(problem, lay.gather(x), xhat)
-    avg = sums / jnp.maximum(k, 1).astype(dtype)
-    avg = jnp.where(k > 0, avg, jnp.nan)
-    return jnp.concatenate([m, avg]), k
-
-  def outer(carry, _):
-    carry, out = jax.lax.scan(lambda c, _: step(c), carry, None, length=inner)
-    return carry, (record(carry), out)
-
-  m0 = record(carry)
-  carry, (recs, outs) = jax.lax.scan(outer, carry, None, length=n_rec)
+  ctx = _context(problem, rule, tx, gamma, n_dev, track, instrument)
+  carry = _init_carry(ctx, rule, x0_loc, key)
+  m0 = _record(ctx, rule, carry, key)
+  carry, recs, outs = _advance(ctx, rule, carry, key, inner, n_rec)
   vals = jnp.concatenate([m0[0][None], recs[0]])
   ks = jnp.concatenate([m0[1][None], recs[1]])
-  x, _, _, _, _, (diverged, at), _ = carry
   realized = None
   if instrument:
     blocks, taus = outs
     realized = (blocks.reshape(-1), taus.reshape(-1, rule.S))
-  return x, vals, ks, diverged, at, realized
+  return (carry.x, vals, ks, carry.diverged, carry.diverged_at, carry.bad_delay_at,
+          carry.bad_delay, realized)
 
 
 _NAMES = ("loss", "grad_norm_sq", "stale_x_err", "stale_grad_err",
@@ -506,20 +413,118 @@ _NAMES = ("loss", "grad_norm_sq", "stale_x_err", "stale_grad_err",
 @functools.partial(jax.jit, static_argnames=("rule", "tx", "K", "record_every", "track",
                                              "instrument", "mesh"))
 def _run_jit(problem, x0, gamma, key, *, rule, tx, K, record_every, track, instrument, mesh):
-  S = rule.S
   if mesh is None:
-    lay = _Layout(S, S, False)
-    return _run_local(problem, rule, tx, lay, K, record_every, track, instrument, x0, gamma,
+    return _run_local(problem, rule, tx, None, K, record_every, track, instrument, x0, gamma,
                       key)
   n_dev = mesh.shape[AXIS]
-  lay = _Layout(S, S // n_dev, True)
   def f(problem, x0_loc, gamma, key):
-    return _run_local(problem, rule, tx, lay, K, record_every, track, instrument, x0_loc,
+    return _run_local(problem, rule, tx, n_dev, K, record_every, track, instrument, x0_loc,
                       gamma, key)
 
-  out_specs = (P(AXIS), P(), P(), P(), P(), (P(), P()) if instrument else None)
+  out_specs = (P(AXIS), P(), P(), P(), P(), P(), P(), (P(), P()) if instrument else None)
   return jax.shard_map(f, mesh=mesh, in_specs=(P(), P(AXIS), P(), P()), out_specs=out_specs,
                        check_vma=False)(problem, x0, gamma, key)
+
+
+# Segmented runs: the same steps, a record at a time, the carry kept between calls. Under
+# shard_map every leaf of the carry gets a leading device axis (sharded over it).
+
+
+def _dev_in(tree):
+  return jax.tree.map(lambda a: a[0], tree)
+
+
+def _dev_out(tree):
+  return jax.tree.map(lambda a: a[None], tree)
+
+
+@functools.partial(jax.jit, static_argnames=("rule", "tx", "track", "instrument", "mesh"))
+def _start_jit(problem, x0, gamma, key, *, rule, tx, track, instrument, mesh):
+  def f(problem, x0_loc, gamma, key, n_dev):
+    ctx = _context(problem, rule, tx, gamma, n_dev, track, instrument)
+    carry = _init_carry(ctx, rule, x0_loc, key)
+    return carry, _record(ctx, rule, carry, key)
+  if mesh is None:
+    return f(problem, x0, gamma, key, None)
+  n_dev = mesh.shape[AXIS]
+  g = lambda p, x, gm, k: (lambda c, r: (_dev_out(c), r))(*f(p, x, gm, k, n_dev))
+  return jax.shard_map(g, mesh=mesh, in_specs=(P(), P(AXIS), P(), P()),
+                       out_specs=(P(AXIS), P()), check_vma=False)(problem, x0, gamma, key)
+
+
+@functools.partial(jax.jit, static_argnames=("rule", "tx", "inner", "record", "track",
+                                             "instrument", "mesh"), donate_argnames=("carry",))
+def _segment_jit(problem, carry, gamma, key, *, rule, tx, inner, record, track, instrument,
+                 mesh):
+  def f(problem, carry, gamma, key, n_dev):
+    ctx = _context(problem, rule, tx, gamma, n_dev, track, instrument)
+    carry, outs = jax.lax.scan(lambda c, _: _step(ctx, rule, key, c), carry, None,
+                               length=inner)
+    return carry, _record(ctx, rule, carry, key) if record else None, outs
+  if mesh is None:
+    return f(problem, carry, gamma, key, None)
+  n_dev = mesh.shape[AXIS]
+  def g(p, c, gm, k):
+    c, rec, outs = f(p, _dev_in(c), gm, k, n_dev)
+    return _dev_out(c), rec, outs
+  out_specs = (P(AXIS), (P(), P()) if record else None, (P(), P()) if instrument else None)
+  return jax.shard_map(g, mesh=mesh, in_specs=(P(), P(AXIS), P(), P()), out_specs=out_specs,
+                       check_vma=False)(problem, carry, gamma, key)
+
+
+def _chunk(inner: int) -> int:
+  """Steps per segment: about a sixteenth of a record interval (a divisor of it)."""
+  target = max(1, inner // 16)
+  c = max(d for d in range(1, target + 1) if inner % d == 0)
+  return c if c * 64 >= inner else inner
+
+
+def _run_segmented(problem, rule, tx, K, record_every, track, instrument, mesh, x0, gamma, key,
+                   callback):
+  """The run in segments of about a sixteenth of a record interval (two compiled programs:
+  steps only, steps and a record); ``callback(k, metrics_so_far)`` may stop it (``True``)."""
+  n_rec, inner = _check_K(rule, K, record_every)
+  chunk = _chunk(inner)
+  kw = dict(rule=rule, tx=tx, track=track, instrument=instrument, mesh=mesh)
+  carry, (v0, k0) = _start_jit(problem, x0, gamma, key, **kw)
+  vals, ks, outs = [np.asarray(v0)], [int(k0)], []
+  stopped, k_done = False, 0
+  ups = rule.updates_per_step
+  for _ in range(n_rec):
+    for c in range(inner // chunk):
+      if callback is not None and callback(k_done, _metric_dict(np.stack(vals),
+                                                                np.asarray(ks))):
+        stopped = True
+        break
+      last = c == inner // chunk - 1
+      carry, rec, out = _segment_jit(problem, carry, gamma, key, inner=chunk, record=last,
+                                     **kw)
+      k_done += chunk * ups
+      outs.append(jax.device_get(out))
+      if last:
+        vals.append(np.asarray(rec[0]))
+        ks.append(int(rec[1]))
+    if stopped:
+      break
+  if callback is not None and not stopped:
+    callback(k_done, _metric_dict(np.stack(vals), np.asarray(ks)))
+  if stopped and k_done != ks[-1]:  # stopped between records: record where it stopped
+    carry, rec, _ = _segment_jit(problem, carry, gamma, key, inner=0, record=True, **kw)
+    vals.append(np.asarray(rec[0]))
+    ks.append(int(rec[1]))
+  x = jax.device_get(carry.x)
+  flags = [jax.device_get(getattr(carry, n)) for n in
+           ("diverged", "diverged_at", "bad_delay_at", "bad_delay")]
+  if mesh is not None:
+    x = x.reshape((rule.S,) + x.shape[2:])
+    flags = [f[0] for f in flags]
+  realized = None
+  if instrument:
+    realized = (np.concatenate([np.zeros((0,), np.int32)] +
+                               [o[0].reshape(-1) for o in outs]),
+                np.concatenate([np.zeros((0, rule.S), np.int32)] +
+                               [o[1].reshape(-1, rule.S) for o in outs]))
+  return (x, np.stack(vals), np.asarray(ks), *flags, realized), stopped, k_done
 
 
 def _validate(problem: Problem, rule: Rule, gamma, mesh):
@@ -536,24 +541,35 @@ def _validate(problem: Problem, rule: Rule, gamma, mesh):
       raise ValueError(f"device count {n_dev} does not divide S={rule.S}")
 
 
-def _result(out, rule, problem, K, many: bool) -> RunResult:
-  x, vals, ks, diverged, at, realized = jax.device_get(out)
-  vals = np.asarray(vals)
+def _metric_dict(vals, ks):
   metrics = {"k": np.asarray(ks)}
   for c, name in enumerate(_NAMES):
     metrics[name] = vals[..., c]
+  return metrics
+
+
+def _result(out, rule, problem, K, many: bool, stopped: bool = False) -> RunResult:
+  x, vals, ks, diverged, at, bad_at, bad, realized = jax.device_get(out)
+  bad_at, bad = np.asarray(bad_at), np.asarray(bad)
+  if np.any(bad_at >= 0):
+    c = np.flatnonzero(bad_at.reshape(-1) >= 0)[0]
+    raise DelayRangeError(
+        f"rule {rule.name} returned delay {int(bad.reshape(-1)[c])} at iteration "
+        f"{int(bad_at.reshape(-1)[c])}, outside [0, tau_max={rule.tau_max}]")
   real = None
   if realized is not None:
     real = {"block": np.asarray(realized[0]), "tau": np.asarray(realized[1])}
-  return RunResult(x_SxD=np.asarray(x), metrics=metrics, diverged=np.asarray(diverged) if many
-                   else bool(diverged), diverged_at=np.asarray(at) if many else int(at),
+  return RunResult(x_SxD=np.asarray(x), metrics=_metric_dict(np.asarray(vals), ks),
+                   diverged=np.asarray(diverged) if many else bool(diverged),
+                   diverged_at=np.asarray(at) if many else int(at),
                    buffer_floats=buffer_floats(rule, problem.D), K=K, S=rule.S, rule=rule.name,
-                   realized=real)
+                   realized=real, stopped=stopped)
 
 
 def run(problem: Problem, rule: Rule, *, gamma: float, K: int, key: jax.Array,
         optimizer="sgd", record_every: int | None = None, x0=None, mesh=None,
-        track_average: bool = False, instrument: bool = False) -> RunResult:
+        track_average: bool = False, instrument: bool = False,
+        callback: Callable | None = None) -> RunResult:
   """Run stale block SGD for ``K`` iterations (block updates).
 
   Args:
@@ -570,12 +586,18 @@ def run(problem: Problem, rule: Rule, *, gamma: float, K: int, key: jax.Array,
     track_average: also accumulate the exact per-iteration averages (costs full gradients
       at every iteration).
     instrument: also return the realized block and delays of every iteration.
+    callback: run in segments of about a sixteenth of a record interval (compiled once,
+      the carry kept on the device between calls; the same iterates as without), calling
+      ``callback(k, metrics_so_far)`` before each segment and at the end; a ``True``
+      return stops the run there (``RunResult.stopped``, ``K`` = iterations done, a last
+      record at ``K``).
 
   Returns:
     a :class:`RunResult`.
 
   Raises:
     ValueError: bad ``gamma``, ``K``, ``record_every``, mesh, or mismatched ``S``.
+    DelayRangeError: the rule produced a delay outside ``[0, tau_max]``.
   """
   _validate(problem, rule, gamma, mesh)
   _check_K(rule, K, record_every)
@@ -588,6 +610,11 @@ def run(problem: Problem, rule: Rule, *, gamma: float, K: int, key: jax.Array,
   gamma = jnp.asarray(gamma, x0.dtype)
   if mesh is not None:
     x0 = jax.device_put(x0, NamedSharding(mesh, P(AXIS)))
+  if callback is not None:
+    out, stopped, k_done = _run_segmented(problem, rule, tx, int(K), record_every,
+                                          track_average, instrument, mesh, x0, gamma, key,
+                                          callback)
+    return _result(out, rule, problem, k_done, many=False, stopped=stopped)
   out = _run_jit(problem, x0, gamma, key, rule=rule, tx=tx, K=int(K), record_every=record_every,
                  track=track_average, instrument=instrument, mesh=mesh)
   return _result(out, rule, problem, int(K), many=False)
@@ -595,8 +622,7 @@ def run(problem: Problem, rule: Rule, *, gamma: float, K: int, key: jax.Array,
 
 @functools.partial(jax.jit, static_argnames=("rule", "tx", "K", "record_every", "track"))
 def _sweep_jit(problem, x0s, gammas, keys, *, rule, tx, K, record_every, track):
-  lay = _Layout(rule.S, rule.S, False)
-  f = functools.partial(_run_local, problem, rule, tx, lay, K, record_every, track, False)
+  f = functools.partial(_run_local, problem, rule, tx, None, K, record_every, track, False)
   return jax.vmap(f)(x0s, gammas, keys)
 
 
@@ -643,26 +669,15 @@ def step_shapes(problem: Problem, rule: Rule, optimizer="sgd"):
     ``(before, after)``: pytrees of ``jax.ShapeDtypeStruct``.
   """
   tx = get_optimizer(optimizer)
-  lay = _Layout(rule.S, rule.S, False)
-  is_prog = isinstance(rule, ProgramRule)
 
-  def init(x0, key):
-    opt = jax.vmap(tx.init)(x0)
-    if is_prog:
-      buf = _program_init(rule, problem, x0, key, lay, False)
-    else:
-      buf = _iteration_init(rule, x0, lay)
-    rstate = () if is_prog else rule.init_state()
-    return (x0, opt, buf, rstate, jnp.zeros((), jnp.int32),
-            (jnp.zeros((), bool), jnp.full((), -1, jnp.int32)), jnp.zeros((3,), x0.dtype))
+  def init(x0, key, gamma):
+    return _init_carry(_context(problem, rule, tx, gamma, None, False, False), rule, x0, key)
 
   def one(x0, key, gamma):
-    carry = init(x0, key)
-    step = _program_step if is_prog else _iteration_step
-    return step(rule, problem, tx, lay, gamma, key, False, False, carry)[0]
+    ctx = _context(problem, rule, tx, gamma, None, False, False)
+    return _step(ctx, rule, key, _init_carry(ctx, rule, x0, key))[0]
 
   x0 = problem.init(jax.random.key(0))
   key = jax.random.key(0)
-  before = jax.eval_shape(init, x0, key)
-  after = jax.eval_shape(one, x0, key, jnp.asarray(0.1, x0.dtype))
-  return before, after
+  gamma = jnp.asarray(0.1, x0.dtype)
+  return jax.eval_shape(init, x0, key, gamma), jax.eval_shape(one, x0, key, gamma)

@@ -166,6 +166,53 @@ def pipedream_time_simulated(n: int, S: int, cm: CostModel = CostModel()) -> flo
   return float(timed.makespan)
 
 
+def schedule_durations(schedule, S: int, cm: CostModel = CostModel()) -> dict:
+  """Per-block durations of ``schedule``'s timing pass under the cost model (no jitter).
+
+  Stage ``s`` on device ``s``: ``F = v_s F_s``; the backward ``v_s B_s`` runs as one ``B``,
+  or, for schedules that split it (zero-bubble), as ``B = W = v_s B_s / 2``.
+  """
+  if cm.jitter:
+    raise ValueError("the schedule simulator has no random compute times")
+  F, B = cm.stage_FB(S)
+  v = cm.device_speed(S)
+  if schedule.split_backward:
+    return {"F": list(v * F), "B": list(v * B / 2), "W": list(v * B / 2)}
+  return {"F": list(v * F), "B": list(v * B)}
+
+
+def schedule_time_per_microbatch(name: str, S: int,
+                                 cm: CostModel = CostModel()) -> tuple[float, float]:
+  """``(fill, period)``: the engine's run of ``n`` microbatches under schedule ``name``
+  (``P = S``, one chunk per device) takes ``fill + n * period`` simulated units.
+
+  The single cost model of ``rpd train``'s ``sim_time`` and of the experiments: for
+  ``pipedream`` it equals :func:`pipedream_time` (``fill + n period = T_PD(n)``, tested).
+
+  * asynchronous schedules (no flush): the steady-state period
+    ``(makespan(2M) - makespan(M)) / M`` after a fill ``makespan(M) - M * period``;
+  * flushing schedules train in the engine with one microbatch per synchronous update, so
+    each update costs a whole fill-drain, ``makespan(P, 1)``.
+
+  Raises:
+    ValueError (``ScheduleNotApplicable``): if the schedule does not apply with one chunk.
+    KeyError: unknown schedule.
+  """
+  from rpd.schedules import get_schedule
+  sched = get_schedule(name)
+  dur = schedule_durations(sched, S, cm)
+  if sched.semantics == "sync_flush":
+    sched.check(S, 1, 1)
+    return 0.0, float(sched.timed(S, 1, 1, dur, cm.send_latency).makespan)
+  M = sched.steady_state_microbatches(S, 1)
+  sched.check(S, M, 1)
+  sched.check(S, 2 * M, 1)
+  t1 = sched.timed(S, M, 1, dur, cm.send_latency).makespan
+  t2 = sched.timed(S, 2 * M, 1, dur, cm.send_latency).makespan
+  period = (t2 - t1) / M
+  return float(t1 - M * period), float(period)
+
+
 def localsgd_round_times(R: int, H: int, S: int, d: int,
                          cm: CostModel = CostModel()) -> np.ndarray:
   """End time of each of ``R`` LocalSGD rounds (``H`` local steps + barrier + all-reduce).

@@ -33,6 +33,8 @@ EXAMPLES = {
     "pipedream": ["pipedream"],
     "sync": ["sync"],
     "schedule": ["schedule:pipedream", "schedule:pipemare", "schedule:gpipe"],
+    "predict": ["predict:pipedream", "predict:rpd"],
+    "dc": ["dc:pipedream", "dc:0.5:rpd"],
 }
 SPECS = [s for specs in EXAMPLES.values() for s in specs]
 
@@ -120,3 +122,11 @@ def test_same_seed_same_result(spec, table_file):
   np.testing.assert_array_equal(a.x_SxD, b.x_SxD)
   for name in a.metrics:
     np.testing.assert_array_equal(a.metrics[name], b.metrics[name])
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_spec_round_trip(spec, table_file):
+  rule = build(spec, table_file)
+  assert rule.spec == spec.format(table=table_file)
+  assert get_rule(rule.spec, S) == rule
+  assert type(rule).from_spec(rule.spec, S) == rule

@@ -6,6 +6,7 @@ line in ``BASELINES``. ``get_baseline("localsgd:H")`` sets a parameter from the 
 from __future__ import annotations
 
 from rpd.baselines.localsgd import BaselineResult, LocalSGD
+from rpd.errors import unknown
 
 BASELINES = {
     "localsgd": LocalSGD,
@@ -16,12 +17,13 @@ def get_baseline(spec: str):
   """The baseline named by ``spec`` (``NAME`` or ``NAME:H``, e.g. ``localsgd:8``).
 
   Raises:
-    KeyError: naming the unknown baseline and the known ones.
+    rpd.errors.UnknownNameError (a ``KeyError`` and a ``ValueError``): naming the unknown
+      baseline and the known ones.
     ValueError: for a bad parameter.
   """
   name, _, arg = spec.partition(":")
   if name not in BASELINES:
-    raise KeyError(f"unknown baseline {name!r}; known: {', '.join(sorted(BASELINES))}")
+    raise unknown("baseline", name, BASELINES)
   if not arg:
     return BASELINES[name]()
   try:

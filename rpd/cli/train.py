@@ -7,13 +7,15 @@ interrupted leaves nothing half-written there.
 Exit codes: 0 finished, 2 bad input (one line on stderr, nothing written), 3 the run diverged
 (a non-finite loss, or a loss that moved away from ``f*`` (or 0 when unknown) by more than
 ``rpd.guards.GROWTH_FACTOR`` = 1e6 times its initial distance; see
-:func:`rpd.guards.blowup_index`): its metrics are still written.
+:func:`rpd.guards.blowup_index`): its metrics are still written; 130 interrupted (Ctrl-C):
+the finished records are written.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 
 from rpd.cli import EXIT_DIVERGED, finite_float, positive_int, seed_int
@@ -36,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--stages", type=positive_int("--stages"), default=4, help="S blocks (default 4)")
   p.add_argument("--rule", default="rpd",
                  help="none | constant:TAU | rpd | rpd:uniform:TAU | pipedream | sync | "
-                      "schedule:NAME | table:FILE.npy (default rpd)")
+                      "schedule:NAME | table:FILE.npy; mitigations on any of them: "
+                      "predict:BASE | dc:BASE | dc:LAMBDA:BASE (default rpd)")
   p.add_argument("--lr", type=finite_float("--lr"), default=0.01, help="step size gamma (default %(default)s)")
   p.add_argument("--steps", type=positive_int("--steps"), default=4096,
                  help="K iterations = block updates (pipedream: a multiple of S; default %(default)s)")
@@ -82,22 +85,15 @@ def _build(args):
   import jax.numpy as jnp
 
   from rpd.engine import OPTIMIZERS
-  from rpd.problems import get_problem
+  from rpd.problems import get_problem, problem_options
   from rpd.problems.base import split_blocks
   from rpd.rules import get_rule
 
-  name = args.problem.partition(":")[0]
-  opts = {}
-  if name == "quadratic":
-    opts = {"noise": args.noise}
-    if ":" not in args.problem:
-      opts.update(d=args.dim, seed=args.problem_seed)
-  elif name == "logistic":
-    opts = {"batch": args.batch}
-    if ":" not in args.problem:
-      opts.update(d=args.dim, n=args.samples, seed=args.problem_seed)
-  elif name == "charlm":
-    opts = {"batch": args.batch, "seed": args.problem_seed}
+  try:
+    opts = problem_options(args.problem, d=args.dim, n=args.samples, seed=args.problem_seed,
+                           noise=args.noise, batch=args.batch)
+  except ValueError as e:
+    raise InputError(str(e)) from None
   if args.optimizer not in OPTIMIZERS:
     raise InputError(f"unknown optimizer {args.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
   try:
@@ -134,15 +130,16 @@ def _build(args):
 
 
 def _simulated_time(rule_spec: str, S: int):
-  """``(fill, period)`` per microbatch for pipeline rules (see rpd.schedules.throughput)."""
+  """``(fill, period)`` per microbatch for pipeline rules, from the one cost model
+  (:func:`rpd.simtime.schedule_time_per_microbatch`, defaults ``F = B = 1``), the same that
+  ``rpd reproduce`` uses; ``None`` for other rules."""
   name = rule_spec.partition(":")[2] if rule_spec.startswith("schedule:") else (
       "pipedream" if rule_spec == "pipedream" else None)
   if name is None:
     return None
-  from rpd.schedules import get_schedule
-  from rpd.schedules.throughput import time_per_microbatch
+  from rpd.simtime import schedule_time_per_microbatch
   try:
-    return time_per_microbatch(get_schedule(name), S)
+    return schedule_time_per_microbatch(name, S)
   except ValueError:  # the schedule does not apply with one chunk per device
     return None
 
@@ -169,8 +166,42 @@ def write_run(out_dir: str, columns: dict, args, summary: dict) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+class _Progress:
+  """tqdm progress of a segmented run; the first SIGINT asks the run to stop."""
+
+  def __init__(self, total: int, quiet: bool):
+    import signal
+
+    from tqdm import tqdm
+    self.stop = False
+    self.bar = tqdm(total=total, unit="it", disable=True if quiet else None, leave=False,
+                    dynamic_ncols=True)
+    self._signal = signal
+    self._old = signal.signal(signal.SIGINT, self._on_sigint)
+    print(f"rpd train: running {total} iterations (Ctrl-C stops at the next record and keeps "
+          "what finished)", file=sys.stderr, flush=True)
+
+  def _on_sigint(self, signum, frame):
+    self.stop = True
+    self._signal.signal(self._signal.SIGINT, self._old)  # a second Ctrl-C: the default
+
+  def __call__(self, k, metrics) -> bool:
+    self.bar.update(int(k) - self.bar.n)
+    self.bar.set_postfix(loss=f"{float(metrics['loss'][-1]):.4g}", refresh=False)
+    return self.stop
+
+  def close(self):
+    self.bar.close()
+    if self._signal.getsignal(self._signal.SIGINT) == self._on_sigint:
+      self._signal.signal(self._signal.SIGINT, self._old)
+
+
 def run(args) -> int:
-  """Run, write ``metrics.csv`` and ``run.json`` atomically into ``--out``, print a summary."""
+  """Run, write ``metrics.csv`` and ``run.json`` atomically into ``--out``, print a summary.
+
+  The run goes in segments (one per record) with a progress bar; Ctrl-C stops it at the
+  next record, writes what finished and exits with code 130.
+  """
   if args.record_every is not None and args.steps % args.record_every:
     raise InputError(f"--record-every {args.record_every} must divide --steps {args.steps}")
   if args.devices is not None and "jax" not in __import__("sys").modules:
@@ -193,12 +224,15 @@ def run(args) -> int:
   from rpd.engine import run as engine_run
 
   t0 = time.perf_counter()
+  progress = _Progress(args.steps, quiet=args.json)
   try:
     res = engine_run(problem, rule, gamma=args.lr, K=args.steps, key=jax.random.key(args.seed),
                      optimizer=args.optimizer, record_every=args.record_every, x0=x0,
-                     mesh=mesh, track_average=args.track_average)
+                     mesh=mesh, track_average=args.track_average, callback=progress)
   except ValueError as e:
     raise InputError(str(e)) from None
+  finally:
+    progress.close()
   wall = time.perf_counter() - t0
   m = dict(res.metrics)
   blowup = guards.blowup_index(m["loss"], problem.f_star)
@@ -207,7 +241,7 @@ def run(args) -> int:
                  int(m["k"][blowup]) if blowup is not None else None)
   names = [n for n in m if args.track_average or not n.startswith("avg_")]
   sim = _simulated_time(args.rule, args.stages)
-  if sim is not None:  # loss against simulated time under this schedule (F = B = W = 1)
+  if sim is not None:  # loss against simulated time under this schedule (F = B = 1)
     fill, period = sim
     m["sim_time"] = fill + m["k"] / args.stages * period
     names.append("sim_time")
@@ -219,12 +253,16 @@ def run(args) -> int:
       "f_star": problem.f_star, "L": problem.L, "d": problem.d,
       "final_grad_norm_sq": float(m["grad_norm_sq"][-1]),
       "diverged": diverged, "diverged_at": diverged_at,
+      "interrupted": bool(res.stopped),
       "tau_max": int(rule.tau_max), "buffer_floats": int(res.buffer_floats),
       "sim_time": float(m["sim_time"][-1]) if sim is not None else None,
       "wall_seconds": round(wall, 3), "metrics_file": metrics_file,
       "metadata": metadata(args.seed, wall),
   }
   write_run(out_dir, {n: m[n] for n in names}, args, summary)
+  if res.stopped:
+    print(f"rpd train: interrupted after {res.K} of {args.steps} iterations; the finished "
+          f"records are in {metrics_file}", file=sys.stderr)
   if args.json:
     print(jsonout.dumps(summary))
   else:
@@ -234,4 +272,6 @@ def run(args) -> int:
           + (f" (f*={problem.f_star:.6g})" if problem.f_star is not None else "")
           + f", ||grad||^2={summary['final_grad_norm_sq']:.3g}, {status}; "
           f"{wall:.2f} s; metrics in {metrics_file}")
+  if res.stopped:
+    return 130
   return EXIT_DIVERGED if diverged else 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from rpd.errors import unknown
 from rpd.problems.base import Problem, even_block_sizes, merge_blocks, split_blocks
 from rpd.problems.logistic import Logistic, load_breast_cancer, load_logistic, make_logistic
 from rpd.problems.quadratic import Quadratic, load_quadratic, make_quadratic
@@ -32,9 +33,9 @@ def _charlm(arg, S, **kw):
   import inspect
 
   from rpd.problems.charlm import make_charlm
-  unknown = set(kw) - set(inspect.signature(make_charlm).parameters)
-  if unknown:
-    raise ValueError(f"unknown charlm option(s) {sorted(unknown)}")
+  bad = set(kw) - set(inspect.signature(make_charlm).parameters)
+  if bad:
+    raise unknown("charlm option", sorted(bad)[0], inspect.signature(make_charlm).parameters)
   return make_charlm(S, text=arg, **kw)
 
 
@@ -57,6 +58,29 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
 }
 
 
+# The generic options each problem takes (``rpd train`` passes only these, no if-chains):
+# d (dimension), n (rows), seed (data seed), noise (gradient noise), batch (minibatch).
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "quadratic": ("d", "seed", "noise"),
+    "logistic": ("d", "n", "seed", "batch"),
+    "charlm": ("seed", "batch"),
+}
+FILE_OPTIONS: dict[str, tuple[str, ...]] = {  # with ``name:FILE`` (data from the file)
+    "quadratic": ("noise",),
+    "logistic": ("batch",),
+    "charlm": ("seed", "batch"),
+}
+
+
+def problem_options(spec: str, **available) -> dict:
+  """The subset of ``available`` options that problem ``spec`` takes."""
+  name, sep, _ = spec.partition(":")
+  if name not in PROBLEMS:
+    raise unknown("problem", spec, PROBLEMS)
+  names = (FILE_OPTIONS if sep else OPTIONS)[name]
+  return {k: v for k, v in available.items() if k in names}
+
+
 def get_problem(spec: str, S: int, **options) -> Problem:
   """Build problem ``spec`` (``name`` or ``name:argument``) with ``S`` blocks.
 
@@ -72,10 +96,11 @@ def get_problem(spec: str, S: int, **options) -> Problem:
   """
   name, sep, arg = spec.partition(":")
   if name not in PROBLEMS:
-    raise ValueError(f"unknown problem {spec!r}; known: {', '.join(sorted(PROBLEMS))}")
+    raise unknown("problem", spec, PROBLEMS)
   return PROBLEMS[name](arg if sep else None, S, **options)
 
 
 __all__ = ["PROBLEMS", "get_problem", "Problem", "Quadratic", "Logistic", "make_quadratic",
            "load_quadratic", "make_logistic", "load_logistic", "load_breast_cancer",
            "even_block_sizes", "merge_blocks", "split_blocks"]
+__all__ += ["OPTIONS", "FILE_OPTIONS", "problem_options"]

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-from rpd.rules.base import IterationRule, Rule
+from rpd.errors import check_int32, unknown
+
+from rpd.rules.base import IDENTITY, Hook, IterationRule, Rule, with_hook
 from rpd.rules.constant import ConstantDelay
+from rpd.rules.dc_asgd import DelayCompensation
 from rpd.rules.none import NoDelay
-from rpd.rules.pipedream import PipeDreamRule, ProgramRule, Synchronous
+from rpd.rules.program_rule import FixedProgram, PipeDreamRule, ProgramRule, Synchronous
+from rpd.rules.predict import WeightPrediction
 from rpd.rules.program import Program, compile_timed, schedule_program
 from rpd.rules.rpd_rule import RandomizedPipeDream
 from rpd.rules.schedule import ScheduleRule, schedule_rule
@@ -28,7 +32,7 @@ def _int_arg(arg: str | None, what: str) -> int:
     raise ValueError(f"delay must be an integer >= 0, got {arg!r}") from None
   if value < 0:
     raise ValueError(f"delay must be an integer >= 0, got {value}")
-  return value
+  return check_int32(value, "delay")
 
 
 def _rpd(arg, S):
@@ -36,7 +40,7 @@ def _rpd(arg, S):
     return RandomizedPipeDream(S)
   kind, _, val = arg.partition(":")
   if kind != "uniform":
-    raise ValueError(f"unknown rpd delay source {arg!r}; use rpd or rpd:uniform:TAU")
+    raise unknown("rpd delay source", arg, ["uniform:TAU"])
   return RandomizedPipeDream(S, uniform_tau=_int_arg(val or None, "rpd:uniform"))
 
 
@@ -61,8 +65,22 @@ def _schedule(arg, S):
     raise ValueError("schedule needs a name: schedule:NAME")
   try:
     return schedule_rule(arg, S)
-  except KeyError as e:
-    raise ValueError(str(e).strip("'\"")) from None
+  except KeyError:
+    from rpd.schedules import SCHEDULES
+    raise unknown("schedule", arg, SCHEDULES) from None
+
+
+def _predict(arg, S):
+  return with_hook(get_rule(arg or "pipedream", S), WeightPrediction())
+
+
+def _dc(arg, S):
+  head, sep, rest = (arg or "").partition(":")
+  try:
+    lam = float(head)
+  except ValueError:
+    return with_hook(get_rule(arg or "pipedream", S), DelayCompensation())
+  return with_hook(get_rule(rest or "pipedream", S), DelayCompensation(lam))
 
 
 RULES: dict[str, Callable[[str | None, int], Rule]] = {
@@ -73,6 +91,8 @@ RULES: dict[str, Callable[[str | None, int], Rule]] = {
     "pipedream": _no_arg(PipeDreamRule),
     "sync": _no_arg(Synchronous),
     "schedule": _schedule,
+    "predict": _predict,  # weight prediction (SpecTrain / PipeMare) on any rule
+    "dc": _dc,  # DC-ASGD delay compensation on any rule
 }
 
 
@@ -80,19 +100,23 @@ def get_rule(spec: str, S: int) -> Rule:
   """Build the rule ``spec`` (``name`` or ``name:argument``) for ``S`` blocks.
 
   Specs: ``none``, ``constant:TAU``, ``table:FILE.npy``, ``rpd``, ``rpd:uniform:TAU``,
-  ``pipedream``, ``sync``, ``schedule:NAME``.
+  ``pipedream``, ``sync``, ``schedule:NAME``; mitigations on any of them: ``predict:BASE``
+  (weight prediction), ``dc:BASE`` / ``dc:LAMBDA:BASE`` (delay compensation); ``BASE``
+  defaults to ``pipedream``.
 
   Raises:
-    ValueError: unknown rule or bad argument (the message names the bad value).
+    rpd.errors.UnknownNameError: unknown rule (or schedule, delay source).
+    ValueError: bad argument (the message names the bad value).
   """
   name, sep, arg = spec.partition(":")
   if name not in RULES:
-    raise ValueError(f"unknown rule {spec!r}; known: {', '.join(sorted(RULES))}")
+    raise unknown("rule", spec, RULES)
   return RULES[name](arg if sep else None, S)
 
 
 __all__ = [
     "RULES", "get_rule", "Rule", "IterationRule", "ProgramRule", "Program", "NoDelay",
     "ConstantDelay", "TableDelay", "RandomizedPipeDream", "PipeDreamRule", "Synchronous",
-    "ScheduleRule", "compile_timed", "schedule_program",
+    "ScheduleRule", "compile_timed", "schedule_program", "Hook", "IDENTITY", "with_hook",
+    "FixedProgram", "WeightPrediction", "DelayCompensation",
 ]

@@ -1,35 +1,60 @@
-"""Stale-update rules: what block is updated at each iteration and how stale its read is.
+"""The stale-update rule protocol: a rule owns its state, its read and its update.
 
-A rule is a small, final, hashable (static) object. The engine (:mod:`rpd.engine`) owns the
-parameters, the optimizer state and the delay buffers; a rule only says *which* stale point
-each iteration reads. There are two families:
+Stale block SGD (:mod:`rpd.engine`) updates, at iteration ``k``, one block ``i_k`` of
+``x = (x_1, ..., x_S)`` with a gradient taken at a *read point* ``x_hat^k``:
 
-* :class:`IterationRule` -- one block update per engine step. At iteration ``k`` it returns the
-  block ``i_k`` and the delays ``tau_k`` (one per block ``j``): the engine reads
-  ``x_hat^k_j = x_j^{k - tau_kj}`` from an undo log of the last ``tau_max`` block updates,
-  draws a fresh stochastic gradient at ``x_hat^k`` and updates block ``i_k``. Adding such a
-  rule means writing :meth:`IterationRule.select`.
-* :class:`ProgramRule` -- a steady-state pipeline schedule compiled to a periodic *event
-  program* (:class:`rpd.rules.program.Program`): reads of block ``b`` by microbatch ``m``,
-  one stochastic gradient per microbatch at the point it read, and block updates applied in
-  the schedule's order. This is how ``pipedream`` and ``schedule:NAME`` run.
+    x_{i_k}^{k+1} = x_{i_k}^k - gamma * opt(T(g_{i_k}(x_hat^k; xi))),
 
-Both families expose ``tau_max`` (the largest delay they can produce, which sizes the
-buffers) and ``zero_delay()`` (the same rule with every delay zero; the common test suite
-checks it reproduces plain SGD bit for bit).
+where ``opt`` is the per-block optimizer direction (owned by the engine) and ``T`` the
+rule's transform of the gradient (identity unless a mitigation changes it). A rule decides
+which block is updated, where the gradient is taken and how it becomes the update; the
+engine owns the optimizer state, divergence, metrics and sharding.
+
+The protocol (in the style of optax's ``init``/``update`` pairs)
+----------------------------------------------------------------
+A rule is a small, frozen, hashable object (a static argument of the compiled program) with
+
+* ``init(x0, key, ctx) -> state``: its state (a pytree of fixed shapes and dtypes): delay
+  buffers, counters, a mitigation's state. ``x0`` are this device's blocks
+  (``S_loc x D``; all ``S`` unsharded).
+* ``step(carry, key, ctx) -> carry``: one engine step (``updates_per_step`` iterations). It
+  reads ``carry.x``, ``carry.k`` and its own ``carry.rule``, takes stochastic gradients
+  with ``ctx.grad(point, key)`` at the points it chooses, and applies block updates only
+  through ``ctx.update_block`` / ``ctx.update_blocks`` (which run the optimizer, the
+  divergence check, the delay check and the metrics); it returns the carry with its new
+  state in ``carry.rule``.
+* ``read_point(carry, key, ctx) -> x_hat``: the (gathered, ``S x D``) point the next
+  iteration reads, for the ``stale_x_err`` / ``stale_grad_err`` metrics.
+* ``tau_max``, ``updates_per_step``, ``buffer_floats(D)``, ``zero_delay()``.
+
+``ctx`` (:class:`rpd.engine.Context`) carries the static pieces of the run: the problem,
+the block layout (``ctx.S``, ``ctx.S_loc``, ``ctx.local``, ``ctx.gather``, ``ctx.own``),
+and the flags ``ctx.track`` / ``ctx.instrument``.
+
+Two families implement the protocol and are what one normally extends:
+
+* :class:`IterationRule` (this module): one block update per step; a subclass writes only
+  :meth:`IterationRule.select` (block and delays); the family owns the undo log
+  (:mod:`rpd.rules.buffers`) that serves ``x_hat^k_j = x_j^{k - tau_kj}``.
+* :class:`rpd.rules.program_rule.ProgramRule`: a steady-state pipeline schedule compiled to
+  an event program, with one microbatch slot per microbatch in flight (weight stashing).
+
+A *mitigation* (:class:`Hook`) changes the read point and/or the gradient of any rule of
+either family: ``with_hook(rule, hook)`` composes them (e.g. weight prediction on top of
+``pipedream``). A new mitigation is one :class:`Hook` file and one registry line.
 """
 from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 
 class Rule(abc.ABC):
-  """Common interface of every stale-update rule.
+  """Common interface of every stale-update rule (see the module docstring).
 
   Attributes:
     name: the registry spec that builds this rule (e.g. ``"constant:3"``).
@@ -42,7 +67,7 @@ class Rule(abc.ABC):
   @property
   @abc.abstractmethod
   def tau_max(self) -> int:
-    """Largest delay (in block updates) the rule can produce."""
+    """Largest delay (in block updates) the rule can produce; the engine checks it."""
 
   @property
   @abc.abstractmethod
@@ -51,22 +76,148 @@ class Rule(abc.ABC):
 
   @abc.abstractmethod
   def zero_delay(self) -> "Rule":
-    """The same rule with all delays zero (reproduces plain SGD)."""
+    """The same rule with all delays zero (reproduces its zero-delay algorithm)."""
+
+  @abc.abstractmethod
+  def init(self, x0: jax.Array, key: jax.Array, ctx) -> Any:
+    """The rule's state at iteration 0 (a pytree of fixed shapes and dtypes)."""
+
+  @abc.abstractmethod
+  def step(self, carry, key: jax.Array, ctx):
+    """One engine step: ``updates_per_step`` block updates through ``ctx``; new carry."""
+
+  @abc.abstractmethod
+  def read_point(self, carry, key: jax.Array, ctx) -> jax.Array:
+    """The gathered ``S x D`` point the next iteration reads (for the metrics)."""
+
+  @abc.abstractmethod
+  def buffer_floats(self, D: int) -> int:
+    """Numbers held in delay buffers with padded block width ``D``."""
+
+  @property
+  def spec(self) -> str:
+    """The registry spec that rebuilds this rule (``get_rule(rule.spec, rule.S)``)."""
+    return self.name
+
+  @classmethod
+  def from_spec(cls, spec: str, S: int) -> "Rule":
+    """The rule the registry builds from ``spec`` (it must be a ``cls``)."""
+    from rpd.rules import get_rule
+    rule = get_rule(spec, S)
+    if not isinstance(rule, cls):
+      raise ValueError(f"spec {spec!r} builds a {type(rule).__name__}, not a {cls.__name__}")
+    return rule
+
+
+# ---------------------------------------------------------------------------------------
+# Mitigations.
+
+
+class Hook:
+  """A mitigation: changes where the gradient is taken and/or how it becomes the update.
+
+  A pure object with a state of its own (``init``), composed with any rule by
+  :func:`with_hook`. The rule families call
+
+  * ``read(state, xhat, h)`` on the read point just before the gradient is taken
+    (``xhat``: this device's blocks of the stale read, ``S_loc x D``; ``h``: for each local
+    block the number of its own updates between its read and the update this gradient
+    serves, the "staleness in versions" a weight predictor extrapolates over);
+  * ``grad(state, g_rows, x_rows, xhat_rows, tau_rows)`` on the gradient rows of the
+    updated blocks just before the optimizer (``x_rows``: the blocks now, ``xhat_rows``:
+    the same blocks at the read, ``tau_rows``: each update's delay vector, ``(n, S)``);
+  * ``observe(state, lbs, owned, delta_rows)`` after updates of local blocks ``lbs``
+    (``delta_rows = x_new - x_old``; rows with ``owned`` false belong to other devices).
+
+  Flags say which of them do anything, so an identity hook costs nothing.
+  """
+
+  name: str = "identity"
+  changes_read: bool = False
+  changes_grad: bool = False
+  observes: bool = False
+
+  def init(self, x0: jax.Array) -> Any:
+    return ()
+
+  def read(self, state, xhat, h):
+    return xhat
+
+  def grad(self, state, g_rows, x_rows, xhat_rows, tau_rows):
+    return g_rows
+
+  def observe(self, state, lbs, owned, delta_rows):
+    return state
+
+  def buffer_floats(self, S: int, D: int) -> int:
+    """Numbers the mitigation stores on top of the rule's buffers."""
+    return 0
+
+
+IDENTITY = Hook()
+
+
+def with_hook(rule: Rule, hook: Hook) -> Rule:
+  """``rule`` with mitigation ``hook``; its name is ``"<hook>:<rule>"``."""
+  if getattr(rule, "hook", IDENTITY) is not IDENTITY:
+    raise ValueError(f"rule {rule.name} already has a mitigation")
+  if "hook" not in {f.name for f in dataclasses.fields(rule)}:
+    raise ValueError(f"rule {rule.name} takes no mitigation: declare the field "
+                     "`hook: Hook = IDENTITY` in its dataclass")
+  out = dataclasses.replace(rule, hook=hook)
+  object.__setattr__(out, "name", f"{hook.name}:{rule.name}")
+  return out
+
+
+def keep_hook(rule: Rule, new: Rule) -> Rule:
+  """``new`` with ``rule``'s mitigation (for ``zero_delay`` of a mitigated rule)."""
+  hook = getattr(rule, "hook", IDENTITY)
+  return new if hook is IDENTITY else with_hook(new, hook)
+
+
+def observe_updates(hook: Hook, hstate, x_before, x_after, lbs, owned):
+  """Call ``hook.observe`` with the deltas of local blocks ``lbs`` (skipped if unused)."""
+  if not hook.observes:
+    return hstate
+  return hook.observe(hstate, lbs, owned, x_after[lbs] - x_before[lbs])
+
+
+# ---------------------------------------------------------------------------------------
+# Iteration rules: one block, one delay vector per iteration; the family owns the undo log.
+
+
+class IterationState(NamedTuple):
+  """State of an :class:`IterationRule`.
+
+  Attributes:
+    select: the subclass's own state (:meth:`IterationRule.init_state`).
+    log: the undo log (:class:`rpd.rules.buffers.UndoLog`) of the last ``tau_max`` updates.
+    hook: the mitigation's state.
+  """
+
+  select: Any
+  log: Any
+  hook: Any
 
 
 class IterationRule(Rule):
   """A rule that picks one block and one delay vector per iteration.
 
   Subclasses are frozen dataclasses (hashable, so the engine can treat them as static) and
-  implement :meth:`select`; the default rule state is empty.
+  implement :meth:`select`. Iteration ``k``: ``i_k, tau_k = select(...)``; the read is
+  ``x_hat^k_j = x_j^{k - tau_kj}`` (``x^t = x^0`` for ``t < 0``) from an undo log of the
+  last ``tau_max`` block updates (``tau_max * D`` numbers); the gradient is drawn at
+  ``x_hat^k`` with sample ``k``; block ``i_k`` is updated.
   """
+
+  hook: Hook = IDENTITY
 
   @property
   def updates_per_step(self) -> int:
     return 1
 
   def init_state(self) -> Any:
-    """Rule state carried through the scan (a pytree of fixed shape and dtype)."""
+    """The subclass's own state carried through the scan (default: none)."""
     return ()
 
   @abc.abstractmethod
@@ -74,15 +225,53 @@ class IterationRule(Rule):
     """Block and delays of iteration ``k``.
 
     Args:
-      state: the rule state.
+      state: the subclass's state.
       key: a PRNG key private to iteration ``k`` (do not reuse it for anything else).
       k: iteration index (int32 scalar).
 
     Returns:
       ``(i_k, tau_S, state)``: the block to update (int32 scalar in ``0..S-1``), the delays
-      (int32 ``(S,)``, entries in ``0..tau_max``; block ``j`` of the stale read is
-      ``x_j^{k - tau_S[j]}``, with ``x^t = x^0`` for ``t < 0``) and the next rule state.
+      (int32 ``(S,)``, entries in ``0..tau_max``, checked by the engine; block ``j`` of the
+      stale read is ``x_j^{k - tau_S[j]}``) and the next state.
     """
+
+  def buffer_floats(self, D: int) -> int:
+    return self.tau_max * D + self.hook.buffer_floats(self.S, D)
+
+  def init(self, x0, key, ctx):
+    from rpd.rules.buffers import UndoLog
+    return IterationState(self.init_state(), UndoLog.init(self.tau_max, x0), self.hook.init(x0))
+
+  def _read(self, state: IterationState, x, key, k, ctx):
+    """``(i, tau, x_hat_loc, next select state)`` of iteration ``k``."""
+    from rpd.engine import select_key
+    i, tau, sel = self.select(state.select, select_key(key, k), k)
+    tau_loc = ctx.local(tau)
+    xhat = state.log.read(x, tau_loc, k)
+    if self.hook.changes_read:
+      xhat = self.hook.read(state.hook, xhat, state.log.versions_since(tau_loc, k))
+    return i, tau, xhat, sel
+
+  def step(self, carry, key, ctx):
+    from rpd.engine import sample_key
+    state = carry.rule
+    k = carry.k
+    i, tau, xhat_loc, sel = self._read(state, carry.x, key, k, ctx)
+    xhat = ctx.gather(xhat_loc)
+    g = ctx.grad(xhat, sample_key(key, k))
+    li, owned = ctx.own(i)
+    g_i = g[i]
+    if self.hook.changes_grad:
+      g_i = self.hook.grad(state.hook, g_i[None], carry.x[li][None], xhat_loc[li][None],
+                           tau[None])[0]
+    x_before = carry.x
+    carry = ctx.update_block(carry, i, g_i, xhat=xhat, tau=tau)
+    hstate = observe_updates(self.hook, state.hook, x_before, carry.x, li[None], owned[None])
+    log = state.log.push(k, li, owned, x_before[li])
+    return carry._replace(rule=IterationState(sel, log, hstate))
+
+  def read_point(self, carry, key, ctx):
+    return ctx.gather(self._read(carry.rule, carry.x, key, carry.k, ctx)[2])
 
 
 def uniform_block(key: jax.Array, S: int) -> jax.Array:

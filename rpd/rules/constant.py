@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from rpd.rules.base import IterationRule, check_S, frozen, uniform_block
+from rpd.rules.base import (IDENTITY, Hook, IterationRule, check_S, frozen, keep_hook,
+                            uniform_block)
 
 
 @frozen
@@ -21,6 +22,7 @@ class ConstantDelay(IterationRule):
   S: int
   tau: int
   name: str = "constant"
+  hook: Hook = IDENTITY
 
   def __post_init__(self):
     check_S(self.S)
@@ -33,7 +35,7 @@ class ConstantDelay(IterationRule):
     return self.tau
 
   def zero_delay(self) -> "ConstantDelay":
-    return ConstantDelay(self.S, 0)
+    return keep_hook(self, ConstantDelay(self.S, 0))
 
   def select(self, state, key, k):
     return uniform_block(key, self.S), jnp.full((self.S,), self.tau, jnp.int32), state

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from rpd.rules.base import IterationRule, check_S, frozen, uniform_block
+from rpd.rules.base import IDENTITY, Hook, IterationRule, check_S, frozen, uniform_block
 
 
 @frozen
@@ -16,6 +16,7 @@ class NoDelay(IterationRule):
 
   S: int
   name: str = "none"
+  hook: Hook = IDENTITY
 
   def __post_init__(self):
     check_S(self.S)

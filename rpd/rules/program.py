@@ -64,31 +64,87 @@ class Program:
     """Largest delay realized in steady state (from a symbolic replay of the program)."""
     return int(self.delay_table().max(initial=0))
 
+  @functools.lru_cache(maxsize=None)
+  def _delay_table(self) -> np.ndarray:
+    return self._replay_table()
+
   def delay_table(self) -> np.ndarray:
+    """The steady-state ``S x S`` delay table (cached; see :meth:`_replay_table`)."""
+    return self._delay_table().copy()
+
+  def _replay_table(self) -> np.ndarray:
     """The steady-state ``S x S`` delay table realized by the program.
 
     Replays two periods symbolically: ``tau[i][j] = k(U(m, i)) - k(R(m, j))`` where ``k(.)``
     counts updates before the event. Raises ``ValueError`` if two microbatches disagree.
     """
-    k = 0
-    read_k: dict = {r[:2]: r[2] for r in self.init_reads}
     tables: dict = {}
     rows: dict = {}
-    for period in range(self.R + 3):
-      for kind, o, b in self.events:
-        m = period * self.q + o
-        if kind == "R":
-          read_k[(m, b)] = k
-        elif kind == "U":
-          row = np.array([k - read_k[(m, j)] for j in range(self.S)])
-          tables.setdefault(m, np.zeros((self.S, self.S), np.int64))[b] = row
-          rows[m] = rows.get(m, 0) + 1
-          k += 1
+    for m, b, k, read_k, _, _ in _replay(self):
+      row = np.array([k - read_k[(m, j)] for j in range(self.S)])
+      tables.setdefault(m, np.zeros((self.S, self.S), np.int64))[b] = row
+      rows[m] = rows.get(m, 0) + 1
     full = [t for m, t in tables.items() if rows[m] == self.S]
     for t in full[1:]:
       if not np.array_equal(t, full[0]):
         raise ValueError("program is not periodic: microbatches realize different tables")
     return full[0]
+
+  @functools.lru_cache(maxsize=None)
+  def horizon(self) -> tuple[int, ...]:
+    """``h_j``: updates of block ``j`` between a microbatch's read of ``j`` and its own
+    update of ``j`` (the version gap a weight predictor extrapolates over; PipeDream:
+    ``h_j = S - 1 - j``, 0-based). From the same symbolic replay as :meth:`delay_table`."""
+    h: dict = {}
+    for m, b, _, _, read_c, count in _replay(self):
+      if (m, b) in read_c:
+        h.setdefault(b, set()).add(count[b] - read_c[(m, b)])
+    if any(len(v) != 1 for v in h.values()) or len(h) != self.S:
+      raise ValueError("program is not periodic: microbatches realize different horizons")
+    return tuple(int(h[b].pop()) for b in range(self.S))
+
+  def synchronous(self) -> "Program":
+    """The same period made synchronous: microbatch by microbatch (in the order of their
+    gradient events) read every block, take the gradient, apply its updates in this
+    program's order. Plain SGD on ``q`` samples per period, running this program's
+    microbatch offsets and block update order through the program path."""
+    order = [o for kind, o, _ in self.events if kind == "G"]
+    if order != list(range(self.q)):
+      raise ValueError(f"gradient events of the period are {order}, expected 0..{self.q - 1}")
+    # a microbatch's updates span periods: those at offset o - p q come p periods later
+    ups = {o: [b for _, _, b in sorted((-o2, pos, b) for pos, (kind, o2, b)
+                                       in enumerate(self.events)
+                                       if kind == "U" and (o2 - o) % self.q == 0)]
+           for o in order}
+    events = []
+    for o in order:
+      events.append(("G", o, -1))
+      events.extend(("U", o, b) for b in ups[o])
+      events.extend(("R", o + 1, b) for b in range(self.S))
+    init_reads = tuple((0, b, 0) for b in range(self.S))
+    return Program(S=self.S, q=self.q, R=1, events=tuple(events), init_pending=(),
+                   init_reads=init_reads, source=f"{self.source} made synchronous")
+
+
+def _replay(prog: "Program"):
+  """Replay ``R + 3`` periods symbolically: per fully-seen microbatch, per updated block
+  ``i``, the iteration of its update, and per read block ``j`` the iteration and the count
+  of block ``j``'s own updates at its read. Yields ``(m, i, k_U, reads, counts_at_read,
+  counts_now)``."""
+  k = 0
+  read_k: dict = {r[:2]: r[2] for r in prog.init_reads}
+  read_c: dict = {}
+  count = [0] * prog.S
+  for period in range(prog.R + 3):
+    for kind, o, b in prog.events:
+      m = period * prog.q + o
+      if kind == "R":
+        read_k[(m, b)] = k
+        read_c[(m, b)] = count[b]
+      elif kind == "U":
+        yield m, b, k, read_k, read_c, count
+        count[b] += 1
+        k += 1
 
 
 def zero_delay_program(S: int) -> Program:

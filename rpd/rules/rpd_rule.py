@@ -10,14 +10,24 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from rpd.rules.base import IterationRule, check_S, frozen, uniform_block
+from rpd.rules.base import (IDENTITY, Hook, IterationRule, check_S, frozen, keep_hook,
+                            uniform_block)
 from rpd.rules.table import as_table
 
 
 def pipedream_table(S: int) -> np.ndarray:
-  """Steady-state PipeDream delay table ``tau[i][j]`` (0-based) from the sympy closed form."""
-  from rpd.theory.delay import tau_table
-  return np.asarray(tau_table(S), dtype=np.int64)
+  """Steady-state PipeDream delay table ``tau[i][j]`` (0-based rows/columns), closed form.
+
+  With 1-based ``i`` (updated block) and ``j`` (read block),
+
+      tau[i][j] = S^2 + floor((S (1 - i - j) + i - 1) / 2),
+
+  in integers (no sympy at run time). ``tests/test_protocol.py`` proves it equal
+  to the sympy derivation :func:`rpd.theory.delay.tau_table` and to the simulator.
+  """
+  i = np.arange(1, S + 1)[:, None]
+  j = np.arange(1, S + 1)[None, :]
+  return (S * S + (S * (1 - i - j) + i - 1) // 2).astype(np.int64)
 
 
 @frozen
@@ -37,6 +47,7 @@ class RandomizedPipeDream(IterationRule):
   tau: tuple | None = None
   uniform_tau: int | None = None
   name: str = "rpd"
+  hook: Hook = IDENTITY
 
   def __post_init__(self):
     check_S(self.S)
@@ -55,7 +66,7 @@ class RandomizedPipeDream(IterationRule):
     return max(max(row) for row in self.tau)
 
   def zero_delay(self) -> "RandomizedPipeDream":
-    return RandomizedPipeDream(self.S, tau=np.zeros((self.S, self.S), np.int64))
+    return keep_hook(self, RandomizedPipeDream(self.S, tau=np.zeros((self.S, self.S), np.int64)))
 
   def select(self, state, key, k):
     k_block, k_tau = jax.random.split(key)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rpd.rules.base import check_S, frozen
-from rpd.rules.pipedream import ProgramRule, Synchronous
+from rpd.rules.base import IDENTITY, Hook, check_S, frozen
+from rpd.rules.program_rule import ProgramRule, Synchronous
 from rpd.rules.program import Program, schedule_program
 from rpd.rules.table import TableDelay
 
@@ -26,6 +26,7 @@ class ScheduleRule(ProgramRule):
   S: int
   schedule: str
   name: str = "schedule"
+  hook: Hook = IDENTITY
 
   def __post_init__(self):
     check_S(self.S)

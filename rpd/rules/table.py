@@ -5,7 +5,8 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from rpd.rules.base import IterationRule, check_S, frozen, uniform_block
+from rpd.rules.base import (IDENTITY, Hook, IterationRule, check_S, frozen, keep_hook,
+                            uniform_block)
 
 
 def as_table(tau, S: int) -> tuple[tuple[int, ...], ...]:
@@ -23,6 +24,8 @@ def as_table(tau, S: int) -> tuple[tuple[int, ...], ...]:
     if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
       raise ValueError("delay table entries must be integers")
   arr = arr.astype(np.int64)
+  if arr.max(initial=0) > 2 ** 31 - 1:
+    raise ValueError(f"delay table entry {int(arr.max())} is too large (at most {2 ** 31 - 1})")
   if arr.min(initial=0) < 0:
     raise ValueError(f"delay table entries must be >= 0, got {int(arr.min())}")
   return tuple(tuple(int(v) for v in row) for row in arr)
@@ -45,6 +48,7 @@ class TableDelay(IterationRule):
   tau: tuple
   order: str = "cyclic"
   name: str = "table"
+  hook: Hook = IDENTITY
 
   def __post_init__(self):
     check_S(self.S)
@@ -57,7 +61,8 @@ class TableDelay(IterationRule):
     return max(max(row) for row in self.tau)
 
   def zero_delay(self) -> "TableDelay":
-    return TableDelay(self.S, np.zeros((self.S, self.S), np.int64), self.order, self.name)
+    return keep_hook(self, TableDelay(self.S, np.zeros((self.S, self.S), np.int64), self.order,
+                                      self.name))
 
   def select(self, state, key, k):
     if self.order == "cyclic":

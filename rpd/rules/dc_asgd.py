@@ -1,0 +1,36 @@
+"""``dc:BASE`` / ``dc:LAMBDA:BASE``: delay compensation of the stale gradient (DC-ASGD).
+
+DC-ASGD (Zheng et al., "Asynchronous Stochastic Gradient Descent with Delay Compensation",
+ICML 2017) corrects a gradient taken at the stale point ``x_hat`` toward the gradient at the
+current ``x`` with a first-order Taylor term whose Hessian is approximated by the diagonal
+outer product of the gradient:
+
+    g_DC = g + lambda * g * g * (x - x_hat)      (elementwise, per updated block),
+
+``lambda >= 0`` (the paper's ``lambda_0``; default 0.04, the paper's CIFAR-10 setting).
+Composes with any rule (``dc:pipedream``, ``dc:0.5:rpd``); program rules then keep each
+microbatch's read point (``R * S * D`` more numbers) to form ``x - x_hat`` at the update.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from rpd.rules.base import Hook
+
+
+@dataclasses.dataclass(frozen=True)
+class DelayCompensation(Hook):
+  """``g + lam * g * g * (x - x_hat)`` on the updated blocks (see the module docstring)."""
+
+  lam: float = 0.04
+  name: str = "dc"
+  changes_grad: bool = True
+
+  def __post_init__(self):
+    if not (isinstance(self.lam, (int, float)) and self.lam >= 0 and self.lam < float("inf")):
+      raise ValueError(f"dc lambda must be a finite number >= 0, got {self.lam!r}")
+    if self.lam != 0.04:
+      object.__setattr__(self, "name", f"dc:{self.lam:g}")
+
+  def grad(self, state, g_rows, x_rows, xhat_rows, tau_rows):
+    return g_rows + self.lam * g_rows * g_rows * (x_rows - xhat_rows)

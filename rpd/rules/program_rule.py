@@ -1,0 +1,263 @@
+"""Program rules: a steady-state pipeline schedule run as an event program with weight stashing.
+
+One engine step runs one period of a :class:`rpd.rules.program.Program`: ``q`` stochastic
+gradients (one per microbatch, at the point the microbatch read) and ``q * S`` block updates.
+The family owns ``R`` microbatch slots of ``S x D`` (``R * S * D`` numbers; PipeDream
+``R = S``): a slot holds the blocks its microbatch has read (``R(o, b)``: ``slot[b] <- x_b``,
+weight stashing) and, after the microbatch's gradient event ``G(o)``, its pending gradient,
+whose block ``b`` is applied at ``U(o, b)``. Microbatch ``n`` draws sample ``n`` (``n`` may
+be negative for microbatches in flight at iteration 0, which read ``x^0``).
+
+Rules: ``pipedream`` (:class:`PipeDreamRule`), ``schedule:NAME`` for weight-stashing
+schedules (:class:`rpd.rules.schedule.ScheduleRule`), ``sync`` (:class:`Synchronous`).
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, NamedTuple
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+from rpd.rules.base import IDENTITY, Hook, Rule, check_S, frozen
+from rpd.rules.program import Program, schedule_program, zero_delay_program
+
+
+class ProgramState(NamedTuple):
+  """State of a :class:`ProgramRule`.
+
+  Attributes:
+    slots: ``(R, S_loc, D)`` microbatch slots (stashed reads, then pending gradients).
+    read_k: ``(R, S)`` int32, iteration at which each slot's block was read (instrumented
+      runs; the realized delays).
+    n: int32, the microbatch whose gradient event starts the next period.
+    xhat: ``(R, S_loc, D)`` the read point of each slot's gradient (kept for the metrics
+      and for mitigations that change the gradient), else ``None``.
+    hook: the mitigation's state.
+  """
+
+  slots: jax.Array
+  read_k: jax.Array
+  n: jax.Array
+  xhat: Any
+  hook: Any
+
+
+def _groups(events, reorder: bool):
+  """Split a period into runs ``("G", o)``, ``("R", [(o, b)...])``, ``("U", [(o, b)...])``.
+
+  Without ``reorder`` every read or update is its own run, in time order (the exact
+  iteration count of every event is needed for instrumentation and per-iteration metrics).
+  With ``reorder`` the events are regrouped into few large runs by a topological sort that
+  keeps every dependency: on each block, reads and updates stay in order; a gradient event
+  ``G(o)`` follows the reads of microbatch ``o`` in the period and precedes its updates.
+  Reads and updates of different blocks commute, so the parameters are unchanged.
+  """
+  if not reorder:
+    return [("G", o) if kind == "G" else (kind, [(o, b)]) for kind, o, b in events]
+  preds = [set() for _ in events]
+  last_on_block: dict = {}
+  reads_of: dict = {}
+  g_of: dict = {}
+  for e, (kind, o, b) in enumerate(events):
+    if kind == "G":
+      preds[e] |= reads_of.get(o, set())
+      g_of[o] = e
+      continue
+    if b in last_on_block:
+      preds[e].add(last_on_block[b])
+    last_on_block[b] = e
+    if kind == "R":
+      reads_of.setdefault(o, set()).add(e)
+    elif o in g_of:
+      preds[e].add(g_of[o])
+  done: set = set()
+  out = []
+  while len(done) < len(events):
+    ready = [e for e in range(len(events)) if e not in done and preds[e] <= done]
+    gs = [e for e in ready if events[e][0] == "G"]
+    if gs:
+      out.append(("G", events[gs[0]][1]))
+      done.add(gs[0])
+      continue
+    by_kind = {"R": [e for e in ready if events[e][0] == "R"],
+               "U": [e for e in ready if events[e][0] == "U"]}
+    kind = max(by_kind, key=lambda kd: len(by_kind[kd]))
+    out.append((kind, [events[e][1:] for e in by_kind[kind]]))
+    done.update(by_kind[kind])
+  return out
+
+
+class ProgramRule(Rule):
+  """A rule given by a periodic event program (:mod:`rpd.rules.program`).
+
+  Subclasses implement :meth:`program` and declare the fields ``S``, ``name`` and
+  ``hook``. One engine step runs one period (``K`` must be a multiple of ``q * S``).
+  """
+
+  hook: Hook = IDENTITY
+
+  @abc.abstractmethod
+  def program(self) -> Program:
+    """The steady-state event program this rule runs."""
+
+  @property
+  def tau_max(self) -> int:
+    return self.program().tau_max
+
+  @property
+  def updates_per_step(self) -> int:
+    return self.program().updates_per_period
+
+  def zero_delay(self) -> "ProgramRule":
+    """The rule's own period made synchronous (:meth:`Program.synchronous`), same hook."""
+    return FixedProgram(self.S, self.program().synchronous(), f"{self.name}@zero-delay",
+                        self.hook)
+
+  def buffer_floats(self, D: int) -> int:
+    prog = self.program()
+    xhat = prog.R * prog.S * D if self.hook.changes_grad else 0  # read points kept
+    return prog.R * prog.S * D + xhat + self.hook.buffer_floats(self.S, D)
+
+  def _keeps_xhat(self, ctx) -> bool:
+    return bool(ctx.track or self.hook.changes_grad)
+
+  def init(self, x0, key, ctx):
+    from rpd.engine import sample_key
+    prog = self.program()
+    R = prog.R
+    slots = jnp.broadcast_to(x0, (R,) + x0.shape)
+    if prog.init_pending:
+      xfull = ctx.gather(x0)
+      for o in prog.init_pending:
+        g = ctx.grad(xfull, sample_key(key, o))
+        slots = slots.at[o % R].set(ctx.local(g))
+    read_k = jnp.zeros((R, self.S), jnp.int32)
+    for o, b, kv in prog.init_reads:
+      read_k = read_k.at[o % R, b].set(kv)
+    xhat = jnp.broadcast_to(x0, (R,) + x0.shape) if self._keeps_xhat(ctx) else None
+    return ProgramState(slots, read_k, jnp.zeros((), jnp.int32), xhat, self.hook.init(x0))
+
+  def _predict(self, hstate, xhat_loc, ctx):
+    """The hook's read point from the stashed read (no-op without a read hook)."""
+    if not self.hook.changes_read:
+      return xhat_loc
+    h = ctx.local(jnp.asarray(self.program().horizon(), jnp.int32))
+    return self.hook.read(hstate, xhat_loc, h)
+
+  def step(self, carry, key, ctx):
+    """One period: ``q`` gradients and ``q * S`` block updates, in the program's order."""
+    from rpd.engine import sample_key
+    prog = self.program()
+    R = prog.R
+    st = carry.rule
+    n, slots, read_k, xhat_slots, hstate = st.n, st.slots, st.read_k, st.xhat, st.hook
+    k0 = carry.k
+    table = prog.delay_table() if self.hook.changes_grad else None
+    u_time = {}  # iteration offset (time order) of each update of the period
+    for kind, o, b in prog.events:
+      if kind == "U":
+        u_time[(o, b)] = len(u_time)
+    # A read hook's state follows every update, so its gradient events keep time order.
+    reorder = not (ctx.track or ctx.instrument or self.hook.changes_read)
+    for kind, members in _groups(prog.events, reorder=reorder):
+      if kind == "G":
+        r = (n + members) % R
+        xhat_loc = self._predict(hstate, slots[r], ctx)
+        if xhat_slots is not None:
+          xhat_slots = xhat_slots.at[r].set(xhat_loc)
+        g = ctx.grad(ctx.gather(xhat_loc), sample_key(key, n + members))
+        slots = slots.at[r].set(ctx.local(g))
+        continue
+      rs = jnp.stack([(n + o) % R for o, _ in members])
+      bs = np.array([b for _, b in members])
+      lbs, owned = ctx.own(bs)
+      if kind == "R":
+        if ctx.sharded:
+          dst = jnp.where(owned, lbs, ctx.S_loc)  # other devices' blocks: dropped
+          slots = slots.at[rs, dst].set(carry.x[lbs], mode="drop")
+        else:
+          slots = slots.at[rs, lbs].set(carry.x[lbs])
+        if ctx.instrument:
+          read_k = read_k.at[rs, bs].set(carry.k)
+        continue
+      # updates of distinct blocks, each with its microbatch's pending gradient
+      g_rows = slots[rs, lbs]
+      if self.hook.changes_grad:
+        g_rows = self.hook.grad(hstate, g_rows, carry.x[lbs], xhat_slots[rs, lbs],
+                                jnp.asarray(table[bs], jnp.int32))
+      x_before = carry.x
+      pos = k0 + np.array([u_time[m] for m in members], np.int32)
+      if len(members) == 1:
+        r = rs[0]
+        carry = ctx.update_block(
+            carry, bs[0], g_rows[0], at=pos[0],
+            xhat=ctx.gather(xhat_slots[r]) if ctx.track else None,
+            tau=(carry.k - read_k[r]) if ctx.instrument else None)
+      else:
+        carry = ctx.update_blocks(carry, bs, g_rows, pos)
+      hstate = self.hook.observe(hstate, lbs, owned, carry.x[lbs] - x_before[lbs]) \
+          if self.hook.observes else hstate
+    return carry._replace(rule=ProgramState(slots, read_k, n + prog.q, xhat_slots, hstate))
+
+  def read_point(self, carry, key, ctx):
+    st = carry.rule
+    r = st.n % self.program().R
+    return ctx.gather(self._predict(st.hook, st.slots[r], ctx))
+
+
+@frozen
+class FixedProgram(ProgramRule):
+  """A rule running a given :class:`Program` (e.g. a rule's zero-delay program)."""
+
+  S: int
+  prog: Program
+  name: str = "program"
+  hook: Hook = IDENTITY
+
+  def program(self) -> Program:
+    return self.prog
+
+  def zero_delay(self) -> "FixedProgram":
+    return FixedProgram(self.S, self.prog.synchronous(), self.name, self.hook)
+
+
+@frozen
+class Synchronous(ProgramRule):
+  """Synchronous SGD: every microbatch reads ``x^n``, all ``S`` blocks take its gradient.
+
+  This is what flushing schedules (GPipe, 1F1B-flush) train as, and the zero-delay limit
+  of every program rule: ``x^{n+1} = x^n - gamma g(x^n; xi_n)``.
+  """
+
+  S: int
+  name: str = "sync"
+  hook: Hook = IDENTITY
+
+  def __post_init__(self):
+    check_S(self.S)
+
+  def program(self) -> Program:
+    return zero_delay_program(self.S)
+
+
+@frozen
+class PipeDreamRule(ProgramRule):
+  """Steady-state PipeDream with ``S`` stages, one block per stage.
+
+  Microbatch ``m`` reads block ``j`` at the start of ``F(m, j)`` (weight stashing keeps that
+  version for its backward), gets one stochastic gradient at that stale point, and its block
+  ``i`` part is applied at the end of ``B(m, i)``. The realized delays are exactly the table
+  :func:`rpd.rules.rpd_rule.pipedream_table` (checked against sympy in the tests).
+  """
+
+  S: int
+  name: str = "pipedream"
+  hook: Hook = IDENTITY
+
+  def __post_init__(self):
+    check_S(self.S)
+
+  def program(self) -> Program:
+    return schedule_program("pipedream", self.S, 1)

@@ -1,0 +1,99 @@
+"""The common suite every registered problem runs through (registry-driven, like the rules').
+
+Adding a problem to ``rpd.problems.PROBLEMS`` without an example here fails
+``test_every_problem_has_an_example``; with one, the problem gets every test below.
+"""
+import numpy as np
+import pytest
+import jax
+import jax.numpy as jnp
+
+from rpd.errors import UnknownNameError
+from rpd.problems import OPTIONS, PROBLEMS, get_problem, problem_options
+from rpd.rules import get_rule
+
+S = 4
+EXAMPLES = {
+    "quadratic": ("quadratic", dict(d=12, noise=0.1, seed=1)),
+    "logistic": ("logistic", dict(d=12, n=32, batch=4, seed=1)),
+    "charlm": ("charlm", dict(batch=2, seed=0, n_layers=6, hidden=8, emb=4, n_chains=4,
+                              length=64, n_eval=32)),
+}
+
+
+def build(name):
+  spec, opts = EXAMPLES[name]
+  return get_problem(spec, S, **opts)
+
+
+def test_every_problem_has_an_example():
+  assert set(EXAMPLES) == set(PROBLEMS) == set(OPTIONS)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_init_shape_dtype_and_padding(name):
+  prob = build(name)
+  x0 = prob.init(jax.random.key(0))
+  assert x0.shape == (prob.S, prob.D) and jnp.issubdtype(x0.dtype, jnp.floating)
+  assert prob.d == sum(prob.block_sizes) and prob.D == max(prob.block_sizes)
+  g = prob.full_grad(x0 + 0.01)
+  for s, n in enumerate(prob.block_sizes):
+    assert np.all(np.asarray(g[s, n:]) == 0)  # no gradient on the padding
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_grad_equals_jax_grad_of_the_loss(name):
+  prob = build(name)
+  key = jax.random.key(1)
+  x = prob.init(key) + 0.05 * jax.random.normal(key, (prob.S, prob.D))
+  batch = prob.sample(jax.random.key(2))
+  np.testing.assert_allclose(np.asarray(prob.grad(x, batch)),
+                             np.asarray(jax.grad(prob.loss)(x, batch)), rtol=1e-6, atol=1e-9)
+  np.testing.assert_allclose(np.asarray(prob.full_grad(x)),
+                             np.asarray(jax.grad(prob.full_loss)(x)), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_engine_compiles_once_per_problem_structure(name):
+  from rpd import engine
+  prob = build(name)
+  rule = get_rule("pipedream", S)
+  engine.run(prob, rule, gamma=0.01, K=2 * S, key=jax.random.key(0))
+  size = engine._run_jit._cache_size()
+  engine.run(prob, rule, gamma=0.02, K=2 * S, key=jax.random.key(1))
+  assert engine._run_jit._cache_size() == size
+
+
+def test_unknown_names_read_alike():
+  with pytest.raises(UnknownNameError, match=r"^unknown problem 'nope'; known: charlm, "):
+    get_problem("nope", S)
+  with pytest.raises(UnknownNameError, match=r"^unknown rule 'nope'; known: constant, "):
+    get_rule("nope", S)
+  with pytest.raises(UnknownNameError, match=r"^unknown schedule 'nope'; known: "):
+    get_rule("schedule:nope", S)
+  with pytest.raises(UnknownNameError, match=r"^unknown charlm option 'x'"):
+    get_problem("charlm", S, x=1)
+
+
+def test_problem_options_select_what_each_problem_takes():
+  avail = dict(d=8, n=16, seed=3, noise=0.5, batch=4)
+  assert problem_options("quadratic", **avail) == dict(d=8, seed=3, noise=0.5)
+  assert problem_options("logistic:breast_cancer", **avail) == dict(batch=4)
+  assert problem_options("charlm", **avail) == dict(seed=3, batch=4)
+
+
+@pytest.mark.parametrize("spec", ["constant:99999999999", "rpd:uniform:2147483648"])
+def test_int32_overflow_in_rule_specs_is_one_line_exit_2(spec, capsys, tmp_path):
+  from rpd.cli import main
+  code = main(["train", "--rule", spec, "--steps", "8", "--stages", "2", "--out",
+               str(tmp_path)])
+  err = capsys.readouterr().err.strip()
+  assert code == 2 and "\n" not in err and "too large" in err and spec.split(":")[-1] in err
+
+
+def test_unknown_baseline_reads_alike():
+  from rpd.baselines import get_baseline
+  with pytest.raises(UnknownNameError, match=r"^unknown baseline 'nope'; known: localsgd$"):
+    get_baseline("nope")
+  with pytest.raises(KeyError):  # still a failed lookup for callers that catch KeyError
+    get_baseline("nope")
