@@ -83,6 +83,7 @@ class Chimera(Schedule):
   name = "chimera"
   semantics = "sync_flush"
   reference = "Li and Hoefler 2021 (Chimera)"
+  replicas = 2
 
   def check(self, P: int, M: int, V: int = 1) -> None:
     """Needs ``P`` even and ``M`` a multiple of ``P``; ``V = 1`` (the two replicas are not chunks)."""

@@ -321,6 +321,8 @@ class Schedule(abc.ABC):
   split_backward: bool = False
   #: one line for tables: the paper the schedule comes from.
   reference: str = ""
+  #: full weight replicas each device holds (Chimera's two pipelines: 2).
+  replicas: int = 1
 
   def check(self, P: int, M: int, V: int = 1) -> None:
     """Raise :class:`ScheduleNotApplicable` if the schedule does not apply to ``(P, M, V)``.
