@@ -110,3 +110,20 @@ def test_pipedream_versions_delay():
     r = schedule_metrics(get_schedule("pipedream"), S, 2 * S, tables=False)
     assert r["tau_versions_max"] == S - 1
     assert r["tau_max"] > r["tau_versions_max"]
+
+
+@pytest.mark.parametrize("name", ["chimera", "looped-bfs", "interleaved-zb", "zb-v",
+                                  "dualpipe-v", "zb-auto"])
+def test_trainable_with_rpd_train(name, tmp_path, capsys):
+  """``rpd train --rule schedule:NAME``: the zoo is synchronous (one update per batch after a
+  flush), so it trains as synchronous SGD; a tiny run ends with a finite loss."""
+  import json
+
+  from rpd.cli import main
+  code = main(["train", "--stages", "4", "--rule", f"schedule:{name}", "--steps", "8",
+               "--out", str(tmp_path), "--json"])
+  out, _ = capsys.readouterr()
+  assert code == 0
+  rec = json.loads(out)
+  assert rec["rule"] == f"schedule:{name}" and rec["steps"] == 8
+  assert np.isfinite(rec["final_loss"])
