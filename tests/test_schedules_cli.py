@@ -165,3 +165,22 @@ def test_pareto_bad_input_exits_2_with_one_line(argv, capsys):
   assert rc == 2
   err = capsys.readouterr().err.strip()
   assert err and "\n" not in err and "Traceback" not in err
+
+
+def test_pipedream_table_depends_on_the_durations_and_both_commands_say_which(capsys):
+  """The issue's numbers: PipeDream S = 6, tau_max 33 with B = F, 34 with B = 2F."""
+  assert main(["delays", "-S", "6", "--json"]) == 0
+  d = json.loads(capsys.readouterr().out)
+  assert d["tau_max"] == 33 and d["durations"]["F"] == d["durations"]["B"]
+  assert "block updates" in d["delay_convention"]
+  assert main(["schedules", "-P", "6", "-M", "12", "--schedule", "pipedream", "--durations",
+               "F=1,B=1,W=0", "--json"]) == 0
+  assert json.loads(capsys.readouterr().out)[0]["tau_max"] == 33
+  assert main(["schedules", "-P", "6", "-M", "12", "--schedule", "pipedream", "--durations",
+               "F=1,B=2,W=0"]) == 0
+  text = capsys.readouterr().out
+  assert "'B': 2.0" in text and "tau_ver" in text and "Convention: tau: block updates" in text
+  assert main(["schedules", "-P", "6", "-M", "12", "--schedule", "pipedream", "--durations",
+               "F=1,B=2,W=0", "--json"]) == 0
+  r = json.loads(capsys.readouterr().out)[0]
+  assert r["tau_max"] == 34 and r["tau_versions_max"] == 5 and "delay_convention" in r
