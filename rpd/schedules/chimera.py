@@ -1,7 +1,7 @@
 """Chimera: bidirectional pipelines (Li and Hoefler, SC 2021, arXiv 2107.06925)."""
 from __future__ import annotations
 
-from rpd.schedules.core import Action, Schedule, ScheduleNotApplicable
+from rpd.schedules.core import Action, Schedule, ScheduleNotApplicable, time_schedule
 
 
 def chimera_block(P: int, p: int, direction: int) -> int:
@@ -9,7 +9,8 @@ def chimera_block(P: int, p: int, direction: int) -> int:
   return p if direction == 0 else P - 1 - p
 
 
-def chimera_order(P: int, M: int) -> list[list[tuple[str, int, int]]]:
+def chimera_order(P: int, M: int, t_f: float = 1.0,
+                  t_b: float = 1.0) -> list[list[tuple[str, int, int]]]:
   """Per-device order ``(kind, microbatch, direction)`` of Chimera with ``M`` microbatches.
 
   Microbatch ``m`` goes down if ``m mod P < P/2``, else up (each basic unit of ``P``
@@ -19,6 +20,7 @@ def chimera_order(P: int, M: int) -> list[list[tuple[str, int, int]]]:
   the lower microbatch; a forward waits while its device holds ``P`` microbatches'
   activations (Chimera's activation bound ``D M_a``). With ``M = kP`` this gives
   makespan ``2M + P - 2`` at unit times, the paper's bubble (tested for ``P <= 8``).
+  ``t_f`` and ``t_b`` are the forward and backward durations the list scheduler plans with.
   """
   direction = [(m % P) // (P // 2) for m in range(M)]
   dev = {}
@@ -56,10 +58,12 @@ def chimera_order(P: int, M: int) -> list[list[tuple[str, int, int]]]:
         key = (t, k[0] != "B", -k[2], k[1])
         if best is None or key < best[0]:
           best = (key, p, k)
+    if best is None:  # every ready forward is held back by the activation bound
+      raise ValueError(f"chimera list scheduler stalls at F={t_f}, B={t_b}")
     (t, *_), p, k = best
-    end[k] = free[p] = t + 1
+    end[k] = free[p] = t + (t_f if k[0] == "F" else t_b)
     todo[p].discard(k)
-    held[p][k[1]] = None if k[0] == "F" else t + 1
+    held[p][k[1]] = None if k[0] == "F" else end[k]
     order[p].append((k[0], k[1], direction[k[1]]))
   return order
 
@@ -73,11 +77,16 @@ class Chimera(Schedule):
   ``P`` must be even and ``M`` a multiple of ``P`` (basic units of ``P`` microbatches, half
   down, half up); the per-device order is :func:`chimera_order`, built at the paper's unit
   times and re-timed by the timing pass with the actual durations. ``Action.chunk`` is the
-  direction (0 down, 1 up) and ``Action.block`` the model block.
+  direction (0 down, 1 up) and ``Action.block`` the model block. :meth:`timed` plans the
+  order with the durations it is timed with.
 
   Paper (Table 1): bubble ratio ``(D - 2) / (2N + D - 2)`` with ``D = P`` stages and ``N``
   microbatches, for equal forward and backward times: ``D - 2`` idle slots per device against
   ``2N`` busy ones (tested); the survey's ``D / (D + 2T)`` is checked in ``docs/claims.md``.
+  Limitation (measured, not hidden): with ``B = 2F`` or ``3F`` this greedy concatenation of
+  basic units loses to 1F1B (``P = 8, M = 32, F = 1, B = 2``: makespan 123 against 1F1B's
+  117); the paper's remedies for ``N > D`` (forward doubling, backward halving) are not
+  implemented.
   """
 
   name = "chimera"
@@ -93,8 +102,22 @@ class Chimera(Schedule):
     if M % P:
       raise ScheduleNotApplicable(f"chimera needs M a multiple of P, got M={M}, P={P}")
 
-  def actions(self, P: int, M: int, V: int = 1) -> list[list[Action]]:
+  def actions(self, P: int, M: int, V: int = 1, f: float = 1.0,
+              b: float = 1.0) -> list[list[Action]]:
     """The order of :func:`chimera_order`; ``chunk`` = direction, ``block`` = model block."""
     self.check(P, M, V)
     return [[Action(p, kind, m, d, chimera_block(P, p, d)) for kind, m, d in acts]
-            for p, acts in enumerate(chimera_order(P, M))]
+            for p, acts in enumerate(chimera_order(P, M, f, b))]
+
+  def timed(self, P: int, M: int, V: int = 1, durations=None, latency: float = 0.0):
+    """Plan the order with the forward and backward durations it is timed with (scalars;
+    the unit-time order if the planner stalls under the activation bound), then time it."""
+    d = durations or {}
+    f, b = d.get("F", 1.0), d.get("B", 1.0)
+    if not all(isinstance(x, (int, float)) for x in (f, b)):
+      f, b = 1.0, 1.0
+    try:
+      acts = self.actions(P, M, V, float(f), float(b))
+    except ValueError:  # the planner stalls at these durations: plan at unit times
+      acts = self.actions(P, M, V)
+    return time_schedule(acts, V=V, durations=durations, latency=latency)
