@@ -203,9 +203,14 @@ def plot_frontier(rows: list[dict], title: str, path: str) -> None:
                  linewidth=1.5, zorder=2)
     else:
       ax.scatter(r["activations"], 100 * r["bubble"], s=80, marker="x", color=col, zorder=2)
-    ax.annotate(f"{r['schedule']} (w{r['weights']:g}, v{r['staleness']:g})",
-                (r["activations"], 100 * r["bubble"]), fontsize=7, xytext=(4, 3),
-                textcoords="offset points")
+  spots: dict = {}  # one label per point: schedules with equal coordinates share it
+  for r in live:
+    spots.setdefault((round(r["activations"], 6), round(100 * r["bubble"], 6)), []).append(
+        f"{r['schedule']} (w{r['weights']:g}, v{r['staleness']:g})")
+  for (x, y), labels in spots.items():
+    ax.annotate("\n".join(labels), (x, y), fontsize=7, xytext=(4, 3),
+                textcoords="offset points", va="bottom")
+  ax.margins(x=0.25, y=0.1)
   sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, vmax))
   fig.colorbar(sm, ax=ax, label="staleness: delay in versions")
   ax.set_xlabel("peak activations per device (microbatch device-shares)")
