@@ -127,3 +127,21 @@ def test_trainable_with_rpd_train(name, tmp_path, capsys):
   rec = json.loads(out)
   assert rec["rule"] == f"schedule:{name}" and rec["steps"] == 8
   assert np.isfinite(rec["final_loss"])
+
+
+@pytest.mark.parametrize("name", sorted(__import__("rpd.schedules").schedules.SCHEDULES))
+def test_metrics_consistent(name):
+  """Registry-driven: every schedule does the same work P M (F + B + W) (busy + idle =
+  P x makespan), versions delay <= block-update delay, memory at least one share."""
+  from rpd.schedules import SCHEDULES
+  s = SCHEDULES[name]
+  P, M = 4, 8
+  V = 2 if s.chunked else 1
+  d = {"F": 1.0, "B": 2.0, "W": 0.5}
+  r = schedule_metrics(s, P, M, V, d, tables=False)
+  busy = P * r["makespan"] * (1 - r["bubble_ratio"])
+  assert busy == pytest.approx(P * M * sum(d.values()))
+  assert r["bubble_over_compute"] == pytest.approx(r["bubble_ratio"] / (1 - r["bubble_ratio"]))
+  assert 0 <= r["tau_versions_max"] <= r["tau_max"]
+  assert r["weight_memory"] >= 1 and r["activation_memory"] >= 1
+  assert r["peak_activations_until_b"] <= r["peak_activations"]
