@@ -262,9 +262,8 @@ def versions_delay_max(schedule: Schedule, timed: TimedSchedule) -> int:
       read = timed.start[("F", m, j)]
       lo = np.searchsorted(upd[j], read + _EPS, side="right")
       for i in range(S):
+        # updates of j strictly before m's update of i (for i = j: not m's own update)
         hi = np.searchsorted(upd[j], timed.end[(k, m, i)] - _EPS, side="left")
-        if i == j:   # the update of block j by m itself is not a newer version
-          hi = min(hi, np.searchsorted(upd[j], timed.end[(k, m, j)] - _EPS, side="left"))
         best = max(best, int(hi - lo))
   return best
 
