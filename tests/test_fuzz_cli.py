@@ -21,10 +21,7 @@ from rpd.cli import main
 
 # Cases waiting for a fix in a file owned by another change (strict: passing fails, so the
 # mark is removed when fixed). Key: the case id.
-KNOWN = {
-    "schedules -P 4 -M 4 --durations F=1,F=2":
-        "duplicate --durations keys are accepted (parse_durations, rpd/cli/schedules.py)",
-}
+KNOWN: dict = {}  # id -> reason, for a known bad case not yet fixed (strict xfail)
 
 
 def _files(d):
@@ -125,6 +122,21 @@ CASES = [
     (["delays", "--stages", "100000"], "100000"), (["delays", "-S", "4", "--schedule", "zz"], "zz"),
     (["delays"], "--stages"),
     # rpd schedules
+    # rpd schedules --pareto (the chooser)
+    (["schedules", "-P", "4", "-M", "8", "--pareto", "--memory", "act=x"], "'x'"),
+    (["schedules", "-P", "4", "-M", "8", "--pareto", "--memory", "act=1,act=2"], "act"),
+    (["schedules", "-P", "4", "-M", "8", "--memory", "act=4"], "--memory"),
+    (["schedules", "-P", "4", "-M", "8", "--pareto", "--max-staleness", "-1"], "-1"),
+    (["schedules", "-P", "4", "-M", "8", "--durations", "F=1,F=2"], "F"),
+    # rpd pipeline (the SPMD executor)
+    (["pipeline", "--stages", "2", "--devices", "3", "--out", "{d}/p"], "3"),
+    (["pipeline", "--stages", "2", "--schedule", "zb-h1", "--out", "{d}/p"], "zb-h1"),
+    (["pipeline", "--stages", "2", "--problem", "quadratic", "--out", "{d}/p"], "quadratic"),
+    (["pipeline", "--stages", "2", "--microbatches", "0", "--out", "{d}/p"], "0"),
+    (["pipeline", "--stages", "2", "--lr", "nan", "--out", "{d}/p"], "nan"),
+    (["pipeline", "--stages", "2", "--seed", "99999999999", "--out", "{d}/p"], "99999999999"),
+    (["pipeline", "--stages", "2", "--out", "/proc/nope"], "/proc/nope"),
+    (["pipeline", "--stages", "2", "--text", "{d}/onechar.txt", "--out", "{d}/p"], "onechar"),
     (["schedules", "-P", "0", "-M", "4"], "0"), (["schedules", "-P", "4", "-M", "x"], "x"),
     (["schedules", "-P", "4", "-M", "4", "--chunks", "0"], "0"),
     (["schedules", "-P", "4", "-M", "4", "--durations", "F=abc"], "abc"),

@@ -21,8 +21,8 @@ DUR = st.sampled_from([0.5, 1.0, 2.0, 3.0])
        latency=st.sampled_from([0.0, 0.25, 1.0]))
 def test_timing_invariants(name, P, k, m, V, f, b, w, latency):
   s = SCHEDULES[name]
-  M = k * P if s.chunked else m
-  V = V if s.chunked else 1
+  M = k * P if (s.chunked or name == "chimera") else m
+  V = (2 if name in ("zb-v", "dualpipe-v") else V) if s.chunked else 1
   try:
     s.check(P, M, V)
   except ScheduleNotApplicable:
@@ -30,13 +30,20 @@ def test_timing_invariants(name, P, k, m, V, f, b, w, latency):
   dur = timing_durations(s, {"F": f, "B": b, "W": w}, V)
   timed = s.timed(P, M, V, dur, latency)
   S = P * V
+  assert timed.S == S
   kinds = ("F", "B", "W") if s.split_backward else ("F", "B")
-  # Each device runs every pass of each of its blocks exactly once.
+  # Every pass of every (microbatch, block) runs exactly once, on one device that runs all
+  # three passes of that (microbatch, block); a device holds V blocks per microbatch.
   for p, acts in enumerate(timed.actions):
     assert all(a.stage == p for a in acts)
-    got = sorted((a.kind, a.microbatch, block_of(a, P)) for a in acts)
-    want = sorted((kd, m, c * P + p) for kd in kinds for m in range(M) for c in range(V))
-    assert got == want
+  got = sorted((a.kind, a.microbatch, block_of(a, P)) for acts in timed.actions for a in acts)
+  assert got == sorted((kd, m, j) for kd in kinds for m in range(M) for j in range(S))
+  for p, acts in enumerate(timed.actions):
+    per_m = {}
+    for a in acts:
+      per_m.setdefault((a.microbatch, block_of(a, P)), []).append(a.kind)
+    assert all(sorted(v) == sorted(kinds) for v in per_m.values())
+    assert all(sum(1 for (mm, _) in per_m if mm == m) == V for m in range(M))
   dev = {(a.kind, a.microbatch, block_of(a, P)): p
          for p, acts in enumerate(timed.actions) for a in acts}
 
@@ -67,7 +74,7 @@ def test_engine_interface(name):
   """What ``--rule schedule:NAME`` needs: semantics, actions, timed, steady state, tables."""
   s = SCHEDULES[name]
   assert s.semantics in SEMANTICS
-  P, V = 3, (2 if s.chunked else 1)
+  P, V = (4 if name == "chimera" else 3), (2 if s.chunked else 1)
   n = s.steady_state_microbatches(P, V)
   assert n >= 2 * P * V
   assert len(s.actions(P, 2 * P, V)) == P

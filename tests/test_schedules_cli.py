@@ -83,3 +83,104 @@ def test_latency_without_steady_delay_table_is_flagged_not_crashed(capsys):
   by = {r["schedule"]: r for r in json.loads(capsys.readouterr().out)}
   assert by["pipedream"]["tau_steady"] is False and by["pipedream"]["tau_max"] > 0
   assert by["gpipe"]["tau_steady"] is True
+
+
+# ------------------------------------------------------------------ --pareto (the chooser)
+PARETO = ["schedules", "-P", "4", "-M", "8", "--durations", "F=1,B=1,W=1", "--pareto",
+          "--schedule", "gpipe", "--schedule", "1f1b-flush", "--schedule", "zb-h1",
+          "--schedule", "zb-h2", "--schedule", "pipedream"]
+
+
+def test_pareto_case_known_by_hand(capsys):
+  """P=4, M=8, F=B=W=1, by hand: GPipe and 1F1B-flush makespan (M+P-1)(F+B+W) = 33, bubble
+  3/11, activations M=8 and P=4; ZB-H1 makespan 3M + (P-1)(F+B-W) = 27, bubble 1/9,
+  activations 4; ZB-H2 makespan 27 too (the parallelogram does not shorten one flushed
+  batch), activations 2P-1 = 7; PipeDream no bubble, activations 4, 4 weight versions,
+  3 versions of delay. So: GPipe dominated by 1F1B-flush, ZB-H1 and ZB-H2, 1F1B-flush and ZB-H2
+  by ZB-H1, frontier {ZB-H1, PipeDream}. With --memory act=6: GPipe and ZB-H2 are over
+  budget; with act=6,weights=2 PipeDream too."""
+  assert main(PARETO + ["--json"]) == 0
+  out = json.loads(capsys.readouterr().out)
+  by = {r["schedule"]: r for r in out["rows"]}
+  assert by["gpipe"]["bubble"] == pytest.approx(3 / 11)
+  assert by["1f1b-flush"]["bubble"] == pytest.approx(3 / 11)
+  assert by["zb-h1"]["bubble"] == pytest.approx(1 / 9)
+  assert by["zb-h2"]["bubble"] == pytest.approx(1 / 9)
+  assert [by[n]["activations"] for n in by] == [8, 4, 4, 7, 4]
+  assert by["pipedream"]["weights"] == 4 and by["pipedream"]["staleness"] == 3
+  assert by["pipedream"]["bubble"] == pytest.approx(0.0, abs=1e-12)
+  assert sorted(by["gpipe"]["dominated_by"]) == ["1f1b-flush", "zb-h1", "zb-h2"]
+  assert by["1f1b-flush"]["dominated_by"] == ["zb-h1"]
+  assert by["zb-h2"]["dominated_by"] == ["zb-h1"]
+  assert {n for n, r in by.items() if r["status"] == "frontier"} == {"zb-h1", "pipedream"}
+  assert "block updates" in out["delay_convention"]
+  assert main(PARETO + ["--memory", "act=6", "--json"]) == 0
+  by = {r["schedule"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+  assert {n for n, r in by.items() if r["status"] == "over budget"} == {"gpipe", "zb-h2"}
+  assert by["1f1b-flush"]["status"] == "dominated"
+  assert main(PARETO + ["--memory", "act=6,weights=2", "--max-staleness", "0"]) == 0
+  text = capsys.readouterr().out
+  assert "pipedream" in text and "over budget (weights, staleness)" in text
+
+
+def test_pareto_default_and_plot(tmp_path, capsys):
+  """The issue's command: every schedule plus the automatic one at the activation budget."""
+  out = tmp_path / "f.png"
+  assert main(["schedules", "--pareto", "--stages", "8", "--microbatches", "32",
+               "--durations", "F=1,B=2,W=1", "--memory", "act=10", "--json",
+               "--plot", str(out)]) == 0
+  rows = json.loads(capsys.readouterr().out)["rows"]
+  names = [r["schedule"] for r in rows]
+  assert set(SCHEDULES) <= set(names) and "zb-auto(limit=10)" in names
+  live = [r for r in rows if "skipped" not in r]
+  assert all(r["status"] in ("frontier", "dominated", "over budget") for r in live)
+  assert any(r["status"] == "frontier" for r in live)
+  for r in live:  # a frontier row is dominated by nobody within budget
+    if r["status"] == "frontier":
+      assert not r["dominated_by"]
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dominance_rule():
+  from rpd.schedules.pareto import dominates
+  a = {"bubble": 0.1, "activations": 4, "weights": 1, "staleness": 0}
+  assert dominates(a, dict(a, activations=5))
+  assert not dominates(a, a)
+  assert not dominates(a, dict(a, bubble=0.2, staleness=-1))
+
+
+@pytest.mark.parametrize("argv", [
+    ["--durations", "F=1,F=2"],
+    ["--pareto", "--memory", "act=0"],
+    ["--pareto", "--memory", "foo=1"],
+    ["--pareto", "--memory", "act=1,act=2"],
+    ["--pareto", "--max-staleness", "-1"],
+    ["--memory", "act=3"],
+])
+def test_pareto_bad_input_exits_2_with_one_line(argv, capsys):
+  try:
+    rc = main(["schedules", "-P", "4", "-M", "8", *argv])
+  except SystemExit as e:
+    rc = e.code
+  assert rc == 2
+  err = capsys.readouterr().err.strip()
+  assert err and "\n" not in err and "Traceback" not in err
+
+
+def test_pipedream_table_depends_on_the_durations_and_both_commands_say_which(capsys):
+  """The issue's numbers: PipeDream S = 6, tau_max 33 with B = F, 34 with B = 2F."""
+  assert main(["delays", "-S", "6", "--json"]) == 0
+  d = json.loads(capsys.readouterr().out)
+  assert d["tau_max"] == 33 and d["durations"]["F"] == d["durations"]["B"]
+  assert "block updates" in d["delay_convention"]
+  assert main(["schedules", "-P", "6", "-M", "12", "--schedule", "pipedream", "--durations",
+               "F=1,B=1,W=0", "--json"]) == 0
+  assert json.loads(capsys.readouterr().out)[0]["tau_max"] == 33
+  assert main(["schedules", "-P", "6", "-M", "12", "--schedule", "pipedream", "--durations",
+               "F=1,B=2,W=0"]) == 0
+  text = capsys.readouterr().out
+  assert "'B': 2.0" in text and "tau_ver" in text and "Convention: tau: block updates" in text
+  assert main(["schedules", "-P", "6", "-M", "12", "--schedule", "pipedream", "--durations",
+               "F=1,B=2,W=0", "--json"]) == 0
+  r = json.loads(capsys.readouterr().out)[0]
+  assert r["tau_max"] == 34 and r["tau_versions_max"] == 5 and "delay_convention" in r

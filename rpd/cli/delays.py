@@ -9,9 +9,15 @@ from rpd.cli import positive_int
 from rpd import jsonout
 from rpd.errors import InputError
 from rpd.schedules import SCHEDULES, get_schedule
+from rpd.schedules.metrics import DELAY_CONVENTION
 
 NAME = "delays"
 HELP = "steady-state delay table of a schedule, simulated and in closed form"
+
+# The timing-pass durations of `schedule.delay_table(S)` (core's default): the table depends on
+# them, e.g. PipeDream with S = 6 has tau_max 33 with B = F but 34 with B = 2F (the default of
+# `rpd schedules`, whose unsplit backward runs B + W = 2).
+_DURATIONS = {"F": 1.0, "B": 1.0, "W": 1.0}
 
 # Schedules whose delay table has a sympy closed form in `theory/`.
 _CLOSED_FORMS = {"pipedream": "rpd.theory.delay"}
@@ -44,7 +50,7 @@ def run(args) -> int:
   S = args.stages
   from rpd.guards import check_simulated_stages
   check_simulated_stages(S, "--stages")
-  tau = schedule.delay_table(S)
+  tau = schedule.delay_table(S, durations=_DURATIONS)
   cf = closed_form(args.schedule)
   out = {
       "schedule": args.schedule,
@@ -55,6 +61,8 @@ def run(args) -> int:
       "own_block": [int(tau[k, k]) for k in range(S)],
       "conventions": "rows = updated block, columns = read block, 0-based; "
                      "see rpd.schedules.core",
+      "durations": dict(_DURATIONS),
+      "delay_convention": DELAY_CONVENTION,
   }
   if cf is not None:
     mod, tmax, texpr = cf
@@ -71,7 +79,10 @@ def run(args) -> int:
   print(" " * 6 + "".join(f"{f'j={j}':>{width + 3}}" for j in range(S)))
   for i_, row in enumerate(tau):
     print(f"i={i_:<4}" + "".join(f"{v:>{width + 3}}" for v in row))
-  print(f"tau_max = {out['tau_max']}, mean = {out['tau_mean']:.4g}")
+  print(f"tau_max = {out['tau_max']}, mean = {out['tau_mean']:.4g} (in block updates)")
+  print("durations of the timing pass: F = B = W = 1 (an unsplit backward is B = F); the table "
+        "depends on F:B (PipeDream S = 6: tau_max 33 with B = F, 34 with B = 2F, the default of "
+        "`rpd schedules`)")
   if cf is not None:
     print(f"closed form (sympy, theory/delay.py): tau[i][j] = {out['tau_formula']}")
     print(f"tau_max(S) = {out['tau_max_formula']} = {mod.tau_max_expr()}")

@@ -46,7 +46,7 @@ def add_arguments(p) -> None:
                  help="samples per microbatch (default: the problem's)")
   p.add_argument("--lr", type=finite_float("--lr"), default=0.01, help="step size gamma")
   p.add_argument("--optimizer", default="sgd", help="sgd | momentum | adam (per stage)")
-  p.add_argument("--seed", type=seed_int, default=0, help="PRNG seed of the run (default 0)")
+  p.add_argument("--seed", type=seed_int("--seed"), default=0, help="PRNG seed of the run (default 0)")
   p.add_argument("--records", type=positive_int("--records"), default=16,
                  help="metric records (and progress lines) over the run (default 16)")
   p.add_argument("--out", default=None,

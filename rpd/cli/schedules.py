@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from rpd import jsonout
 from rpd.cli import positive_int
 from rpd.errors import InputError
 
@@ -30,7 +30,36 @@ def parse_durations(text: str) -> dict[str, float]:
     if not v == v or v in (float("inf"),) or v < 0 or (v == 0 and kind != "W"):
       raise InputError(f"--durations {kind} must be {'>= 0' if kind == 'W' else '> 0'}"
                        f" and finite, got {value!r}")
+    if kind in out:
+      raise InputError(f"--durations gives {kind} twice ({part!r})")
     out[kind] = v
+  return out
+
+
+_BUDGET_KEYS = {"act": "activations", "activations": "activations", "weights": "weights"}
+
+
+def parse_memory(text: str | None) -> dict[str, float]:
+  """Parse ``--memory "act=6,weights=2"`` (device-shares; either key may be left out).
+
+  Raises:
+    InputError: naming the bad entry (unknown or repeated key, not a number, <= 0).
+  """
+  out: dict[str, float] = {}
+  for part in filter(None, (p.strip() for p in (text or "").split(","))):
+    key, sep, value = part.partition("=")
+    name = _BUDGET_KEYS.get(key.strip().lower())
+    if not sep or name is None:
+      raise InputError(f"--memory entry {part!r} is not act=VALUE or weights=VALUE")
+    try:
+      v = float(value)
+    except ValueError:
+      raise InputError(f"--memory {key.strip()} must be a number, got {value!r}") from None
+    if not (v > 0 and v != float("inf")):
+      raise InputError(f"--memory {key.strip()} must be finite and > 0, got {value!r}")
+    if name in out:
+      raise InputError(f"--memory gives {key.strip()} twice ({part!r})")
+    out[name] = v
   return out
 
 
@@ -51,7 +80,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  help="only this schedule (repeatable); default all")
   p.add_argument("--plot", metavar="FILE.png", default=None,
                  help="draw a timeline per schedule into FILE.png")
-  p.add_argument("--json", action="store_true", help="print a JSON list of objects")
+  p.add_argument("--pareto", action="store_true",
+                 help="choose: the frontier over bubble, activation and weight memory and "
+                      "staleness (versions); dominated and over-budget schedules marked")
+  p.add_argument("--memory", default=None, metavar="act=A,weights=W",
+                 help="with --pareto: memory budget per device in device-shares "
+                      "(activations of A microbatches, W weight copies); also runs the "
+                      "automatic zero-bubble search at in-flight limit floor(A)")
+  p.add_argument("--max-staleness", type=float, default=None, metavar="VERSIONS",
+                 help="with --pareto: largest tolerated delay in versions (optimizer steps)")
+  p.add_argument("--json", action="store_true", help="print JSON (a list of objects; with --pareto one object); NaN "
+                 "and +-Infinity are written as null")
 
 
 def _latency(text: str) -> float:
@@ -127,9 +166,103 @@ def plot_timelines(P: int, M: int, V: int, durations: dict, latency: float, rows
   plt.close(fig)
 
 
+def plot_frontier(rows: list[dict], title: str, path: str) -> None:
+  """Scatter of bubble against activation memory; colour = staleness (versions), marker by
+  status (frontier filled, dominated hollow, over budget a cross)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  live = [r for r in rows if "skipped" not in r]
+  if not live:
+    raise InputError("no schedule applies to these options; nothing to plot")
+  fig, ax = plt.subplots(figsize=(8, 5.5))
+  vmax = max(1.0, max(r["staleness"] for r in live))
+  cmap = plt.get_cmap("viridis")
+  for r in live:
+    col = cmap(r["staleness"] / vmax)
+    if r["status"] == "frontier":
+      ax.scatter(r["activations"], 100 * r["bubble"], s=80, color=col, edgecolor="k", zorder=3)
+    elif r["status"] == "dominated":
+      ax.scatter(r["activations"], 100 * r["bubble"], s=80, facecolor="none", edgecolor=col,
+                 linewidth=1.5, zorder=2)
+    else:
+      ax.scatter(r["activations"], 100 * r["bubble"], s=80, marker="x", color=col, zorder=2)
+  spots: dict = {}  # one label per point: schedules with equal coordinates share it
+  for r in live:
+    spots.setdefault((round(r["activations"], 6), round(100 * r["bubble"], 6)), []).append(
+        f"{r['schedule']} (w{r['weights']:g}, v{r['staleness']:g})")
+  for (x, y), labels in spots.items():
+    ax.annotate("\n".join(labels), (x, y), fontsize=7, xytext=(4, 3),
+                textcoords="offset points", va="bottom")
+  ax.margins(x=0.25, y=0.1)
+  sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, vmax))
+  fig.colorbar(sm, ax=ax, label="staleness: delay in versions")
+  ax.set_xlabel("peak activations per device (microbatch device-shares)")
+  ax.set_ylabel("bubble (% idle, continuous operation)")
+  ax.set_title(title + "\nfilled: frontier, hollow: dominated, x: over budget; "
+               "w = weight copies, v = versions of delay", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def run_pareto(args, P: int, M: int, V: int, durations: dict, latency: float,
+               names: list[str] | None) -> int:
+  """``--pareto``: the frontier table (or JSON), optionally the plot."""
+  from rpd.schedules import ScheduleNotApplicable
+  from rpd.schedules.metrics import DELAY_CONVENTION, schedule_metrics
+  from rpd.schedules.pareto import frontier
+  from rpd.schedules.zb_auto import ZBAuto
+  if args.max_staleness is not None and not (args.max_staleness >= 0
+                                             and args.max_staleness != float("inf")):
+    raise InputError(f"--max-staleness must be a finite number >= 0, got {args.max_staleness}")
+  budget = parse_memory(args.memory)
+  if args.max_staleness is not None:
+    budget["staleness"] = args.max_staleness
+  rows = collect(P, M, V, durations, latency, names)
+  limit = int(budget["activations"]) if "activations" in budget else None
+  if limit and limit != 2 * P - 1 and (not names or "zb-auto" in names):
+    try:
+      r = schedule_metrics(ZBAuto(limit), P, M, 1, durations, latency, tables=False)
+      r["schedule"] = f"zb-auto(limit={limit})"
+      rows.append(r)
+    except ScheduleNotApplicable:
+      pass
+  marked = frontier(rows, budget)
+  if args.plot:
+    plot_frontier(marked, f"P = {P}, M = {M}, durations {durations or 'F=B=W=1'}", args.plot)
+  if args.json:
+    print(jsonout.dumps({"P": P, "M": M, "V": V, "durations": durations, "latency": latency,
+                 "budget": budget, "delay_convention": DELAY_CONVENTION, "rows": marked}))
+    return 0
+  print(f"P = {P} devices, M = {M} microbatches, V = {V} chunks (chunked schedules), "
+        f"durations {durations or 'F=B=W=1'}, latency {latency:g}, budget "
+        f"{budget or 'none'}")
+  head = (f"{'schedule':<22}{'bubble':>8}{'act':>7}{'weights':>8}{'versions':>9}"
+          f"{'tau_max':>8}  status")
+  print(head)
+  print("-" * (len(head) + 20))
+  for r in marked:
+    if "skipped" in r:
+      print(f"{r['schedule']:<22}skipped: {r['skipped']}")
+      continue
+    why = (f" ({', '.join(r['over'])})" if r["status"] == "over budget" else
+           f" (by {', '.join(r['dominated_by'])})" if r["status"] == "dominated" else "")
+    print(f"{r['schedule']:<22}{100 * r['bubble']:>7.2f}%{r['activations']:>7.3g}"
+          f"{r['weights']:>8.3g}{r['staleness']:>9.3g}{r['tau_max']:>8}  {r['status']}{why}")
+  print("bubble = idle fraction in continuous operation; act = peak activations per device "
+        "and weights = weight copies per device, both in device-shares; versions = delay in "
+        "versions (optimizer steps); tau_max = delay in block updates. " + DELAY_CONVENTION)
+  if args.plot:
+    print(f"frontier plot written to {args.plot}")
+  return 0
+
+
 def run(args) -> int:
   """Simulate every schedule, print the table (or JSON), optionally plot."""
   from rpd.schedules import SCHEDULES
+  from rpd.schedules.metrics import DELAY_CONVENTION
   durations = parse_durations(args.durations)
   latency = _latency(args.latency)
   names = args.schedule
@@ -138,16 +271,20 @@ def run(args) -> int:
     if bad:
       raise InputError(f"unknown schedule {bad[0]!r}; known: {', '.join(SCHEDULES)}")
   P, M, V = args.stages, args.microbatches, args.chunks
+  if args.pareto:
+    return run_pareto(args, P, M, V, durations, latency, names)
+  if args.memory is not None or args.max_staleness is not None:
+    raise InputError("--memory and --max-staleness go with --pareto")
   rows = collect(P, M, V, durations, latency, names)
   if args.plot:
     plot_timelines(P, M, V, durations, latency, rows, args.plot)
   if args.json:
-    print(json.dumps(rows))
+    print(jsonout.dumps(rows))
     return 0
   print(f"P = {P} devices, M = {M} microbatches, V = {V} chunks (interleaved only), "
         f"durations {durations or 'F=B=W=1'}, latency {latency:g}")
   head = (f"{'schedule':<17}{'semantics':<16}{'makespan':>9}{'bubble':>8}{'b/comp':>8}"
-          f"{'steady':>8}{'peak act':>9}{'versions':>9}{'tau_max':>8}")
+          f"{'steady':>8}{'peak act':>9}{'versions':>9}{'tau_max':>8}{'tau_ver':>8}")
   print(head)
   print("-" * len(head))
   for r in rows:
@@ -157,12 +294,15 @@ def run(args) -> int:
     print(f"{r['schedule']:<17}{r['semantics']:<16}{r['makespan']:>9.4g}"
           f"{100 * r['bubble_ratio']:>7.2f}%{100 * r['bubble_over_compute']:>7.2f}%"
           f"{100 * r['steady_bubble_ratio']:>7.2f}%{r['peak_activations']:>9}"
-          f"{r['weight_versions']:>9}{r['tau_max']:>8}{'' if r['tau_steady'] else '*'}")
+          f"{r['weight_versions']:>9}{r['tau_max']:>8}{r['tau_versions_max']:>8}"
+          f"{'' if r['tau_steady'] else '*'}")
   print("bubble = idle / (P * makespan); b/comp = idle / compute; steady = bubble in "
         "continuous operation (no flush); peak act = microbatch activations held (F start to "
-        "last backward end); versions = weight versions of a block kept; tau_max in block "
-        "updates (rpd.schedules.core conventions); * = the delay table varies between "
-        "microbatches (no steady state), the entrywise maximum is shown.")
+        "last backward end); versions = weight versions of a block kept; tau_max = delay in "
+        "block updates, tau_ver = delay in versions (optimizer steps); * = the delay table "
+        "varies between microbatches (no steady state), the entrywise maximum is shown. "
+        "Delays depend on the durations (PipeDream S = 6: tau_max 33 with B = F, 34 with "
+        "B = 2F). Convention: " + DELAY_CONVENTION)
   if args.plot:
     print(f"timelines written to {args.plot}")
   return 0

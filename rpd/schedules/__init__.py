@@ -9,14 +9,20 @@ from rpd.schedules.core import (Action, Schedule, ScheduleNotApplicable, SteadyS
                                 TimedSchedule, delay_table, delay_tables, idle_intervals,
                                 one_f_one_b_actions, steady_state_delay_table, time_schedule,
                                 update_order)
+from rpd.schedules.chimera import Chimera
+from rpd.schedules.dualpipe_v import DualPipeV
 from rpd.schedules.gpipe import GPipe
 from rpd.schedules.interleaved import Interleaved1F1B
+from rpd.schedules.interleaved_zb import InterleavedZeroBubble
+from rpd.schedules.looped_bfs import LoopedBFS
 from rpd.schedules.onef1b_flush import OneFOneBFlush
 from rpd.schedules.pipedream import PipeDream
 from rpd.schedules.pipedream_2bw import PipeDream2BW
 from rpd.schedules.pipemare import PipeMare
 from rpd.schedules.zb_h1 import ZBH1
+from rpd.schedules.zb_auto import ZBAuto
 from rpd.schedules.zb_h2 import ZBH2
+from rpd.schedules.zb_v import ZBV
 
 SCHEDULES: dict[str, Schedule] = {
     GPipe.name: GPipe(),
@@ -27,6 +33,12 @@ SCHEDULES: dict[str, Schedule] = {
     Interleaved1F1B.name: Interleaved1F1B(),
     ZBH1.name: ZBH1(),
     ZBH2.name: ZBH2(),
+    Chimera.name: Chimera(),
+    LoopedBFS.name: LoopedBFS(),
+    InterleavedZeroBubble.name: InterleavedZeroBubble(),
+    ZBV.name: ZBV(),
+    DualPipeV.name: DualPipeV(),
+    ZBAuto.name: ZBAuto(),
 }
 
 
@@ -47,5 +59,6 @@ __all__ = [
     "SCHEDULES", "get_schedule", "delay_table", "delay_tables", "idle_intervals",
     "one_f_one_b_actions", "steady_state_delay_table", "time_schedule", "update_order",
     "GPipe", "Interleaved1F1B", "OneFOneBFlush", "PipeDream", "PipeDream2BW", "PipeMare",
-    "ZBH1", "ZBH2",
+    "ZBH1", "ZBH2", "Chimera", "LoopedBFS", "InterleavedZeroBubble", "ZBV", "DualPipeV",
+    "ZBAuto",
 ]

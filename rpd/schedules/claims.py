@@ -146,8 +146,16 @@ def claims() -> list[dict]:
       + ("holds" if pd["weight_versions_per_stage"] == pd["peak_activations_per_stage"]
          else "does not hold") + " (PipeDream: versions = in-flight microbatches)",
       "PipeDream stage s keeps K - s versions (0-based), one per in-flight microbatch.")
-  add("003", "Chimera bubble D/(D+2T)", "not simulated", "not checked",
-      "Chimera (bidirectional pipelines) is not implemented in rpd.schedules.")
+  c = _m("chimera", 4, 16)
+  add("003", "Chimera bubble D/(D+2T)",
+      f"D=4, T=16: simulated {_pct(c['bubble_ratio'])} (makespan {c['makespan']:g} = 2T+D-2); "
+      f"D/(D+2T) = {_pct(4 / 36)}; (D-2)/(2T+D-2) = {_pct(2 / 34)}",
+      _verdict(4 / 36, c["bubble_ratio"]) + " (survey); "
+      + _verdict(2 / 34, c["bubble_ratio"]) + " (Chimera paper, Table 1)",
+      "the two pipelines fill each other's bubbles: D-2 idle slots per device, not D (the "
+      "paper's (D-2)/(2N+D-2) for F = B); the price is two weight replicas per device "
+      f"(weight memory {c['weight_memory']:g} device-shares) and {c['peak_activations']} "
+      "activations (D, as 1F1B).")
   return rows
 
 

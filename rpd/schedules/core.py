@@ -9,7 +9,11 @@ Conventions (the one place they are stated; everything else in rpd cites this do
 --------------------------------------------------------------------------------------
 * Indices are 0-based in code: device ``p`` in ``0..P-1``, chunk ``c`` in ``0..V-1``,
   microbatch ``m`` in ``0..M-1``. A *block* (= virtual stage) is ``b = c * P + p``; with one
-  chunk per device, block = stage = device. There are ``S = P * V`` blocks. (The issue text
+  chunk per device, block = stage = device. There are ``S = P * V`` blocks. A schedule with
+  another placement names the block of each action explicitly (:attr:`Action.block`): the
+  V-shaped schedules put chunk 1 of device ``p`` on block ``2P - 1 - p``; Chimera's upward
+  pipeline runs model block ``b`` on device ``P - 1 - b``. ``S`` is then the number of
+  distinct blocks named (``2P`` for V shapes, ``P`` for Chimera's two replicas). (The issue text
   and the paper count stages from 1: stage ``s`` there is block ``s - 1`` here.)
 * Dependencies: ``F(m, b)`` starts after ``F(m, b-1)`` ends; ``B(m, b)`` starts after
   ``F(m, b)`` and ``B(m, b+1)`` end; ``W(m, b)`` (weight gradient, split-backward schedules)
@@ -55,12 +59,15 @@ class Action:
       schedule splits it off), ``"W"`` weight gradient.
     microbatch: microbatch index ``m`` (0-based).
     chunk: model chunk ``c`` held by this device (0 unless the schedule is interleaved).
+    block: the block (virtual stage) the action runs, or ``-1`` (default) for the
+      interleaved placement ``chunk * P + stage``.
   """
 
   stage: int
   kind: str
   microbatch: int
   chunk: int = 0
+  block: int = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +82,7 @@ class TimedSchedule:
     start: maps ``(kind, m, block)`` to its start time.
     end: maps ``(kind, m, block)`` to its end time.
     update_kind: ``"B"`` or ``"W"``: the action whose end applies a block update.
+    n_blocks: number of blocks (default ``0`` = ``P * V``).
   """
 
   P: int
@@ -84,11 +92,12 @@ class TimedSchedule:
   start: Mapping[tuple[str, int, int], float]
   end: Mapping[tuple[str, int, int], float]
   update_kind: str
+  n_blocks: int = 0
 
   @property
   def S(self) -> int:
-    """Number of blocks ``S = P * V``."""
-    return self.P * self.V
+    """Number of blocks: ``P * V`` for the interleaved placement, else :attr:`n_blocks`."""
+    return self.n_blocks or self.P * self.V
 
   @property
   def makespan(self) -> float:
@@ -97,8 +106,8 @@ class TimedSchedule:
 
 
 def block_of(action: Action, P: int) -> int:
-  """Block (virtual stage) index ``b = chunk * P + stage`` of an action."""
-  return action.chunk * P + action.stage
+  """Block (virtual stage) of an action: :attr:`Action.block`, else ``chunk * P + stage``."""
+  return action.block if action.block >= 0 else action.chunk * P + action.stage
 
 
 def dependencies(kind: str, m: int, b: int, S: int, split_backward: bool):
@@ -153,7 +162,8 @@ def time_schedule(
     ValueError: on a deadlock (an order that can never run) or a duplicate action.
   """
   P = len(actions)
-  S = P * V
+  explicit = any(a.block >= 0 for acts in actions for a in acts)
+  S = (1 + max(block_of(a, P) for acts in actions for a in acts)) if explicit else P * V
   dur = {"F": 1.0, "B": 1.0, "W": 1.0}
   if durations:
     dur.update(durations)
@@ -199,7 +209,7 @@ def time_schedule(
       raise ValueError(f"schedule deadlocks; next actions per device: {stuck}")
   return TimedSchedule(
       P=P, V=V, M=M, actions=tuple(tuple(a) for a in actions), start=start, end=end,
-      update_kind="W" if split else "B")
+      update_kind="W" if split else "B", n_blocks=S if explicit else 0)
 
 
 def update_order(timed: TimedSchedule) -> tuple[np.ndarray, dict]:
@@ -311,6 +321,8 @@ class Schedule(abc.ABC):
   split_backward: bool = False
   #: one line for tables: the paper the schedule comes from.
   reference: str = ""
+  #: full weight replicas each device holds (Chimera's two pipelines: 2).
+  replicas: int = 1
 
   def check(self, P: int, M: int, V: int = 1) -> None:
     """Raise :class:`ScheduleNotApplicable` if the schedule does not apply to ``(P, M, V)``.

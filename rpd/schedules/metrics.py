@@ -42,6 +42,20 @@ Definitions (time conventions: :mod:`rpd.schedules.core`)
   When the per-microbatch tables of the central window differ (no steady state, e.g. with a
   latency they alternate), the entrywise maximum over the window is reported and
   ``tau_steady`` is ``False``.
+* Delay conventions. ``tau`` counts *block updates* (of any block) between the read and the
+  update (module :mod:`rpd.schedules.core`): PipeDream's delays count from the actual read
+  of the weights by the forward. ``tau_versions_max`` counts *versions* (optimizer steps of
+  the read block): the largest number of updates of block ``j`` applied after microbatch
+  ``m`` read block ``j`` and before ``m``'s gradient updates block ``i``, over the steady
+  window (PipeDream stage ``s`` of ``S``, 0-based: ``S - 1 - s`` on the diagonal). For 2BW
+  the version is counted from when it was *created* (the 2BW paper's "one version stale"):
+  ``tau_versions_max = 1``, while the smallest block-update maximum that reproduces the same
+  values is ``2S - 1`` and :attr:`tau_max` reports the table of the read, ``3S - 2``.
+  Synchronous schedules: 0 and 0. ``DELAY_CONVENTION`` states this in one line.
+* Memory in device-shares (for choosing between schedules): ``activation_memory`` =
+  ``peak_activations / V`` for chunked schedules (a block of an interleaved or V-shaped
+  schedule is ``1/V`` of a device's layers), ``weight_memory`` = ``weight_versions`` times
+  the schedule's weight :attr:`~rpd.schedules.core.Schedule.replicas` (2 for Chimera).
 """
 from __future__ import annotations
 
@@ -227,6 +241,33 @@ def delay_tables_of(schedule: Schedule, P: int, M: int, V: int = 1, durations=No
     return out
 
 
+DELAY_CONVENTION = (
+    "tau: block updates (any block) between the forward's read of block j and the update of "
+    "block i (PipeDream-style, from the actual read); tau_versions: updates of block j itself "
+    "in that interval (optimizer steps; 2BW: counted from the version's creation, = 1)")
+
+
+def versions_delay_max(schedule: Schedule, timed: TimedSchedule) -> int:
+  """Largest delay in versions (see the module docstring) over the central third of ``timed``."""
+  if schedule.semantics == "sync_flush":
+    return 0
+  if schedule.semantics == "double_buffered":
+    return 1
+  k = timed.update_kind
+  S, M = timed.S, timed.M
+  upd = {b: np.sort([timed.end[(k, m, b)] for m in range(M)]) for b in range(S)}
+  best = 0
+  for m in range(M // 3, max(M // 3 + 1, (2 * M) // 3)):
+    for j in range(S):
+      read = timed.start[("F", m, j)]
+      lo = np.searchsorted(upd[j], read + _EPS, side="right")
+      for i in range(S):
+        # updates of j strictly before m's update of i (for i = j: not m's own update)
+        hi = np.searchsorted(upd[j], timed.end[(k, m, i)] - _EPS, side="left")
+        best = max(best, int(hi - lo))
+  return best
+
+
 def schedule_metrics(schedule: Schedule, P: int, M: int, V: int = 1,
                      durations: Mapping[str, float] | None = None, latency: float = 0.0,
                      tables: bool = True) -> dict:
@@ -271,6 +312,10 @@ def schedule_metrics(schedule: Schedule, P: int, M: int, V: int = 1,
   versions = weight_versions(schedule, long, batch)
   out["weight_versions"] = max(versions)
   out["weight_versions_per_stage"] = versions
+  out["weight_memory"] = float(max(versions) * schedule.replicas)
+  out["activation_memory"] = out["peak_activations"] / (V if schedule.chunked else 1)
+  out["tau_versions_max"] = versions_delay_max(schedule, long)
+  out["delay_convention"] = DELAY_CONVENTION
   try:
     tabs = delay_tables_of(schedule, P, M, V, dur, latency)
   except (ScheduleNotApplicable, SteadyStateError) as e:

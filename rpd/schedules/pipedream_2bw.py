@@ -118,3 +118,23 @@ class PipeDream2BW(Schedule):
         raise SteadyStateError(f"2BW delay table of microbatch {m} differs from that of "
                                f"microbatch {window[0]}")
     return tables[0]
+
+
+def smallest_delay_tables_2bw(timed: TimedSchedule, batch: int, ms: Sequence[int]) -> np.ndarray:
+  """The smallest delays that give 2BW's values: ``rank(t, i) - rank(t - 1, j)``.
+
+  Block ``j`` keeps the value ``W^(t-1)`` from the update ``(t - 2, j)`` until the update
+  ``(t - 1, j)``, so every delay in ``[rank(t, i) - rank(t - 1, j),
+  rank(t, i) - rank(t - 2, j) - 1]`` reads the same value; :func:`delay_tables_2bw` reports
+  the upper end (counted from the version's creation, max ``3S - 2``), this the lower end
+  (max ``2S - 1`` in steady state).
+  """
+  rank = batch_update_order(timed, batch)
+  delay_tables_2bw(timed, batch, ms)  # checks the double-buffering premise
+  out = np.zeros((len(ms), timed.S, timed.S), dtype=np.int64)
+  for r, m in enumerate(ms):
+    t = m // batch
+    for i in range(timed.S):
+      for j in range(timed.S):
+        out[r, i, j] = rank[(t, i)] - rank[(t - 1, j)]
+  return out

@@ -14,7 +14,10 @@ class ZBH1(Schedule):
   Synchronous: one update per batch after the flush.
 
   Paper (Table 2): bubble ``(P - 1)(T_F + T_B - T_W)`` per stage, against 1F1B's
-  ``(P - 1)(T_F + T_B + T_W)``; a third of it when ``T_F = T_B = T_W``.
+  ``(P - 1)(T_F + T_B + T_W)``; a third of it when ``T_F = T_B = T_W``. This holds for
+  ``T_W <= T_F`` only (tested): a deferred ``W`` must fit in the slot of a forward; with
+  ``T_W > T_F`` the bubble is larger (``(P - 1) T_F`` at ``F = B = 1, W = 2``, where the
+  formula gives 0).
   """
 
   name = "zb-h1"
