@@ -18,6 +18,9 @@ EXAMPLES = {
     "logistic": ("logistic", dict(d=12, n=32, batch=4, seed=1)),
     "charlm": ("charlm", dict(batch=2, seed=0, n_layers=6, hidden=8, emb=4, n_chains=4,
                               length=64, n_eval=32)),
+    "transformer": ("transformer", dict(n_chars=4000, T=8, d_model=8, heads=2, batch=2,
+                                        n_eval=4)),
+    "mlp": ("mlp", dict(hidden=8, n_layers=4, batch=4)),
 }
 
 

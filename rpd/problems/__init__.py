@@ -64,11 +64,15 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "quadratic": ("d", "seed", "noise"),
     "logistic": ("d", "n", "seed", "batch"),
     "charlm": ("seed", "batch"),
+    "transformer": ("batch",),
+    "mlp": ("batch",),
 }
 FILE_OPTIONS: dict[str, tuple[str, ...]] = {  # with ``name:FILE`` (data from the file)
     "quadratic": ("noise",),
     "logistic": ("batch",),
     "charlm": ("seed", "batch"),
+    "transformer": ("batch",),
+    "mlp": ("batch",),
 }
 
 
