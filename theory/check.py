@@ -82,17 +82,17 @@ def _lambdified():
   return out
 
 
-def gamma_max(variant: str, L_: float, tau_: int) -> float:
+def gamma_max(variant: str, L_: float, tau_: int, S_: int = 1) -> float:
   """The exact largest step size of the variant's condition (``1/L`` when ``tau = 0``)."""
   if tau_ == 0:
     return 1.0 / L_
-  return float(theorem.derive(variant)["gamma_max"].subs({L: L_, tau: tau_}))
+  return float(theorem.derive(variant)["gamma_max"].subs({L: L_, tau: tau_, S: S_}))
 
 
 def theory_side(variant: str, *, gamma_: float, K_: int, S_: int, L_: float, tau_: int,
                 sigma2_: float, Delta_: float) -> float | None:
   """The theorem's bound, or ``None`` when ``gamma_`` violates the step-size condition."""
-  if gamma_ > gamma_max(variant, L_, tau_) * (1 + 1e-12):
+  if gamma_ > gamma_max(variant, L_, tau_, S_) * (1 + 1e-12):
     return None
   th = theorem.derive(variant)
   return float(th["bound"].subs({gamma: gamma_, K: K_, S: S_, L: L_, tau: tau_,
