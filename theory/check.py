@@ -178,16 +178,17 @@ def stale_scaling(S_values=(2, 4, 8, 16), gamma_: float = 1e-3, K_: int = 2048,
           "fitted_exponent": slope, "lemma_noise_exponent": lem}
 
 
-def run_all(quick: bool = False, seeds: int | None = None) -> list[dict]:
-  """Every configuration of :data:`QUICK` or :data:`FULL`."""
+def run_all(quick: bool = False, seeds: int | None = None, progress: bool = False) -> list[dict]:
+  """Every configuration of :data:`QUICK` or :data:`FULL` (a tqdm bar on stderr if
+  ``progress``; tqdm writes plain lines when stderr is not a terminal)."""
+  from tqdm import tqdm
   cfg = QUICK if quick else FULL
   if seeds is not None:
     cfg = dataclasses.replace(cfg, seeds=seeds)
+  todo = [(p, r, s_) for p in cfg.problems for r in cfg.rules for s_ in cfg.S_values]
   rows = []
-  for p in cfg.problems:
-    for r in cfg.rules:
-      for s_ in cfg.S_values:
-        rows += check_configuration(p, r, s_, cfg)
+  for p, r, s_ in tqdm(todo, desc="rpd theory check", unit="config", disable=not progress):
+    rows += check_configuration(p, r, s_, cfg)
   return rows
 
 

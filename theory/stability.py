@@ -435,7 +435,8 @@ def gamma_max_theorem(S: int, L: float = 1.0) -> dict:
   from rpd.theory import theorem
   t = int(delay_table(S).max())
   return {v: (1.0 / L if t == 0 else
-              float(theorem.derive(v)["gamma_max"].subs({theorem.L: L, theorem.tau: t})))
+              float(theorem.derive(v)["gamma_max"].subs({theorem.L: L, theorem.tau: t,
+                                                             theorem.S: S})))
           for v in theorem.VARIANTS}
 
 
@@ -444,7 +445,7 @@ def stale_terms(S: int, gamma: float, sigma: float, L: float = 1.0) -> dict:
   sigma^2`` (from :func:`rpd.theory.theorem.derive`)."""
   from rpd.theory import theorem
   sub = {theorem.gamma: gamma, theorem.L: L, theorem.tau: int(delay_table(S).max()),
-         theorem.sigma2: S * sigma ** 2}
+         theorem.sigma2: S * sigma ** 2, theorem.S: S}
   return {v: float(theorem.derive(v)["stale_term"].subs(sub)) for v in theorem.VARIANTS}
 
 
