@@ -464,9 +464,11 @@ def engine_problem(problem: str, S: int, L: float = 1.0, sigma: float = 0.0):
 
 
 def engine_K(S: int, rounds: int = 64) -> int:
-  """Iterations of a measured run: ``rounds`` times the oldest read in microbatches."""
+  """Iterations of a measured run: ``rounds`` times the oldest read counted in microbatches
+  (``tau_max // S + 1``), in microbatches, rounded up to a multiple of 64 microbatches (at
+  least 256); ``K`` counts block updates (``S`` per microbatch)."""
   r = rounds * (int(delay_table(S).max()) // S + 1)
-  return int(2 * -(-r // 2) * S)
+  return int(64 * S * max(-(-r // 64), 4))
 
 
 def _stable_run(gn_row: np.ndarray, diverged: bool) -> bool:
@@ -484,12 +486,15 @@ def _stable_run(gn_row: np.ndarray, diverged: bool) -> bool:
 
 def measured_threshold(rule: str, S: int, problem: str = "isotropic", L: float = 1.0,
                        lo: float = 1e-3, hi: float = 4.0, grid: int = 12, rounds: int = 3,
-                       K_rounds: int = 64, seed: int = 0) -> dict:
+                       K_rounds: int = 64, seed: int = 0, widen: int = 2) -> dict:
   """Divergence threshold of engine runs with exact gradients (vectorised bisection).
 
   As ``experiments/critical_gamma.py``: a geometric grid of gammas as one
   :func:`rpd.engine.sweep`; each round refines between the largest stable gamma below the
-  first unstable one and that one (stability: :func:`_stable_run`). Returns the final
+  first unstable one and that one (stability: :func:`_stable_run`); if the first grid is all
+  stable or all unstable, the range is widened 4x each side (``widen`` times). The start
+  range may come from anywhere (:func:`report` puts it around the exact thresholds): only the
+  runs decide the bracket. Returns the final
   bracket and its geometric mean. One path per gamma: for ``rpd`` this measures the pathwise
   (almost-sure) threshold, which is at least the mean-square one (Lyapunov exponent <=
   (1/2) log rho(T)), and not ordered with the mean one in general.
@@ -513,6 +518,9 @@ def measured_threshold(rule: str, S: int, problem: str = "isotropic", L: float =
     stable = [g for g, ok in results if ok and (b is None or g < b)]
     a = max(stable) if stable else None
     if a is None or b is None:
+      if rnd == 0 and widen > 0:  # the range missed the threshold: widen it and restart
+        return measured_threshold(rule, S, problem, L, lo / 4, hi * 4, grid, rounds, K_rounds,
+                                  seed, widen - 1)
       break
   est = None if (a is None or b is None) else math.sqrt(a * b)
   return {"measured_threshold": est, "bracket": [a, b], "K": K, "seed": seed}
@@ -547,7 +555,9 @@ def report(rule: str, S: int, problem: str = "isotropic", L: float = 1.0,
          "tau_max": int(delay_table(S).max()), **ex,
          "gamma_max": gamma_max_theorem(S, L), "measured_threshold": None}
   if measure:
-    m = measured_threshold(rule, S, problem, L)
+    ms = ex["mean_square_threshold"] or ex["mean_threshold"]
+    m = measured_threshold(rule, S, problem, L, lo=0.7 * min(ms, ex["mean_threshold"]),
+                           hi=1.4 * ex["mean_threshold"], grid=8, rounds=2, K_rounds=32)
     out["measured_threshold"] = m["measured_threshold"]
     out["measured_bracket"] = m["bracket"]
     out["measured_K"] = m["K"]
@@ -557,5 +567,6 @@ def report(rule: str, S: int, problem: str = "isotropic", L: float = 1.0,
                      "exact": st.get("stationary_excess"),
                      "bound_stale_term": stale_terms(S, gamma, sigma, L)}
     if measure:
-      out["excess"].update(measured_excess(rule, S, problem, gamma, sigma, L, seeds))
+      out["excess"].update(measured_excess(rule, S, problem, gamma, sigma, L, seeds,
+                                           K_rounds=32))
   return out
