@@ -466,9 +466,9 @@ def engine_problem(problem: str, S: int, L: float = 1.0, sigma: float = 0.0):
 def engine_K(S: int, rounds: int = 64) -> int:
   """Iterations of a measured run: ``rounds`` times the oldest read counted in microbatches
   (``tau_max // S + 1``), in microbatches, rounded up to a multiple of 64 microbatches (at
-  least 256); ``K`` counts block updates (``S`` per microbatch)."""
+  least 1024); ``K`` counts block updates (``S`` per microbatch)."""
   r = rounds * (int(delay_table(S).max()) // S + 1)
-  return int(64 * S * max(-(-r // 64), 4))
+  return int(64 * S * max(-(-r // 64), 16))
 
 
 def _stable_run(gn_row: np.ndarray, diverged: bool) -> bool:
@@ -494,7 +494,7 @@ def measured_threshold(rule: str, S: int, problem: str = "isotropic", L: float =
   first unstable one and that one (stability: :func:`_stable_run`); if the first grid is all
   stable or all unstable, the range is widened 4x each side (``widen`` times). The start
   range may come from anywhere (:func:`report` puts it around the exact thresholds): only the
-  runs decide the bracket. Returns the final
+  runs decide the bracket. Start: ``x* + N(0, I)`` (seeded). Returns the final
   bracket and its geometric mean. One path per gamma: for ``rpd`` this measures the pathwise
   (almost-sure) threshold, which is at least the mean-square one (Lyapunov exponent <=
   (1/2) log rho(T)), and not ordered with the mean one in general.
@@ -504,11 +504,15 @@ def measured_threshold(rule: str, S: int, problem: str = "isotropic", L: float =
   pb = engine_problem(problem, S, L, 0.0)
   rule_ = get_rule(rule, S)
   K = engine_K(S, K_rounds)
+  # a generic start excites every mode (from x^0 = 0 the symmetric start e = -1 leaves the
+  # unstable mode of rank1 at zero up to rounding)
+  x0 = 1.0 + np.random.default_rng(seed).standard_normal((S, 1))
   results: list[tuple[float, bool]] = []
   a = b = None
   for rnd in range(rounds):
     gs = (np.geomspace(lo, hi, grid) if rnd == 0 else np.geomspace(a, b, grid + 2)[1:-1])
-    res = sweep(pb, rule_, gammas=gs, seeds=np.full(len(gs), seed), K=K, record_every=K // 16)
+    res = sweep(pb, rule_, gammas=gs, seeds=np.full(len(gs), seed), K=K, record_every=K // 16,
+                x0=x0)
     gn = np.asarray(res.metrics["grad_norm_sq"])
     for n, g in enumerate(gs):
       results.append((float(g), _stable_run(gn[n], bool(res.diverged[n]))))
