@@ -82,6 +82,7 @@ def _show(args) -> int:
     e["scalings"].pop("table_exprs", None)
     out["variants"][v] = e
   out["refined"] = out["variants"]["martingale"]
+  out["scalings"] = {v: e["scalings"] for v, e in out["variants"].items()}
   out["checks"] = {f"{v}:{k}": c for v, e in out["variants"].items()
                    for k, c in e["checks"].items()}
   if args.json:
