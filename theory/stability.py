@@ -463,12 +463,13 @@ def engine_problem(problem: str, S: int, L: float = 1.0, sigma: float = 0.0):
                    sigma=float(sigma))
 
 
-def engine_K(S: int, rounds: int = 64) -> int:
+def engine_K(S: int, rounds: int = 64, min_mb: int = 64) -> int:
   """Iterations of a measured run: ``rounds`` times the oldest read counted in microbatches
-  (``tau_max // S + 1``), in microbatches, rounded up to a multiple of 64 microbatches (at
-  least 1024); ``K`` counts block updates (``S`` per microbatch)."""
-  r = rounds * (int(delay_table(S).max()) // S + 1)
-  return int(64 * S * max(-(-r // 64), 16))
+  (``tau_max // S + 1``), at least ``min_mb`` microbatches, rounded up to a multiple of 64
+  microbatches; ``K`` counts block updates (``S`` per microbatch), so ``K / 64`` is a
+  multiple of ``S`` (pipedream's updates per step)."""
+  r = max(rounds * (int(delay_table(S).max()) // S + 1), min_mb)
+  return int(64 * S * -(-r // 64))
 
 
 def _stable_run(gn_row: np.ndarray, diverged: bool) -> bool:
@@ -486,7 +487,8 @@ def _stable_run(gn_row: np.ndarray, diverged: bool) -> bool:
 
 def measured_threshold(rule: str, S: int, problem: str = "isotropic", L: float = 1.0,
                        lo: float = 1e-3, hi: float = 4.0, grid: int = 12, rounds: int = 3,
-                       K_rounds: int = 64, seed: int = 0, widen: int = 2) -> dict:
+                       K_rounds: int = 64, seed: int = 0, widen: int = 2,
+                       min_mb: int = 64) -> dict:
   """Divergence threshold of engine runs with exact gradients (vectorised bisection).
 
   As ``experiments/critical_gamma.py``: a geometric grid of gammas as one
@@ -503,7 +505,7 @@ def measured_threshold(rule: str, S: int, problem: str = "isotropic", L: float =
   from rpd.rules import get_rule
   pb = engine_problem(problem, S, L, 0.0)
   rule_ = get_rule(rule, S)
-  K = engine_K(S, K_rounds)
+  K = engine_K(S, K_rounds, min_mb)
   # a generic start excites every mode (from x^0 = 0 the symmetric start e = -1 leaves the
   # unstable mode of rank1 at zero up to rounding)
   x0 = 1.0 + np.random.default_rng(seed).standard_normal((S, 1))
@@ -524,7 +526,7 @@ def measured_threshold(rule: str, S: int, problem: str = "isotropic", L: float =
     if a is None or b is None:
       if rnd == 0 and widen > 0:  # the range missed the threshold: widen it and restart
         return measured_threshold(rule, S, problem, L, lo / 4, hi * 4, grid, rounds, K_rounds,
-                                  seed, widen - 1)
+                                  seed, widen - 1, min_mb)
       break
   est = None if (a is None or b is None) else math.sqrt(a * b)
   return {"measured_threshold": est, "bracket": [a, b], "K": K, "seed": seed}
@@ -561,7 +563,8 @@ def report(rule: str, S: int, problem: str = "isotropic", L: float = 1.0,
   if measure:
     ms = ex["mean_square_threshold"] or ex["mean_threshold"]
     m = measured_threshold(rule, S, problem, L, lo=0.7 * min(ms, ex["mean_threshold"]),
-                           hi=1.4 * ex["mean_threshold"], grid=8, rounds=2, K_rounds=32)
+                           hi=1.4 * ex["mean_threshold"], grid=8, rounds=2, K_rounds=32,
+                           min_mb=1024)
     out["measured_threshold"] = m["measured_threshold"]
     out["measured_bracket"] = m["bracket"]
     out["measured_K"] = m["K"]
