@@ -361,28 +361,6 @@ def stale_read_martingale(cases: int = 12, seed: int = 4, bound=_martingale_boun
                "expectations exact over all outcomes")
 
 
-def noise_per_block(n: int = 200, seed: int = 5) -> Check:
-  """``E_{i_k} sigma_{i_k}^2(x_hat^k(i_k)) <= sigma^2 / S`` under the per-block assumption.
-
-  With ``sigma_i^2(y) <= sbar_i^2`` for every ``y`` and ``sum_i sbar_i^2 = sigma^2``, the
-  average over a uniform ``i_k`` is at most ``sigma^2 / S`` even though the read point
-  depends on ``i_k``. Instances: random per-block variance functions and read points.
-  """
-  rng = np.random.default_rng(seed)
-  ok, tight = True, np.inf
-  for _ in range(n):
-    S_ = int(rng.integers(1, 9))
-    sbar = rng.uniform(0, 3, size=S_)
-    frac = rng.uniform(0, 1, size=S_)
-    frac[rng.integers(S_)] = 1.0  # a read point where a block attains its sup
-    lhs = float(np.mean(sbar * frac))
-    rhs = float(np.sum(sbar) / S_)
-    ok &= _le(lhs, rhs, rhs)
-    tight = min(tight, _ratio(rhs, lhs))
-  return Check(bool(ok), "numeric", n, float(tight),
-               "mean over blocks of the block variance at the block's own read point")
-
-
 ALL = {
     "polarization": polarization,
     "variance_decomposition": variance_decomposition,
@@ -390,7 +368,6 @@ ALL = {
     "descent_quadratic_identity": descent_quadratic_identity,
     "descent_lemma": descent_lemma,
     "block_smoothness": block_smoothness,
-    "noise_per_block": noise_per_block,
     "stale_read_cauchy_schwarz": stale_read_cauchy_schwarz,
     "stale_read_martingale": stale_read_martingale,
     "window_count": window_count,
