@@ -562,8 +562,8 @@ def report(rule: str, S: int, problem: str = "isotropic", L: float = 1.0,
          "gamma_max": gamma_max_theorem(S, L), "measured_threshold": None}
   if measure:
     ms = ex["mean_square_threshold"] or ex["mean_threshold"]
-    m = measured_threshold(rule, S, problem, L, lo=0.7 * min(ms, ex["mean_threshold"]),
-                           hi=1.4 * ex["mean_threshold"], grid=8, rounds=2, K_rounds=32,
+    m = measured_threshold(rule, S, problem, L, lo=0.85 * min(ms, ex["mean_threshold"]),
+                           hi=1.2 * ex["mean_threshold"], grid=6, rounds=2, K_rounds=64,
                            min_mb=1024)
     out["measured_threshold"] = m["measured_threshold"]
     out["measured_bracket"] = m["bracket"]
