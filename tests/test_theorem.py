@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 from rpd.cli import main
-from rpd.theory import delay, lemmas, scaling, theorem
+from rpd.theory import cache, certify, delay, lemmas, scaling, theorem
 from rpd.theory.theorem import Delta, K, L, S, gamma, sigma2, tau
 
 
@@ -22,7 +22,7 @@ def test_every_atomic_fact_passes_its_check(name):
 def test_adversarial_instances_make_the_inequalities_tight():
   # Equality is attained (up to rounding) where the proof says it should be.
   for name in ("descent_lemma", "block_smoothness", "stale_read_cauchy_schwarz",
-               "window_count", "noise_per_block"):
+               "window_count"):
     assert lemmas.ALL[name]().tightest == pytest.approx(1.0, abs=1e-6), name
   # The martingale lemma loses exactly Young's factor 2 on its worst instance.
   assert lemmas.stale_read_martingale().tightest == pytest.approx(2.0, rel=1e-9)
@@ -76,23 +76,98 @@ def test_constants_of_both_variants():
   assert theorem.sufficient_step_size_holds("martingale")
 
 
-def test_all_chain_checks_pass():
-  for v in ("cs", "martingale"):
-    bad = {k: c for k, c in theorem.checks(v).items() if not c.passed}
+def test_all_chain_checks_pass_with_a_status_per_step():
+  for v in theorem.VARIANTS:
+    bad = {k: c for k, c in certify.checks(v).items() if not c.passed}
     assert not bad
+    steps = certify.steps(v)
+    assert all(s["status"] in ("proved", "checked") and s["how"] for s in steps.values())
+    assert steps[f"certificate_{v}"]["status"] == "proved"
+    assert steps[f"stale_read_{v}"]["status"] == "checked"
+
+
+# --- mutation tests: the certificate's constants have one source of truth -------------------
+
+def _mutated(monkeypatch, variant, **changes):
+  import dataclasses
+  v = dataclasses.replace(theorem.VARIANTS[variant], **changes)
+  monkeypatch.setitem(theorem.VARIANTS, variant, v)
+  certify.checks.cache_clear()
+
+
+def test_mutation_drop_stale_term_fails_stale_read_check(monkeypatch):
+  _mutated(monkeypatch, "cs", b=sp.Integer(0))
+  assert not certify.stale_read_check("cs").passed
+
+
+def test_mutation_halve_lemma_constant_a_fails_stale_read_check(monkeypatch):
+  _mutated(monkeypatch, "cs", a=theorem.VARIANTS["cs"].a / 2)
+  assert not certify.stale_read_check("cs").passed
+
+
+def test_mutation_halve_lemma_constant_b_fails_stale_read_check(monkeypatch):
+  _mutated(monkeypatch, "cs", b=theorem.VARIANTS["cs"].b / 2)
+  assert not certify.stale_read_check("cs").passed
+
+
+def test_mutation_flip_multiplier_sign_fails_certificate_verification():
+  for v in theorem.VARIANTS:
+    th = theorem.derive(v)
+    f = th["facts"]
+    for name in ("stale_read", "window_count"):
+      mult = dict(th["multipliers"])
+      assert theorem.verify_certificate(f[0].expr, f[1:], mult, th["final"]) == []
+      mult[name] = -mult[name]
+      assert theorem.verify_certificate(f[0].expr, f[1:], mult, th["final"]), (v, name)
+
+
+def test_lemma_checks_use_the_variant_constants(monkeypatch):
+  # A looser lemma (a and b doubled) passes with slack 2: the check reads VARIANTS.
+  assert certify.stale_read_check("cs").tightest == pytest.approx(1.0, abs=1e-9)
+  v = theorem.VARIANTS["cs"]
+  _mutated(monkeypatch, "cs", a=2 * v.a, b=2 * v.b)
+  c = certify.stale_read_check("cs")
+  assert c.passed and c.tightest == pytest.approx(2.0, rel=1e-9)
+
+
+def test_block_variant_step_size_is_S_to_minus_three_halves():
+  o = scaling.orders("block")
+  assert o["gamma_max"]["even"][0] == sp.Rational(-3, 2)
+  assert o["gamma_max"]["odd"][0] == sp.Rational(-3, 2)
+  assert scaling.orders("cs")["gamma_max"]["even"][0] == -2
+
+
+def test_cache_equals_a_fresh_derivation():
+  data = __import__("json").loads(cache.CACHE.read_text())
+  assert data["source_hash"] == cache.source_hash(), (
+      "theory/derivation.json is stale: run `python -m rpd.theory.cache --write`")
+  d = data["derivation"]
+  loc = theorem.SYMBOLS
+  for v in theorem.VARIANTS:
+    th = theorem.derive(v)
+    c = d["variants"][v]
+    for key in ("bound", "stale_term", "gamma_max", "A", "B", "C"):
+      assert sp.simplify(sp.sympify(c[key], locals=loc) - th[key]) == 0, (v, key)
+    for name, m in th["multipliers"].items():
+      assert sp.simplify(sp.sympify(c["multipliers"][name], locals=loc) - m) == 0
+    assert {k: s["passed"] for k, s in c["checks"].items()} == {
+        k: ch.passed for k, ch in certify.checks(v).items()}
+    for row, fresh in zip(c["scalings"]["table"], scaling.table(v)):
+      assert row == pytest.approx(fresh)
 
 
 EXPECTED_EXPONENTS = {
     "cs": {"stale_fixed_gamma": 4, "stale_gamma_c_over_sqrtK": 4,
            "stale_at_minimizer_K_to_inf": 5, "gamma_not_dominant": -4, "K_star_tuned": 9,
            "gamma_max": -2, "K_cap": 5, "stale_at_gamma_max": 0, "K_star_fixed_c": 6},
+    "block": {"stale_fixed_gamma": 2, "gamma_not_dominant": -2, "K_cap": 4},
     "martingale": {"stale_fixed_gamma": 2, "stale_gamma_c_over_sqrtK": 2,
                    "stale_at_minimizer_K_to_inf": 3, "gamma_not_dominant": -2,
                    "K_star_tuned": 5, "gamma_max": -2, "K_cap": 5, "stale_at_gamma_max": -2},
 }
 
 
-@pytest.mark.parametrize("variant", ["cs", "martingale"])
+@pytest.mark.parametrize("variant", ["cs", "martingale", "block"])
 def test_orders_in_S(variant):
   o = scaling.orders(variant)
   assert o["same_for_both_parities"]
@@ -108,11 +183,14 @@ def test_orders_in_S(variant):
       assert float(val / s_ ** p) == pytest.approx(float(lc.subs(num)), rel=2e-3), name
 
 
-def test_comparison_with_paper():
+def test_comparison_with_paper_under_both_countings():
   cs, mg = scaling.comparison("cs"), scaling.comparison("martingale")
-  assert cs["fixed_gamma"]["agree"] and cs["gamma_c_over_sqrtK"]["agree"]
-  assert not cs["minimizer_K_to_inf"]["agree"] and cs["minimizer_K_to_inf"]["ours"] == 5
-  assert mg["fixed_gamma"]["ours"] == 2 and not mg["fixed_gamma"]["agree"]
+  assert cs["fixed_gamma"]["matches"] == "both"
+  # 2 L Delta S tau^2 / K in block updates is S^5; in microbatches K_mb = K / S it is S^4.
+  m = cs["minimizer_K_to_inf"]
+  assert (m["K_block_updates"], m["K_microbatches"], m["matches"]) == (5, 4, "microbatches")
+  assert mg["fixed_gamma"]["K_block_updates"] == 2
+  assert mg["fixed_gamma"]["matches"].startswith("neither: a lower order")
 
 
 def test_table_values():
@@ -125,8 +203,8 @@ def test_table_values():
 
 
 def test_theorem_md_is_up_to_date():
-  assert theorem.THEOREM_MD.read_text() == theorem.render_markdown(), (
-      "theory/THEOREM.md is stale: run `python -m rpd.theory.theorem --write`")
+  assert certify.THEOREM_MD.read_text() == certify.render_markdown(), (
+      "theory/THEOREM.md is stale: run `python -m rpd.theory.certify --write`")
 
 
 def test_cli_json_keys_and_parsable_formulas(capsys):
@@ -144,19 +222,37 @@ def test_cli_json_keys_and_parsable_formulas(capsys):
   assert {str(s_) for s_ in bound.free_symbols} <= set(loc)
   refined = sp.sympify(out["refined"]["stale_term"], locals=loc)
   assert sp.simplify(refined - 2 * L ** 2 * sigma2 * gamma ** 2 * tau) == 0
-  assert all(c["passed"] for c in out["checks"].values())
+  assert all(c["passed"] and c["status"] in ("proved", "checked")
+             for c in out["checks"].values())
+  assert set(out["variants"]) == set(theorem.VARIANTS)
 
 
 def test_cli_text_and_latex(capsys):
   assert main(["theory", "--latex"]) == 0
   text = capsys.readouterr().out
-  assert "\\frac" in text and "A1 (smoothness)" in text and "DISAGREE" in text
+  assert "\\frac" in text and "A1 (smoothness)" in text and "DISAGREE" not in text
+  assert "\\sigma^{2}" in text and "sigma_{2}" not in text and "**" not in text.split(
+      "PipeDream delay")[0].split("Assumptions")[1].replace("||", "")
+  assert main(["theory"]) == 0
+  text = capsys.readouterr().out
+  assert "gamma_nd" in text and "K_cap = K" in text and "K_mb" in text
+
+
+def test_cli_show_is_fast():
+  import time
+  t0 = time.time()
+  r = subprocess.run([sys.executable, "-m", "rpd", "theory", "--json"], capture_output=True,
+                     text=True)
+  assert r.returncode == 0 and time.time() - t0 < 5  # < 2 s on an idle 2-core machine
+  json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
 
 
 @pytest.mark.parametrize("argv, needle", [
     (["theory", "nosuch"], "nosuch"),
     (["theory", "--L", "-1"], "-1"),
     (["theory", "check", "--seeds", "0"], "0"),
+    (["theory", "--sigma2", "inf"], "inf"),
+    (["theory", "stability", "--stages", "-3"], "-3"),
 ])
 def test_cli_bad_input_one_line_exit_2(argv, needle):
   r = subprocess.run([sys.executable, "-m", "rpd", *argv], capture_output=True, text=True)

@@ -68,7 +68,7 @@ def test_cli_check_json_and_table(rows, monkeypatch, capsys):
   import json
 
   from rpd.cli import main
-  monkeypatch.setattr(check, "run_all", lambda quick, seeds: rows)
+  monkeypatch.setattr(check, "run_all", lambda quick, seeds, progress=False: rows)
   assert main(["theory", "check", "--quick", "--json"]) == 0
   out = json.loads(capsys.readouterr().out)
   assert len(out["rows"]) == len(rows) and out["stale_scaling"] is None

@@ -82,17 +82,17 @@ def _lambdified():
   return out
 
 
-def gamma_max(variant: str, L_: float, tau_: int) -> float:
+def gamma_max(variant: str, L_: float, tau_: int, S_: int = 1) -> float:
   """The exact largest step size of the variant's condition (``1/L`` when ``tau = 0``)."""
   if tau_ == 0:
     return 1.0 / L_
-  return float(theorem.derive(variant)["gamma_max"].subs({L: L_, tau: tau_}))
+  return float(theorem.derive(variant)["gamma_max"].subs({L: L_, tau: tau_, S: S_}))
 
 
 def theory_side(variant: str, *, gamma_: float, K_: int, S_: int, L_: float, tau_: int,
                 sigma2_: float, Delta_: float) -> float | None:
   """The theorem's bound, or ``None`` when ``gamma_`` violates the step-size condition."""
-  if gamma_ > gamma_max(variant, L_, tau_) * (1 + 1e-12):
+  if gamma_ > gamma_max(variant, L_, tau_, S_) * (1 + 1e-12):
     return None
   th = theorem.derive(variant)
   return float(th["bound"].subs({gamma: gamma_, K: K_, S: S_, L: L_, tau: tau_,
@@ -178,16 +178,17 @@ def stale_scaling(S_values=(2, 4, 8, 16), gamma_: float = 1e-3, K_: int = 2048,
           "fitted_exponent": slope, "lemma_noise_exponent": lem}
 
 
-def run_all(quick: bool = False, seeds: int | None = None) -> list[dict]:
-  """Every configuration of :data:`QUICK` or :data:`FULL`."""
+def run_all(quick: bool = False, seeds: int | None = None, progress: bool = False) -> list[dict]:
+  """Every configuration of :data:`QUICK` or :data:`FULL` (a tqdm bar on stderr if
+  ``progress``; tqdm writes plain lines when stderr is not a terminal)."""
+  from tqdm import tqdm
   cfg = QUICK if quick else FULL
   if seeds is not None:
     cfg = dataclasses.replace(cfg, seeds=seeds)
+  todo = [(p, r, s_) for p in cfg.problems for r in cfg.rules for s_ in cfg.S_values]
   rows = []
-  for p in cfg.problems:
-    for r in cfg.rules:
-      for s_ in cfg.S_values:
-        rows += check_configuration(p, r, s_, cfg)
+  for p, r, s_ in tqdm(todo, desc="rpd theory check", unit="config", disable=not progress):
+    rows += check_configuration(p, r, s_, cfg)
   return rows
 
 

@@ -361,28 +361,6 @@ def stale_read_martingale(cases: int = 12, seed: int = 4, bound=_martingale_boun
                "expectations exact over all outcomes")
 
 
-def noise_per_block(n: int = 200, seed: int = 5) -> Check:
-  """``E_{i_k} sigma_{i_k}^2(x_hat^k(i_k)) <= sigma^2 / S`` under the per-block assumption.
-
-  With ``sigma_i^2(y) <= sbar_i^2`` for every ``y`` and ``sum_i sbar_i^2 = sigma^2``, the
-  average over a uniform ``i_k`` is at most ``sigma^2 / S`` even though the read point
-  depends on ``i_k``. Instances: random per-block variance functions and read points.
-  """
-  rng = np.random.default_rng(seed)
-  ok, tight = True, np.inf
-  for _ in range(n):
-    S_ = int(rng.integers(1, 9))
-    sbar = rng.uniform(0, 3, size=S_)
-    frac = rng.uniform(0, 1, size=S_)
-    frac[rng.integers(S_)] = 1.0  # a read point where a block attains its sup
-    lhs = float(np.mean(sbar * frac))
-    rhs = float(np.sum(sbar) / S_)
-    ok &= _le(lhs, rhs, rhs)
-    tight = min(tight, _ratio(rhs, lhs))
-  return Check(bool(ok), "numeric", n, float(tight),
-               "mean over blocks of the block variance at the block's own read point")
-
-
 ALL = {
     "polarization": polarization,
     "variance_decomposition": variance_decomposition,
@@ -390,8 +368,86 @@ ALL = {
     "descent_quadratic_identity": descent_quadratic_identity,
     "descent_lemma": descent_lemma,
     "block_smoothness": block_smoothness,
-    "noise_per_block": noise_per_block,
     "stale_read_cauchy_schwarz": stale_read_cauchy_schwarz,
     "stale_read_martingale": stale_read_martingale,
     "window_count": window_count,
 }
+
+
+def _moment_instances(seed: int = 11):
+  """Quadratic instances for the expected stale-read lemmas (exact moments, long horizons).
+
+  ``S in {1, 2, 3}``; the PipeDream table (``tau_max = 3, 7`` for ``S = 2, 3``) or random
+  tables; ``K = 4 tau_max + 6`` so that most reads are stale. Adversarial ones: a constant
+  gradient on one block (Cauchy-Schwarz tight), pure noise with ``tau = 1`` (noise part
+  tight), negative curvature with small ``L gamma tau`` (positive cross terms between the
+  gradient and the noise: Young's factor is needed).
+  """
+  from rpd.theory.delay import tau_table
+  rng = np.random.default_rng(seed)
+  out = []
+  for tau_ in (1, 2, 4):  # S = 1: constant gradient / pure noise / negative curvature
+    T = np.array([[tau_]])
+    out.append((np.zeros((1, 1)), np.array([1.0]), np.zeros(1), T, 0.1, np.zeros(1)))
+    out.append((np.zeros((1, 1)), np.zeros(1), np.ones(1), T, 0.1, np.zeros(1)))
+    out.append((-np.eye(1), np.zeros(1), np.ones(1), T, 0.02, np.zeros(1)))
+  for t in range(18):
+    S_ = 2 + t % 2
+    M = rng.standard_normal((S_, S_))
+    H = (M + M.T) / 2 if t % 3 else M @ M.T / S_
+    T = tau_table(S_) if t % 2 == 0 else rng.integers(0, 2 * S_ + 2, size=(S_, S_))
+    T = np.maximum(T, 0)
+    L_ = float(np.abs(np.linalg.eigvalsh(H)).max())
+    gam = float(rng.uniform(0.05, 1.0)) / (L_ * max(1, T.max()))
+    out.append((H, rng.standard_normal(S_), rng.uniform(0.0, 1.5, S_), T, gam,
+                rng.standard_normal(S_)))
+  return out
+
+
+def stale_read_expected(bound, name: str = "expected stale-read lemma") -> Check:
+  """An expected stale-read lemma ``D_k <= bound(gamma, tau, S, W_k, sigma2)`` at every k.
+
+  ``bound`` is built from the lemma constants ``a, b`` of
+  :data:`rpd.theory.theorem.VARIANTS` (never retyped here): ``gamma^2 (a tau W_k + b
+  sigma2 / S)``, ``W_k = sum_{l=max(0,k-tau)}^{k-1} G_l``. Expectations are exact
+  (:mod:`rpd.theory.moments`), for every ``k <= K = 4 tau_max + 6``.
+  """
+  from rpd.theory import moments
+  ok, tight, count = True, np.inf, 0
+  for H, c, s, T, gam, x0 in _moment_instances():
+    S_ = H.shape[0]
+    tau_ = int(T.max())
+    K_ = 4 * tau_ + 6
+    tr = moments.trajectory(H, c, s, T, gam, x0, K_)
+    s2 = float(np.sum(s ** 2))
+    for k in range(1, K_ + 1):
+      W = float(tr["G"][max(0, k - tau_):k].sum())
+      rhs = float(bound(gam, tau_, S_, W, s2))
+      lhs = float(tr["D"][k])
+      ok &= _le(lhs, rhs, rhs)
+      tight = min(tight, _ratio(rhs, lhs))
+      count += 1
+  return Check(bool(ok), "exact-moments", count, float(tight),
+               f"{name}: E||x^k - x_hat^k||^2 <= gamma^2 (a tau W_k + b sigma2/S) at every "
+               "k <= 4 tau_max + 6 (S = 1, 2, 3), expectations exact")
+
+
+def noise_per_block_symbolic() -> Check:
+  """``E_{i_k} E||g_{i_k} - grad_{i_k} f||^2 <= sigma2 / S``, proved with sympy.
+
+  Write the conditional block variances as ``v_i = sbar_i^2 - s_i`` with slacks ``s_i >= 0``
+  (A3: the sup over points is ``sbar_i^2``, whatever point block ``i`` reads), average over
+  the uniform ``i_k`` (A4, independent of the noise): ``sigma2/S - E v = (1/S) sum_i s_i``,
+  which sympy shows is a sum of nonnegative terms, for ``S = 1..8``.
+  """
+  ok = True
+  for S_ in range(1, 9):
+    sb = sp.symbols(f"sb1:{S_ + 1}", nonnegative=True)
+    sl = sp.symbols(f"sl1:{S_ + 1}", nonnegative=True)
+    gap = sum(b ** 2 for b in sb) / S_ - sum(b ** 2 - x for b, x in zip(sb, sl)) / S_
+    ok &= bool(sp.expand(gap - sum(sl) / S_) == 0 and sp.expand(gap).is_nonnegative)
+  return Check(ok, "symbolic", 8, None,
+               "sigma2/S - E_i v_i = (1/S) sum_i slack_i >= 0 (S = 1..8)")
+
+
+ALL["noise_per_block"] = noise_per_block_symbolic

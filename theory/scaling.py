@@ -30,9 +30,16 @@ from rpd.theory import delay
 from rpd.theory.theorem import K, L, S, VARIANTS, Delta, derive, gamma, sigma2, tau
 
 c = sp.Symbol("c", positive=True)  # gamma = c / sqrt(K)
+K_mb = sp.Symbol("K_mb", positive=True)  # microbatches: K = S K_mb block updates
 _h, _u = sp.symbols("h u", positive=True)
 S_VALUES = (2, 4, 8, 16, 32, 64)
 PAPER = {"fixed_gamma": 4, "tuned": 4}  # Theta(gamma^2 S^4), Theta(S^4 / K)
+COLUMNS_DOC = ("stale coef = stale term / gamma^2; gamma_max = largest step size of the "
+               "step-size condition; gamma_nd (gamma_not_dominant) = largest gamma at which the "
+               "stale term is at most the noise term B gamma; K_cap = K (block updates) from "
+               "which the tuned gamma sqrt(A/(B K)) is admissible (<= gamma_max); K_star = K "
+               "from which the stale term at the tuned gamma is at most its 1/sqrt(K) terms; "
+               "K_needed = max(K_cap, K_star)")
 
 
 def order_in_S(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
@@ -121,6 +128,8 @@ def orders(variant: str = "cs") -> dict:
     entry = {"expr": expr}
     for eS, label in ((0, "even"), (1, "odd")):
       entry[label] = order_in_S(expr.subs(tau, delay.tau_max_by_parity()[eS]))
+    # the same quantity with K counted in microbatches (K = S K_mb)
+    entry["mb"] = order_in_S(expr.subs(K, S * K_mb).subs(tau, delay.tau_max_by_parity()[0]))
     same &= entry["even"] == entry["odd"]
     out[name] = entry
   out["same_for_both_parities"] = bool(same)
@@ -148,20 +157,47 @@ def table(variant: str = "cs", L_: float = 1.0, sigma2_: float = 1.0, Delta_: fl
   return rows
 
 
+def table_from_exprs(exprs: dict, stale_term: str, L_: float, sigma2_: float, Delta_: float,
+                     S_values=S_VALUES) -> list[dict]:
+  """:func:`table` from cached expression strings (no derivation)."""
+  from rpd.theory.theorem import SYMBOLS
+  parse = lambda e: sp.sympify(e, locals=SYMBOLS)
+  ex = {k: parse(v) for k, v in exprs.items()}
+  cs = parse(stale_term) / gamma ** 2
+  rows = []
+  for s_ in S_values:
+    sub = {L: L_, sigma2: sigma2_, Delta: Delta_, S: s_, tau: delay.tau_max(s_)}
+    r = {"S": s_, "tau_max": delay.tau_max(s_), "stale_coef": float(cs.subs(sub)),
+         "gamma_max": float(ex["gamma_max"].subs(sub)),
+         "gamma_not_dominant": float(ex["gamma_nd"].subs(sub)),
+         "K_cap": float(ex["K_cap"].subs(sub)), "K_star": float(ex["K_star"].subs(sub))}
+    r["K_needed"] = max(r["K_cap"], r["K_star"])
+    rows.append(r)
+  return rows
+
+
 def comparison(variant: str = "cs") -> dict:
-  """Our exponents of ``S`` against the paper's ``Theta(gamma^2 S^4)`` and ``Theta(S^4/K)``."""
+  """Exponents of ``S`` in the stale term under both countings, next to the paper's.
+
+  ``K`` counts block updates; ``K_mb = K / S`` microbatches (one microbatch updates every
+  block). Upper bounds cannot contradict each other: the entry says which counting gives
+  the paper's ``Theta(gamma^2 S^4)`` / ``Theta(S^4 / K)`` (``matches``: ``"block updates"``,
+  ``"microbatches"``, ``"both"`` or ``"neither"``; with ``fixed gamma`` both countings agree).
+  """
   o = orders(variant)
-  fixed = o["stale_fixed_gamma"]["even"][0]
-  sqrtk = o["stale_gamma_c_over_sqrtK"]["even"][0]
-  star = o["stale_at_minimizer_K_to_inf"]["even"][0]
-  return {
-      "fixed_gamma": {"ours": int(fixed), "paper": PAPER["fixed_gamma"],
-                      "agree": bool(fixed == PAPER["fixed_gamma"])},
-      "gamma_c_over_sqrtK": {"ours": int(sqrtk), "paper": PAPER["tuned"],
-                             "agree": bool(sqrtk == PAPER["tuned"])},
-      "minimizer_K_to_inf": {"ours": int(star), "paper": PAPER["tuned"],
-                             "agree": bool(star == PAPER["tuned"])},
-  }
+  out = {}
+  for key, name, paper in (("fixed_gamma", "stale_fixed_gamma", PAPER["fixed_gamma"]),
+                           ("gamma_c_over_sqrtK", "stale_gamma_c_over_sqrtK", PAPER["tuned"]),
+                           ("minimizer_K_to_inf", "stale_at_minimizer_K_to_inf",
+                            PAPER["tuned"])):
+    ku, mb = o[name]["even"][0], o[name]["mb"][0]
+    m = [n for n, e in (("block updates", ku), ("microbatches", mb)) if e == paper]
+    out[key] = {"K_block_updates": sp.nsimplify(ku), "K_microbatches": sp.nsimplify(mb),
+                "paper": paper,
+                "matches": "both" if len(m) == 2 else (m[0] if m else (
+                    "neither: a lower order (sharper bound)" if max(ku, mb) < paper
+                    else "neither"))}
+  return out
 
 
 def _fmt_order(entry) -> str:
@@ -172,22 +208,28 @@ def _fmt_order(entry) -> str:
 def render_markdown_lines() -> list[str]:
   """The scaling section of THEOREM.md."""
   lines = ["## Orders in S with the exact PipeDream delay", "",
+           "Orders are for K counted in block updates; the `K_mb` column counts microbatches "
+           "(`K = S K_mb`).", "",
            f"`tau = tau_max(S)` from `theory/delay.py`: even S `{delay.tau_max_by_parity()[0]}`,"
            f" odd S `{delay.tau_max_by_parity()[1]}`. Leading terms (`lim S f'/f` and "
            "`lim f/S^p`, identical for both parities unless said):", ""]
-  for variant in ("cs", "martingale"):
+  for variant in VARIANTS:
     o = orders(variant)
-    lines += [f"Variant `{variant}`:", "", "| quantity | in tau | order in S |", "|---|---|---|"]
+    lines += [f"Variant `{variant}`:", "", "| quantity | in tau | order in S | with K = S K_mb |",
+              "|---|---|---|---|"]
     for name, entry in o.items():
       if name == "same_for_both_parities":
         continue
-      lines.append(f"| {name} | `{sp.sstr(entry['expr'])}` | {_fmt_order(entry)} |")
+      p, lc = entry["mb"]
+      lines.append(f"| {name} | `{sp.sstr(entry['expr'])}` | {_fmt_order(entry)} | "
+                   f"`{sp.sstr(lc)} * S**({p})` |")
     lines += ["", f"Same order for both parities: {o['same_for_both_parities']}.", ""]
     cmp_ = comparison(variant)
-    lines.append("Comparison with the paper (exponent of S in the stale-read term): " + "; ".join(
-        f"{k}: ours {v['ours']}, paper {v['paper']} ({'agree' if v['agree'] else 'DISAGREE'})"
-        for k, v in cmp_.items()) + ".")
-    lines += ["", f"Table (L = sigma2 = Delta = 1):", "",
+    lines.append("Exponent of S in the stale term, K in block updates / K_mb = K/S in "
+                 "microbatches, against the paper's: " + "; ".join(
+        f"{k}: S^{v['K_block_updates']} / S^{v['K_microbatches']}, paper S^{v['paper']} "
+        f"(paper's order with {v['matches']})" for k, v in cmp_.items()) + ".")
+    lines += ["", f"Table (L = sigma2 = Delta = 1; columns: {COLUMNS_DOC}):", "",
               "| S | tau_max | stale coef (x gamma^2) | gamma_max | gamma_not_dominant | K_cap "
               "| K_star |", "|---|---|---|---|---|---|---|"]
     for r in table(variant):

@@ -13,8 +13,12 @@ tau^2 >= 0`` (sufficient: ``gamma <= 1 / (2 L max(1, tau))``),
 
 with ``A = 2 S Delta``, ``B = L sigma^2``, ``C = L^2 sigma^2`` and ``a = 1`` (variant
 ``cs``, the form asked by issue 4). The refined variant (``martingale``, extra assumption
-A6) has ``a = 2`` and stale term ``2 L^2 sigma^2 gamma^2 tau`` (linear in ``tau``). None of
-these constants is typed in: :func:`derive` obtains them.
+A6) has ``a = 2`` and stale term ``2 L^2 sigma^2 gamma^2 tau`` (linear in ``tau``); the
+``block`` variant (A6) splits the window sum into its mean over blocks plus a martingale,
+``a tau = 2 (tau + S - 1) / S``: ``tau / S`` in place of ``tau`` on the gradient part, and a
+step-size limit of order ``S^(-3/2) / L`` instead of ``S^(-2) / L``. None of these constants is
+typed in: :func:`derive` obtains them, and the lemma checks use the same :data:`VARIANTS`
+(one source of truth; :mod:`rpd.theory.certify`).
 
 Proof as code. Each atomic fact is an inequality ``expr <= 0`` (or identity ``expr = 0``)
 between scalar symbols standing for expectations; each is checked in
@@ -33,7 +37,7 @@ nonnegative, and what remains is the theorem. Two certificate stages:
    ``D``, the window sums and ``E f(x^K)``; the coefficient left on ``sum G_k`` must be
    nonnegative: that is the step-size condition.
 
-Run ``python -m rpd.theory.theorem --write`` to regenerate ``theory/THEOREM.md``.
+Run ``python -m rpd.theory.certify --write`` to regenerate ``theory/THEOREM.md``.
 """
 from __future__ import annotations
 
@@ -44,7 +48,6 @@ import sys
 
 import sympy as sp
 
-from rpd.theory import lemmas
 from rpd.theory.delay import S
 
 gamma = sp.Symbol("gamma", positive=True)
@@ -124,6 +127,14 @@ VARIANTS = {
         "E||x^k - x_hat^k||^2 <= gamma^2 (2 tau W_k + 2 tau sigma2 / S): Young splits "
         "gradient and noise, the noise sum is a martingale (no cross terms)",
         ASSUMPTIONS + (ASSUMPTION_REFINED,)),
+    "block": Variant(
+        "block", 2 * (tau + S - 1) / (S * tau), 2 * tau, "stale_read_block",
+        "E||x^k - x_hat^k||^2 <= gamma^2 (2 (tau + S - 1)/S W_k + 2 tau sigma2 / S): block "
+        "j of the window sum is sum_l 1[i_l = j] (u_j^l + e_j^l) with u_j^l = grad_j f at the "
+        "point block j would read at l; 1[i_l = j] = 1/S + (1[i_l = j] - 1/S) splits it into "
+        "a mean over blocks (Cauchy-Schwarz: (tau/S) W_k) plus a martingale (no cross terms: "
+        "(1 - 1/S) W_k + tau sigma2/S); Young's factor 2 joins them",
+        ASSUMPTIONS + (ASSUMPTION_REFINED,)),
 }
 
 # Scalar stand-ins for the expectations of one step k (all expectations are full ones).
@@ -181,13 +192,40 @@ def _certificate(base: sp.Expr, facts, eliminate) -> tuple[sp.Expr, dict]:
   mult = {}
   for l_, f in zip(lams, facts):
     value = sp.simplify(sol.get(l_, sp.Integer(0)))
-    if f.kind == "le" and not value.is_nonnegative:
+    if f.kind == "le" and not nonnegative(value):
       raise AssertionError(f"multiplier of {f.name} is not >= 0: {value}")
     mult[f.name] = value
   out = sp.expand(comb.subs(sol).subs({l_: 0 for l_ in lams}))
   if any(out.has(e) for e in eliminate):
     raise AssertionError("certificate left an eliminated quantity")
   return out, mult
+
+
+_S1 = sp.Symbol("S_minus_1", integer=True, nonnegative=True)
+
+
+def nonnegative(expr: sp.Expr) -> bool:
+  """``expr >= 0`` under the symbols' assumptions, using ``S >= 1`` (``S = 1 + S_minus_1``)."""
+  e = sp.simplify(expr)
+  return bool(e.is_nonnegative or sp.expand(e.subs(S, _S1 + 1)).is_nonnegative
+              or sp.factor(e.subs(S, _S1 + 1)).is_nonnegative)
+
+
+def verify_certificate(base: sp.Expr, facts, multipliers: dict, result: sp.Expr) -> list[str]:
+  """Independent check of a certificate: ``result == base + sum_r lam_r fact_r`` exactly, and
+  every inequality multiplier ``lam_r >= 0`` (sympy sign under the symbols' assumptions).
+
+  Returns:
+    the list of problems (empty when the certificate is valid).
+  """
+  bad = []
+  comb = base + sum(multipliers[f.name] * f.expr for f in facts)
+  if sp.expand(comb - result) != 0:
+    bad.append("result is not base + sum of multiplier * fact")
+  for f in facts:
+    if f.kind == "le" and not nonnegative(multipliers[f.name]):
+      bad.append(f"multiplier of {f.name} is not >= 0: {multipliers[f.name]}")
+  return bad
 
 
 @functools.cache
@@ -264,7 +302,7 @@ def derive(variant_name: str = "cs") -> dict:
   tau_power = sp.degree(stale_coef, tau)
   C = sp.simplify(stale_coef / tau ** tau_power)
   roots = [r for r in sp.solve(sp.Eq(condition, 0), gamma)]
-  gamma_max = [r for r in roots if r.subs({L: 1, tau: 3}).is_positive]
+  gamma_max = [r for r in roots if r.subs({L: 1, tau: 3, S: 2}).is_positive]
   if len(gamma_max) != 1:
     raise AssertionError(f"step-size condition roots: {roots}")
   return {
@@ -292,32 +330,6 @@ def sufficient_step_size_holds(variant_name: str = "cs") -> bool:
   corner = c.subs({u: 1, t: 1})
   at_zero = th["condition"].subs(tau, 0).subs(gamma, 1 / (2 * L))
   return bool(dec_u and inc_t and corner >= 0 and at_zero >= 0)
-
-
-def checks(variant_name: str = "cs") -> dict[str, lemmas.Check]:
-  """Every fact of the chain, checked (lemmas of :mod:`rpd.theory.lemmas` + telescoping)."""
-  names = [f.check for f in one_step_facts()] + [
-      f.check for f in summed_facts(VARIANTS[variant_name]) if f.check in lemmas.ALL]
-  out = {n: _cached_check(n) for n in dict.fromkeys(names)}
-  out["telescoping"] = lemmas.Check(telescoping_holds(), "symbolic", 1, None,
-                                    "Sum(F(k+1) - F(k), k=0..K-1).doit() == F(K) - F(0)")
-  out["theorem_exact"] = _exact_check()
-  out["sufficient_step_size"] = lemmas.Check(
-      sufficient_step_size_holds(variant_name), "symbolic", 1, None,
-      "gamma <= 1/(2 L max(1, tau)) implies the step-size condition")
-  return out
-
-
-@functools.cache
-def _exact_check() -> lemmas.Check:
-  """The whole theorem with exact expectations on small models (:mod:`rpd.theory.exact`)."""
-  from rpd.theory import exact  # noqa: PLC0415 (exact imports this module)
-  return exact.theorem_exact()["check"]
-
-
-@functools.cache
-def _cached_check(name: str) -> lemmas.Check:
-  return lemmas.ALL[name]()
 
 
 def lemma_bound(variant_name: str, mean_G: float, gamma_: float, tau_: float, sigma2_: float,
@@ -357,107 +369,3 @@ ALGORITHM = ("x^{k+1} = x^k - gamma U_{i_k} g_{i_k}(x_hat^k; xi^k), i_k ~ U{1..S
              "block j of x_hat^k = x_j^{max(0, k - tau_{k,j})}")
 
 
-def render_markdown() -> str:
-  """The text of ``theory/THEOREM.md`` (generated, never edited by hand)."""
-  from rpd.theory import scaling  # noqa: PLC0415 (scaling imports this module)
-  main, ref = derive("cs"), derive("martingale")
-  lines = [
-      "# Convergence theorem for Randomized PipeDream",
-      "",
-      "Generated by `python -m rpd.theory.theorem --write` from `theory/theorem.py`, "
-      "`theory/lemmas.py` and `theory/scaling.py`; do not edit by hand "
-      "(`tests/test_theorem.py` fails when this file is out of date).",
-      "",
-      "## Algorithm",
-      "",
-      f"`{ALGORITHM}`; `K` iterations = block updates.",
-      "",
-      "## Assumptions",
-      "",
-  ]
-  lines += [f"- **{a.label}** {a.statement}" for a in ASSUMPTIONS + (ASSUMPTION_REFINED,)]
-  lines += [
-      "",
-      "## Theorem (variant `cs`, A1-A5)",
-      "",
-      "If `" + str(main["condition"]) + " >= 0` (exactly: `gamma <= gamma_max = "
-      + str(main["gamma_max"]) + "`; sufficient: `gamma <= 1/(2 L max(1, tau))`), then",
-      "",
-      "```",
-      "(1/K) sum_{k<K} E||grad f(x^k)||^2 <= " + str(main["bound"]),
-      "```",
-      "",
-      f"- A = `{main['A']}`, B = `{main['B']}`, C = `{main['C']}` "
-      "(bound = A/(gamma K) + B gamma + C gamma^2 tau^2)",
-      f"- stale-read term: `{main['stale_term']}`",
-      "",
-      "## Refined theorem (variant `martingale`, A1-A6)",
-      "",
-      "Same proof with the martingale stale-read lemma. If `" + str(ref["condition"])
-      + " >= 0` (`gamma <= " + str(ref["gamma_max"]) + "`; sufficient: "
-      "`gamma <= 1/(2 L max(1, tau))`), then",
-      "",
-      "```",
-      "(1/K) sum_{k<K} E||grad f(x^k)||^2 <= " + str(ref["bound"]),
-      "```",
-      "",
-      f"- stale-read term: `{ref['stale_term']}` (power of tau: {ref['tau_power']})",
-      "",
-      "## Proof, as checked code",
-      "",
-      "Stage 1 (one iteration). Facts, each `expr <= 0` or `= 0`, and the multipliers sympy "
-      "solved for (inequality multipliers checked `>= 0`):",
-      "",
-      "| fact | statement | multiplier | check |",
-      "|---|---|---|---|",
-  ]
-  st1 = one_step()
-  chk = checks("cs")
-  chk.update(checks("martingale"))
-
-  def _chk(name):
-    c = chk.get(name)
-    if c is None:
-      return "assumption"
-    t = "" if c.tightest is None else f", min rhs/lhs = {c.tightest:.6g}"
-    return f"{c.method}, {c.instances} instance(s), {'passed' if c.passed else 'FAILED'}{t}"
-
-  for f in st1["facts"]:
-    lines.append(f"| {f.name} | {f.statement} | `{st1['multipliers'][f.name]}` | "
-                 f"{_chk(f.check)} |")
-  lines += ["", f"Result: `{st1['inequality']} <= 0`.", ""]
-  for name, th in (("cs", main), ("martingale", ref)):
-    lines += [f"Stage 2, variant `{name}` (sums over k = 0..K-1):", "",
-              "| fact | statement | multiplier | check |", "|---|---|---|---|"]
-    for f in th["facts"]:
-      lines.append(f"| {f.name} | {f.statement} | `{th['multipliers'][f.name]}` | "
-                   f"{_chk(f.check)} |")
-    lines += ["", f"Result: `{th['final']} <= 0`; dropping the `SG` term needs its "
-              f"coefficient `>= 0`: the step-size condition.", ""]
-  lines += [f"Step-size sufficiency: {_chk('sufficient_step_size')}.", "",
-            "End to end (`theory/exact.py`): the exact left-hand side, every outcome of "
-            "small models (S = 2, 3 one-coordinate blocks; quadratic, log-cosh and nonconvex "
-            "log(1 + t^2) objectives; "
-            "PipeDream and random delay tables, Rademacher noise, gamma up to gamma_max) "
-            f"enumerated, against both bounds: {_chk('theorem_exact')}.", ""]
-  lines += scaling.render_markdown_lines()
-  return "\n".join(lines) + "\n"
-
-
-THEOREM_MD = pathlib.Path(__file__).with_name("THEOREM.md")
-
-
-def main(argv: list[str] | None = None) -> int:
-  """``python -m rpd.theory.theorem [--write]``: print (or write) THEOREM.md."""
-  argv = sys.argv[1:] if argv is None else argv
-  text = render_markdown()
-  if "--write" in argv:
-    THEOREM_MD.write_text(text)
-    print(f"wrote {THEOREM_MD}")
-  else:
-    print(text, end="")
-  return 0
-
-
-if __name__ == "__main__":
-  raise SystemExit(main())

@@ -3,21 +3,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from rpd.cli import finite_float, positive_int
 from rpd.errors import InputError
 
 NAME = "theory"
 HELP = ("convergence theorem for Randomized PipeDream (assumptions, constants, scalings in S); "
-        "'rpd theory check' measures the bound against engine runs")
+        "'rpd theory check' measures the bound against engine runs; 'rpd theory stability' "
+        "gives exact stability thresholds. Table columns: stale/g^2 = stale term / gamma^2; "
+        "gamma_max = largest step size of the condition; gamma_nd = largest gamma at which "
+        "the stale term is at most the noise term; K_cap = K (block updates) from which the "
+        "tuned gamma is admissible; K_star = K from which the stale term at the tuned gamma "
+        "is at most its 1/sqrt(K) terms; K_needed = max(K_cap, K_star)")
 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
   """Options of ``rpd theory``."""
-  p.add_argument("action", nargs="?", default="show", choices=("show", "check"),
-                 help="show (default): the theorem; check: measured runs against the bound")
-  p.add_argument("--json", action="store_true", help="print one JSON object")
+  p.add_argument("action", nargs="?", default="show", choices=("show", "check", "stability"),
+                 help="show (default): the theorem; check: measured runs against the bound; "
+                      "stability: exact mean / mean-square thresholds and stationary excess "
+                      "on a quadratic, against gamma_max and measured runs")
+  p.add_argument("--json", action="store_true",
+                 help="print one JSON object (strict JSON: non-finite numbers are null)")
   p.add_argument("--latex", action="store_true", help="print the formulas as LaTeX")
   p.add_argument("--L", dest="L", type=finite_float("--L"), default=1.0,
                  help="smoothness constant for the S table (default 1)")
@@ -29,71 +38,90 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  help="check: the small, fast configuration set (what the tests run)")
   p.add_argument("--seeds", type=positive_int("--seeds"), default=None,
                  help="check: seeds per configuration (default 8, 4 with --quick)")
+  p.add_argument("--rule", choices=("rpd", "pipedream"), default="rpd",
+                 help="stability: the rule (default rpd)")
+  p.add_argument("--stages", type=positive_int("--stages"), default=4,
+                 help="stability: number of stages S (default 4)")
+  p.add_argument("--problem", choices=("isotropic", "rank1"), default="isotropic",
+                 help="stability: H = L I (isotropic) or (L/S) 11' (rank1) (default isotropic)")
+  p.add_argument("--gamma", type=finite_float("--gamma"), default=None,
+                 help="stability: step size of the stationary excess (default 1/4 of the "
+                      "mean-square threshold)")
+  p.add_argument("--sigma", type=finite_float("--sigma"), default=0.1,
+                 help="stability: per-coordinate gradient noise (default 0.1)")
+  p.add_argument("--no-measure", action="store_true",
+                 help="stability: skip the engine runs (exact quantities only)")
+
+
+def _table(variant: dict, L_: float, sigma2_: float, Delta_: float) -> list[dict]:
+  """The S table: cached at ``L = sigma2 = Delta = 1``, else evaluated from the cached
+  expressions."""
+  sc = variant["scalings"]
+  if (L_, sigma2_, Delta_) == (1.0, 1.0, 1.0):
+    return sc["table"]
+  from rpd.theory import scaling
+  return scaling.table_from_exprs(sc["table_exprs"], variant["stale_term"], L_, sigma2_,
+                                  Delta_)
 
 
 def _show(args) -> int:
-  import sympy as sp
+  from rpd.theory import cache
 
-  from rpd.theory import scaling, theorem
-
-  out = theorem.summary("cs")
-  out["refined"] = theorem.summary("martingale")
-  out["algorithm"] = theorem.ALGORITHM
-  out["symbols"] = sorted(theorem.SYMBOLS)
-  checks = {**theorem.checks("cs"), **theorem.checks("martingale")}
-  out["checks"] = {k: {"passed": c.passed, "method": c.method, "instances": c.instances,
-                       "tightest": c.tightest} for k, c in checks.items()}
-  scal = {}
-  for variant in ("cs", "martingale"):
-    o = scaling.orders(variant)
-    tu = scaling.tuned(variant)
-    scal[variant] = {
-        "orders": {k: {"expr": str(v["expr"]), "exponent": str(v["even"][0]),
-                       "leading": str(v["even"][1])}
-                   for k, v in o.items() if k != "same_for_both_parities"},
-        "same_for_both_parities": o["same_for_both_parities"],
-        "gamma_tuned": str(tu["gamma_star"]),
-        "bound_tuned": str(tu["bound_at_star"]),
-        "comparison_with_paper": scaling.comparison(variant),
-        "table": scaling.table(variant, args.L, args.sigma2, args.delta),
-    }
-  out["scalings"] = scal
-  out["tau_max_S"] = str(__import__("rpd.theory.delay", fromlist=["x"]).tau_max_floor_form())
+  d = cache.load()
+  out = {"algorithm": d["algorithm"], "symbols": d["symbols"],
+         "assumptions": d["assumptions"] + [d["assumption_refined"]],
+         "tau_max_S": d["tau_max_S"], "columns": d["columns"], "one_step": d["one_step"]}
+  main = d["variants"]["cs"]
+  for k in ("bound", "stale_term", "A", "B", "C", "stale_read_lemma", "step_size_condition",
+            "gamma_max", "multipliers"):
+    out[k] = main[k]
+  out["variants"] = {}
+  for v, e in d["variants"].items():
+    e = dict(e, scalings=dict(e["scalings"], table=_table(e, args.L, args.sigma2,
+                                                          args.delta)))
+    e["scalings"].pop("table_exprs", None)
+    out["variants"][v] = e
+  out["refined"] = out["variants"]["martingale"]
+  out["scalings"] = {v: e["scalings"] for v, e in out["variants"].items()}
+  out["checks"] = {f"{v}:{k}": c for v, e in out["variants"].items()
+                   for k, c in e["checks"].items()}
   if args.json:
-    if args.latex:
-      out["latex"] = {"bound": sp.latex(theorem.derive("cs")["bound"]),
-                      "stale_term": sp.latex(theorem.derive("cs")["stale_term"])}
-    print(json.dumps(out))
+    print(json.dumps(_finite(out), allow_nan=False))
     return 0
-  fmt = (lambda e: sp.latex(sp.sympify(e, locals=theorem.SYMBOLS))) if args.latex else str
+  tex = args.latex
+  fmt = lambda e, key: e["latex"][key] if tex else e[key]
   print("Randomized PipeDream:", out["algorithm"])
   print("Assumptions:")
   for a in out["assumptions"]:
     print("  " + a)
-  print("  " + out["refined"]["assumptions"][-1] + "  [refined theorem only]")
-  for label, s in (("Theorem (cs)", out), ("Refined theorem (martingale)", out["refined"])):
-    print(f"{label}: if {s['step_size_condition']} "
-          f"(sufficient: gamma <= {s['sufficient_step_size']}),")
-    print(f"  (1/K) sum_k E||grad f(x^k)||^2 <= {fmt(s['bound'])}")
-    print(f"  A = {fmt(s['A'])}, B = {fmt(s['B'])}, C = {fmt(s['C'])}; "
-          f"stale term {fmt(s['stale_term'])}")
-  bad = [k for k, c in out["checks"].items() if not c["passed"]]
-  print(f"Proof steps checked: {len(out['checks'])}, failed: {bad or 'none'}")
+  for v, e in out["variants"].items():
+    print(f"Theorem, variant {v} ({', '.join(e['assumptions'])}): if "
+          f"{fmt(e, 'step_size_condition') if tex else e['step_size_condition']},")
+    print(f"  (1/K) sum_k E||grad f(x^k)||^2 <= {fmt(e, 'bound')}")
+    print(f"  stale term {fmt(e, 'stale_term')}; gamma_max = {fmt(e, 'gamma_max')}")
+    n_p = sum(c["status"] == "proved" for c in e["checks"].values())
+    bad = [k for k, c in e["checks"].items() if not c["passed"]]
+    print(f"  proof steps: {n_p} proved, {len(e['checks']) - n_p} checked, failed: "
+          f"{bad or 'none'}")
   print(f"PipeDream delay: tau_max(S) = {out['tau_max_S']}")
-  for variant, sv in scal.items():
-    print(f"Scalings in S ({variant}): tuned gamma ~ {fmt(sv['gamma_tuned'])}; "
-          f"bound at it ~ {fmt(sv['bound_tuned'])}")
-    for k, v in sv["orders"].items():
-      print(f"  {k:32s} {v['leading']} * S**{v['exponent']}")
-    print("  vs paper: " + "; ".join(
-        f"{k} ours S^{v['ours']} paper S^{v['paper']} {'agree' if v['agree'] else 'DISAGREE'}"
-        for k, v in sv["comparison_with_paper"].items()))
+  print("Orders in S (exponent with K in block updates | with K_mb = K/S microbatches):")
+  for v, e in out["variants"].items():
+    sv = e["scalings"]
+    print(f" variant {v}:")
+    for k, o in sv["orders"].items():
+      print(f"  {k:32s} {o['leading']} * S**{o['exponent']}   |   "
+            f"{o['leading_K_mb']} * S**{o['exponent_K_mb']}")
+    print("  vs paper's Theta(S^4): " + "; ".join(
+        f"{k} S^{c['K_block_updates']} (K) / S^{c['K_microbatches']} (K_mb): paper's order "
+        f"with {c['matches']}" for k, c in sv["comparison_with_paper"].items()))
     print(f"  {'S':>3} {'tau_max':>8} {'stale/g^2':>11} {'gamma_max':>10} {'gamma_nd':>10} "
           f"{'K_cap':>10} {'K_star':>10} {'K_needed':>10}")
     for r in sv["table"]:
       print(f"  {r['S']:>3} {r['tau_max']:>8} {r['stale_coef']:>11.4g} {r['gamma_max']:>10.4g} "
             f"{r['gamma_not_dominant']:>10.4g} {r['K_cap']:>10.4g} {r['K_star']:>10.4g} "
             f"{r['K_needed']:>10.4g}")
+  print(f"Columns: {out['columns']} (L = {args.L}, sigma2 = {args.sigma2}, "
+        f"Delta = {args.delta}).")
   return 0
 
 
@@ -105,11 +133,11 @@ def _check(args) -> int:
   except ImportError as e:  # the engine is not available
     raise InputError(f"rpd theory check needs rpd.engine: {e}") from None
   from rpd.theory import check
-  rows = check.run_all(quick=args.quick, seeds=args.seeds)
+  rows = check.run_all(quick=args.quick, seeds=args.seeds, progress=not args.json)
   scaling = None if args.quick else check.stale_scaling()
   if args.json:
-    print(json.dumps({"rows": rows, "summary": check.summarize(rows),
-                      "stale_scaling": scaling}))
+    print(json.dumps(_finite({"rows": rows, "summary": check.summarize(rows),
+                              "stale_scaling": scaling}), allow_nan=False))
     return 0
   print(check.format_table(rows))
   if scaling is not None:
@@ -120,8 +148,60 @@ def _check(args) -> int:
   return 0
 
 
+def _finite(obj):
+  """Replace non-finite floats by ``None`` (strict JSON)."""
+  if isinstance(obj, float):
+    return obj if math.isfinite(obj) else None
+  if isinstance(obj, dict):
+    return {k: _finite(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_finite(v) for v in obj]
+  return obj
+
+
+def _stability(args) -> int:
+  from rpd.theory import stability
+  if args.problem == "rank1" and args.stages > stability.RANK1_MAX_S["mean"]:
+    raise InputError(f"--stages {args.stages}: the rank1 problem is computed densely, "
+                     f"S <= {stability.RANK1_MAX_S['mean']}")
+  if args.gamma is not None and args.gamma <= 0:
+    raise InputError(f"--gamma {args.gamma}: must be > 0")
+  if args.sigma < 0:
+    raise InputError(f"--sigma {args.sigma}: must be >= 0")
+  if not args.no_measure:
+    import jax
+    jax.config.update("jax_enable_x64", True)
+  out = stability.report(args.rule, args.stages, args.problem, args.L, gamma=args.gamma,
+                         sigma=args.sigma, measure=not args.no_measure)
+  if args.json:
+    print(json.dumps(_finite(out), allow_nan=False))
+    return 0
+  f = lambda v: "n/a" if v is None else f"{v:.6g}"
+  print(f"{args.rule}, S = {args.stages}, {args.problem} quadratic (L = {args.L}), "
+        f"tau_max = {out['tau_max']}")
+  print(f"  exact mean threshold         {f(out['mean_threshold'])}")
+  print(f"  exact mean-square threshold  {f(out['mean_square_threshold'])}"
+        + (f"  ({out['mean_square_note']})" if "mean_square_note" in out else ""))
+  for v, g in out["gamma_max"].items():
+    print(f"  theorem gamma_max ({v:10s}) {f(g)}")
+  if out["measured_threshold"] is not None or not args.no_measure:
+    print(f"  measured threshold           {f(out['measured_threshold'])}  bracket "
+          f"{[f(b) for b in out.get('measured_bracket', [None, None])]}  (K = "
+          f"{out.get('measured_K')}, one path per gamma)")
+  ex = out.get("excess")
+  if ex:
+    print(f"  stationary E||grad f||^2 at gamma = {f(ex['gamma'])}, sigma = {f(ex['sigma'])}: "
+          f"exact {f(ex['exact'])}" + (f", measured {f(ex['measured_excess'])} +- "
+                                       f"{f(ex['sem'])}" if "measured_excess" in ex else ""))
+    print("    bound's stale term: " + ", ".join(f"{v} {f(t)}"
+                                                 for v, t in ex["bound_stale_term"].items()))
+  return 0
+
+
 def run(args) -> int:
-  """Print the theorem, or run the measurement check."""
+  """Print the theorem, run the measurement check, or the exact stability thresholds."""
   if args.action == "check":
     return _check(args)
+  if args.action == "stability":
+    return _stability(args)
   return _show(args)
