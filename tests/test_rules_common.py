@@ -35,6 +35,9 @@ EXAMPLES = {
     "schedule": ["schedule:pipedream", "schedule:pipemare", "schedule:gpipe"],
     "predict": ["predict:pipedream", "predict:rpd"],
     "dc": ["dc:pipedream", "dc:0.5:rpd"],
+    "adapt": ["adapt:pipedream", "adapt:inv:rpd"],
+    "pipemare": ["pipemare:pipedream", "pipemare:20:rpd"],
+    "2bw": ["2bw", "adapt:2bw"],
 }
 SPECS = [s for specs in EXAMPLES.values() for s in specs]
 

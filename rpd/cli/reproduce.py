@@ -26,9 +26,10 @@ NAME = "reproduce"
 HELP = "run the paper's experiments and write every figure, a results CSV and a README"
 
 # (driver module, config module) in run order; tuned_rate reuses stage_sweep's runs.
-EXPERIMENTS = ("stage_sweep", "tuned_rate", "critical_gamma", "pd_vs_localsgd")
+EXPERIMENTS = ("stage_sweep", "tuned_rate", "critical_gamma", "pd_vs_localsgd",
+               "mitigations",  # which staleness mitigation helps (issue 10)
+               "stability")  # exact stability thresholds and stale excess vs S (issue 11)
 _STORE_OF = {"tuned_rate": "stage_sweep"}
-EXPERIMENTS += ("stability",)  # exact thresholds and stale excess vs S (issue 11)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

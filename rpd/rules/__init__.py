@@ -14,6 +14,9 @@ from rpd.errors import check_int32, unknown
 from rpd.rules.base import IDENTITY, Hook, IterationRule, Rule, with_hook
 from rpd.rules.constant import ConstantDelay
 from rpd.rules.dc_asgd import DelayCompensation
+from rpd.rules.adaptive import DelayAdaptive
+from rpd.rules.pipemare import PipeMare
+from rpd.rules.two_bw import DoubleBuffered
 from rpd.rules.none import NoDelay
 from rpd.rules.program_rule import FixedProgram, PipeDreamRule, ProgramRule, Synchronous
 from rpd.rules.predict import WeightPrediction
@@ -83,6 +86,29 @@ def _dc(arg, S):
   return with_hook(get_rule(rest or "pipedream", S), DelayCompensation(lam))
 
 
+def _per_gradient(rule):
+  """Block updates per gradient: ``S`` for program rules, 1 for iteration rules."""
+  return rule.S if isinstance(rule, ProgramRule) else 1
+
+
+def _adapt(arg, S):
+  head, _, rest = (arg or "").partition(":")
+  mode, base = (head, rest) if head in ("1p", "inv") else ("1p", arg)
+  rule = get_rule(base or "pipedream", S)
+  return with_hook(rule, DelayAdaptive(mode, _per_gradient(rule)))
+
+
+def _pipemare(arg, S):
+  head, _, rest = (arg or "").partition(":")
+  warmup, base = (int(head), rest) if head.isdigit() else (0, arg)
+  rule = get_rule(base or "pipedream", S)
+  return with_hook(rule, PipeMare(warmup, unit=_per_gradient(rule)))
+
+
+def _2bw(arg, S):
+  return DoubleBuffered(S) if arg is None else DoubleBuffered(S, _int_arg(arg, "2bw"))
+
+
 RULES: dict[str, Callable[[str | None, int], Rule]] = {
     "none": _no_arg(NoDelay),
     "constant": lambda arg, S: ConstantDelay(S, _int_arg(arg, "constant")),
@@ -93,6 +119,9 @@ RULES: dict[str, Callable[[str | None, int], Rule]] = {
     "schedule": _schedule,
     "predict": _predict,  # weight prediction (SpecTrain / PipeMare) on any rule
     "dc": _dc,  # DC-ASGD delay compensation on any rule
+    "adapt": _adapt,  # delay-adaptive step size gamma/(1+tau) or gamma/tau on any rule
+    "pipemare": _pipemare,  # PipeMare's warm-up and EMA discrepancy correction on any rule
+    "2bw": _2bw,  # PipeDream-2BW double-buffered weights (one version stale)
 }
 
 
@@ -101,8 +130,10 @@ def get_rule(spec: str, S: int) -> Rule:
 
   Specs: ``none``, ``constant:TAU``, ``table:FILE.npy``, ``rpd``, ``rpd:uniform:TAU``,
   ``pipedream``, ``sync``, ``schedule:NAME``; mitigations on any of them: ``predict:BASE``
-  (weight prediction), ``dc:BASE`` / ``dc:LAMBDA:BASE`` (delay compensation); ``BASE``
-  defaults to ``pipedream``.
+  (weight prediction), ``dc:BASE`` / ``dc:LAMBDA:BASE`` (delay compensation),
+  ``adapt:BASE`` / ``adapt:inv:BASE`` (delay-adaptive step), ``pipemare:BASE`` /
+  ``pipemare:WARMUP:BASE`` (PipeMare); ``BASE`` defaults to ``pipedream``. ``2bw`` /
+  ``2bw:LAG``: PipeDream-2BW's double-buffered weights.
 
   Raises:
     rpd.errors.UnknownNameError: unknown rule (or schedule, delay source).
@@ -118,5 +149,6 @@ __all__ = [
     "RULES", "get_rule", "Rule", "IterationRule", "ProgramRule", "Program", "NoDelay",
     "ConstantDelay", "TableDelay", "RandomizedPipeDream", "PipeDreamRule", "Synchronous",
     "ScheduleRule", "compile_timed", "schedule_program", "Hook", "IDENTITY", "with_hook",
-    "FixedProgram", "WeightPrediction", "DelayCompensation",
+    "FixedProgram", "WeightPrediction", "DelayCompensation", "DelayAdaptive", "PipeMare",
+    "DoubleBuffered",
 ]
