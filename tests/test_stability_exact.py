@@ -87,12 +87,14 @@ def test_engine_pipedream_delays_are_the_model():
     np.testing.assert_array_equal(taus[k], table[blocks[k]])
 
 
-def test_windowed_stability_criterion_ignores_the_phase_of_a_decaying_oscillation():
-  k = np.arange(17)
-  decaying = 0.999 ** (64 * k) * (1.0 + 0.9 * np.cos(1.2 * k))  # decays, phase at K unlucky
-  assert decaying[-1] > decaying[8]  # critical_gamma's end-point test would call it unstable
-  assert st._stable_run(decaying, False)
-  assert not st._stable_run(1.001 ** (64 * k) * (1.0 + 0.9 * np.cos(1.2 * k)), False)
+def test_fitted_rate_criterion_ignores_the_phase_of_a_slow_oscillation():
+  k = np.arange(65)
+  decaying = 0.999 ** (16 * k) * (1.0 + 0.9 * np.cos(1.1 * k))
+  growing = 1.001 ** (16 * k) * (1.0 + 0.9 * np.cos(1.6 * k))
+  assert decaying[-1] > decaying[32]  # critical_gamma's end-point test: "unstable"
+  assert growing[-1] < growing[32]  # ... and "stable"
+  assert st._stable_run(decaying, False) and not st._stable_run(growing, False)
+  assert not st._stable_run(decaying, True)
 
 
 @pytest.mark.parametrize("problem, S", [("rank1", 2), ("isotropic", 3)])
