@@ -465,16 +465,16 @@ def engine_problem(problem: str, S: int, L: float = 1.0, sigma: float = 0.0):
 
 def engine_K(S: int, rounds: int = 64, min_mb: int = 64) -> int:
   """Iterations of a measured run: ``rounds`` times the oldest read counted in microbatches
-  (``tau_max // S + 1``), at least ``min_mb`` microbatches, rounded up to a multiple of 64
-  microbatches; ``K`` counts block updates (``S`` per microbatch), so ``K / 64`` is a
+  (``tau_max // S + 1``), at least ``min_mb`` microbatches, rounded up to a multiple of 256
+  microbatches; ``K`` counts block updates (``S`` per microbatch), so ``K / 256`` is a
   multiple of ``S`` (pipedream's updates per step)."""
   r = max(rounds * (int(delay_table(S).max()) // S + 1), min_mb)
-  return int(64 * S * -(-r // 64))
+  return int(256 * S * -(-r // 256))
 
 
 def _stable_run(gn_row: np.ndarray, diverged: bool) -> bool:
   """Stable: not diverged, and ``log ||grad f||^2`` has a negative least-squares slope over
-  the second half of the records (exact gradients: the dominant mode decays
+  the second half of the 256 records (exact gradients: the dominant mode decays
   geometrically). A fitted rate instead of critical_gamma's two end points: near the
   threshold the dominant modes oscillate (complex roots) and decay or grow slowly, so two
   single samples compare phases; the fit averages over many (checked against the exact
@@ -517,7 +517,7 @@ def measured_threshold(rule: str, S: int, problem: str = "isotropic", L: float =
   a = b = None
   for rnd in range(rounds):
     gs = (np.geomspace(lo, hi, grid) if rnd == 0 else np.geomspace(a, b, grid + 2)[1:-1])
-    res = sweep(pb, rule_, gammas=gs, seeds=np.full(len(gs), seed), K=K, record_every=K // 64,
+    res = sweep(pb, rule_, gammas=gs, seeds=np.full(len(gs), seed), K=K, record_every=K // 256,
                 x0=x0)
     gn = np.asarray(res.metrics["grad_norm_sq"])
     for n, g in enumerate(gs):
