@@ -568,7 +568,7 @@ def report(rule: str, S: int, problem: str = "isotropic", L: float = 1.0,
     ms = ex["mean_square_threshold"] or ex["mean_threshold"]
     m = measured_threshold(rule, S, problem, L, lo=0.85 * min(ms, ex["mean_threshold"]),
                            hi=1.2 * ex["mean_threshold"], grid=6, rounds=2, K_rounds=64,
-                           min_mb=1024)
+                           min_mb=max(16384 // S, 1))  # at least 16384 block updates
     out["measured_threshold"] = m["measured_threshold"]
     out["measured_bracket"] = m["bracket"]
     out["measured_K"] = m["K"]
