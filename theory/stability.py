@@ -53,8 +53,10 @@ Thresholds:
   ``m^{k+1} = m^k - p c m^{k-t}``, stable iff ``0 < p c < 2 sin(pi / (2 (2 t + 1)))``
   (Levin and May 1976; checked here against companion-matrix eigenvalues).
 * ``rank1`` has no such reduction: it uses the dense window maps (``n = S (t + 1)``
-  states; the mean-square map as a sparse ``n^2 x n^2`` system), exact but limited to small
-  ``S`` (:data:`RANK1_MAX_S`).
+  states) on the quotient by the subspace ``{(v, ..., v): H v = 0}`` that every map fixes
+  (:func:`reduced_maps`; without it ``rho = 1`` at every gamma); the mean-square map of
+  ``rpd`` is an ``n^2 x n^2`` system, exact but limited to small ``S``
+  (:data:`RANK1_MAX_S`); ``pipedream``'s covariance is a discrete Lyapunov equation.
 
 Stationary excess: ``lim E||grad f(x^k)||^2 = tr(H^2 R_0)`` from the fixed point (for
 ``pipedream`` averaged over the ``S`` phases of a period; for ``isotropic`` each block is
