@@ -114,3 +114,12 @@ def test_measured_brackets(problem, S):
                               hi=1.4 * ex["mean_threshold"], grid=8, rounds=2, K_rounds=32,
                               min_mb=1024)
     assert m["bracket"][0] >= ex["mean_square_threshold"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_run_stuck_at_rounding_level_is_stable(dtype):
+  # a stable run that reached its dtype's rounding floor: flat, the fitted slope is ~0
+  eps = np.finfo(dtype).eps
+  g = np.concatenate([0.5 * 0.8 ** np.arange(100), np.full(157, 0.3 * eps ** 2)])
+  g[-3:] *= 1.0001
+  assert st._stable_run(g.astype(dtype), False)
