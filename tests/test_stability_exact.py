@@ -87,12 +87,14 @@ def test_engine_pipedream_delays_are_the_model():
     np.testing.assert_array_equal(taus[k], table[blocks[k]])
 
 
-def test_windowed_stability_criterion_ignores_the_phase_of_a_decaying_oscillation():
-  k = np.arange(17)
-  decaying = 0.999 ** (64 * k) * (1.0 + 0.9 * np.cos(1.2 * k))  # decays, phase at K unlucky
-  assert decaying[-1] > decaying[8]  # critical_gamma's end-point test would call it unstable
-  assert st._stable_run(decaying, False)
-  assert not st._stable_run(1.001 ** (64 * k) * (1.0 + 0.9 * np.cos(1.2 * k)), False)
+def test_fitted_rate_criterion_ignores_the_phase_of_a_slow_oscillation():
+  k = np.arange(65)
+  decaying = 0.999 ** (16 * k) * (1.0 + 0.9 * np.cos(1.1 * k))
+  growing = 1.001 ** (16 * k) * (1.0 + 0.9 * np.cos(1.6 * k))
+  assert decaying[-1] > decaying[32]  # critical_gamma's end-point test: "unstable"
+  assert growing[-1] < growing[32]  # ... and "stable"
+  assert st._stable_run(decaying, False) and not st._stable_run(growing, False)
+  assert not st._stable_run(decaying, True)
 
 
 @pytest.mark.parametrize("problem, S", [("rank1", 2), ("isotropic", 3)])
@@ -112,3 +114,12 @@ def test_measured_brackets(problem, S):
                               hi=1.4 * ex["mean_threshold"], grid=8, rounds=2, K_rounds=32,
                               min_mb=1024)
     assert m["bracket"][0] >= ex["mean_square_threshold"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_run_stuck_at_rounding_level_is_stable(dtype):
+  # a stable run that reached its dtype's rounding floor: flat, the fitted slope is ~0
+  eps = np.finfo(dtype).eps
+  g = np.concatenate([0.5 * 0.8 ** np.arange(100), np.full(157, 0.3 * eps ** 2)])
+  g[-3:] *= 1.0001
+  assert st._stable_run(g.astype(dtype), False)

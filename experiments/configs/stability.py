@@ -20,9 +20,9 @@ def get_config(quick: bool = False) -> dict:
       stages=[2, 4, 8, 16] if quick else [2, 4, 8, 16, 32],  # S values
       measure_stages=[4, 8] if quick else [2, 4, 8, 16, 32],  # S with a measured threshold
       measure_grid=8 if quick else 12,  # gammas per bisection round (one vmapped sweep)
-      measure_rounds=2 if quick else 3,  # bisection rounds of the measured threshold
-      measure_K_rounds=8 if quick else 64,  # K = this many times S (tau_max // S + 1)
-      gamma_excess=0.005,  # fixed step size of the stationary-excess panel (stable for S <= 32)
+      measure_rounds=3,  # bisection rounds of the measured threshold
+      measure_K_rounds=32 if quick else 64,  # K = this many times S (tau_max // S + 1)
+      gamma_excess=0.02,  # fixed step size of the excess panel (0.4 x the S = 32 mean-square threshold)
       sigma=0.1,  # per-coordinate gradient noise of the excess panel (sigma2 = S sigma^2)
       excess_seeds=2 if quick else 4,  # seeds of the measured excess
       excess_K_rounds=32 if quick else 128,  # K of the measured excess, as measure_K_rounds
