@@ -232,6 +232,7 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
     by_S = ", ".join(f"S={S}: {w}" for S, w, _, _ in v["wins"])
     summary.append(f"{v['problem'].split(' (')[0]}: {by_S} -> at the largest S "
                    f"{'a tie' if largest == 'tie' else largest + ' wins'}, "
-                   f"{'agreeing' if agrees else 'disagreeing'} with the paper ({claim})")
+                   + (f"{'agreeing' if agrees else 'disagreeing'} with the paper ({claim})"
+                      if claim is not None else "the paper makes no claim for this objective"))
   sentence = "At equal simulated time, " + "; ".join(summary) + "."
   return {"figures": files, "finding": sentence, "table": table, "verdicts": verdicts}
