@@ -4,6 +4,24 @@ from __future__ import annotations
 from rpd.schedules.core import Action, Schedule, ScheduleNotApplicable
 
 
+def interleaved_pass(P: int, V: int, k: int, forward: bool, p: int, kind: str) -> Action:
+  """Pass ``k`` of device ``p`` in Megatron's interleaved numbering: microbatch
+  ``(k // (P V)) P + k % P``, forward chunk ``(k // P) % V``, backward chunk
+  ``V - 1 - (k // P) % V``."""
+  chunk = (k % (P * V)) // P
+  if not forward:
+    chunk = V - 1 - chunk
+  return Action(p, kind, (k // (P * V)) * P + k % P, chunk)
+
+
+def check_interleaved(what: str, P: int, M: int, V: int) -> None:
+  """Interleaved schedules need ``V >= 2`` chunks and ``M`` a multiple of ``P``."""
+  if V < 2:
+    raise ScheduleNotApplicable(f"{what} needs --chunks V >= 2, got V={V}")
+  if M % P:
+    raise ScheduleNotApplicable(f"{what} needs M a multiple of P, got M={M}, P={P}")
+
+
 class Interleaved1F1B(Schedule):
   """Megatron-LM's interleaved 1F1B: ``V`` chunks per device, block ``b = c P + p``.
 
@@ -30,10 +48,7 @@ class Interleaved1F1B(Schedule):
   def check(self, P: int, M: int, V: int = 1) -> None:
     """Needs ``V >= 2`` and ``M`` a multiple of ``P`` (Megatron's requirement)."""
     super().check(P, M, V)
-    if V < 2:
-      raise ScheduleNotApplicable(f"interleaved 1F1B needs --chunks V >= 2, got V={V}")
-    if M % P:
-      raise ScheduleNotApplicable(f"interleaved 1F1B needs M a multiple of P, got M={M}, P={P}")
+    check_interleaved("interleaved 1F1B", P, M, V)
 
   def actions(self, P: int, M: int, V: int = 1) -> list[list[Action]]:
     """Megatron's per-device order (see the class docstring)."""
@@ -41,10 +56,7 @@ class Interleaved1F1B(Schedule):
     total = M * V
 
     def pass_of(k: int, forward: bool, p: int, kind: str) -> Action:
-      chunk = (k % (P * V)) // P
-      if not forward:
-        chunk = V - 1 - chunk
-      return Action(p, kind, (k // (P * V)) * P + k % P, chunk)
+      return interleaved_pass(P, V, k, forward, p, kind)
 
     out = []
     for p in range(P):

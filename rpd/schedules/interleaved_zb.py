@@ -1,7 +1,8 @@
 """Interleaved zero bubble (ZB1P with ``V >= 2`` chunks; Qi et al., 2024, arXiv 2401.10241)."""
 from __future__ import annotations
 
-from rpd.schedules.core import Action, Schedule, ScheduleNotApplicable
+from rpd.schedules.core import Action, Schedule
+from rpd.schedules.interleaved import check_interleaved, interleaved_pass
 
 
 class InterleavedZeroBubble(Schedule):
@@ -31,11 +32,7 @@ class InterleavedZeroBubble(Schedule):
   def check(self, P: int, M: int, V: int = 1) -> None:
     """Needs ``V >= 2`` and ``M`` a multiple of ``P`` (as interleaved 1F1B)."""
     super().check(P, M, V)
-    if V < 2:
-      raise ScheduleNotApplicable(f"interleaved zero bubble needs --chunks V >= 2, got V={V}")
-    if M % P:
-      raise ScheduleNotApplicable(
-          f"interleaved zero bubble needs M a multiple of P, got M={M}, P={P}")
+    check_interleaved("interleaved zero bubble", P, M, V)
 
   def actions(self, P: int, M: int, V: int = 1) -> list[list[Action]]:
     """Per-device lists (see the class docstring)."""
@@ -43,10 +40,7 @@ class InterleavedZeroBubble(Schedule):
     total = M * V
 
     def pass_of(k: int, forward: bool, p: int, kind: str) -> Action:
-      chunk = (k % (P * V)) // P
-      if not forward:
-        chunk = V - 1 - chunk
-      return Action(p, kind, (k // (P * V)) * P + k % P, chunk)
+      return interleaved_pass(P, V, k, forward, p, kind)
 
     out = []
     for p in range(P):
