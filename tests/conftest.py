@@ -8,3 +8,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402  (must come after XLA_FLAGS)
 
 jax.config.update("jax_enable_x64", True)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+  """Drop JAX's compiled programs after each test module: one process compiles thousands of
+  programs over the suite, and keeping them all made XLA's compiler crash late in the run."""
+  yield
+  jax.clear_caches()

@@ -72,6 +72,7 @@ def _pytest(pkg: pathlib.Path, tests):
   # run from the copy's directory: the working directory comes first on sys.path
   return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                          "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+                         "-n", "0",  # one process per mutant (mutants already run in parallel)
                          *[str(ROOT / t) for t in tests]],
                         cwd=pkg, env=env, capture_output=True, text=True, timeout=600)
 

@@ -70,7 +70,7 @@ def test_engine_compiles_once_per_problem_structure(name):
 def test_unknown_names_read_alike():
   with pytest.raises(UnknownNameError, match=r"^unknown problem 'nope'; known: charlm, "):
     get_problem("nope", S)
-  with pytest.raises(UnknownNameError, match=r"^unknown rule 'nope'; known: constant, "):
+  with pytest.raises(UnknownNameError, match=r"^unknown rule 'nope'; known: 2bw, adapt, constant, "):
     get_rule("nope", S)
   with pytest.raises(UnknownNameError, match=r"^unknown schedule 'nope'; known: "):
     get_rule("schedule:nope", S)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 from rpd.schedules.core import Action, Schedule, time_schedule
 
 
@@ -120,16 +122,18 @@ class ZBAuto(Schedule):
 
   def search(self, P: int, M: int, durations=None, latency: float = 0.0):
     """``(makespan, limit, w_first, wait_b, actions)`` of the best order found."""
-    dur = {"F": 1.0, "B": 1.0, "W": 1.0}
-    dur.update(durations or {})
-    dur = {k: float(v) for k, v in dur.items()}
+    given = {"F": 1.0, "B": 1.0, "W": 1.0}
+    given.update(durations or {})
+    # The list scheduler plans with one duration per kind (the mean over blocks where
+    # per-block durations are given); every candidate is timed with the durations given.
+    dur = {k: float(np.mean(v)) for k, v in given.items()}
     top = max(1, self.memory_limit(P))
     best = None
     for L, w_first, wait_b in itertools.product(
         range(min(P, top), top + 1), (False, True),
         sorted({0.0, dur["W"] / 2, dur["W"], dur["F"]})):
       acts = list_schedule(P, M, dur, latency, L, w_first, wait_b)
-      span = time_schedule(acts, durations=dur, latency=latency).makespan
+      span = time_schedule(acts, durations=given, latency=latency).makespan
       key = (round(span, 9), L)
       if best is None or key < best[0]:
         best = (key, L, w_first, wait_b, acts)
