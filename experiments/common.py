@@ -314,12 +314,14 @@ def window_mean(k, avg, k1: int, k2: int) -> float:
 
 
 def save_figure(fig, out_dir: str, name: str) -> list[str]:
-  """Write ``name.png`` and ``name.pdf`` into ``out_dir``; return the paths."""
+  """Write ``name.png`` and ``name.pdf`` into ``out_dir`` (no dates in them); return the paths."""
   os.makedirs(out_dir, exist_ok=True)
   paths = []
   for ext in ("png", "pdf"):
     path = os.path.join(out_dir, f"{name}.{ext}")
-    fig.savefig(path, dpi=130 if ext == "png" else None, bbox_inches="tight")
+    # No creation date in the files: a rerun of a finished run writes the same bytes.
+    meta = {"CreationDate": None} if ext == "pdf" else {"Software": None}
+    fig.savefig(path, dpi=130 if ext == "png" else None, bbox_inches="tight", metadata=meta)
     paths.append(path)
   import matplotlib.pyplot as plt
   plt.close(fig)
