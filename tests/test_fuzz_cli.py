@@ -21,7 +21,6 @@ from rpd.cli import main
 
 # Cases waiting for a fix in a file owned by another change (strict: passing fails, so the
 # mark is removed when fixed). Key: the case id.
-KNOWN: dict = {}  # id -> reason, for a known bad case not yet fixed (strict xfail)
 
 
 def _files(d):
@@ -178,9 +177,7 @@ def _argv(argv, d):
   return [a.replace("{d}", d) for a in argv]
 
 
-@pytest.mark.parametrize("argv, needle", [
-    pytest.param(a, n, marks=pytest.mark.xfail(strict=True, reason=KNOWN[i]))
-    if i in KNOWN else (a, n) for (a, n), i in zip(CASES, _ids(CASES))], ids=_ids(CASES))
+@pytest.mark.parametrize("argv, needle", CASES, ids=_ids(CASES))
 def test_bad_input_exits_2_with_one_line(argv, needle, bad_files, tmp_path, monkeypatch,
                                          capsys):
   monkeypatch.chdir(tmp_path)  # the default runs/ and paper_figures/ would land here
