@@ -201,7 +201,7 @@ def schedule_time_per_microbatch(name: str, S: int,
   from rpd.schedules import get_schedule
   sched = get_schedule(name)
   dur = schedule_durations(sched, S, cm)
-  if sched.semantics == "sync_flush":
+  if sched.semantics.synchronous:
     sched.check(S, 1, 1)
     return 0.0, float(sched.timed(S, 1, 1, dur, cm.send_latency).makespan)
   M = sched.steady_state_microbatches(S, 1)

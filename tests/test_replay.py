@@ -17,7 +17,7 @@ from rpd.schedules import SCHEDULES
 
 from replay_numpy import replay
 
-STASHING = sorted(n for n, s in SCHEDULES.items() if s.semantics == "async_stash")
+STASHING = sorted(n for n, s in SCHEDULES.items() if (s.semantics.asynchronous and s.semantics.stashes))
 SPECS = ["pipedream"] + [f"schedule:{n}" for n in STASHING]
 
 

@@ -82,11 +82,11 @@ def test_engine_interface(name):
   tau = s.delay_table(P, V)
   assert tau.shape == (P * V, P * V) and tau.dtype == np.int64
   assert (tau >= 0).all()
-  if s.semantics == "sync_flush":
+  if s.semantics.synchronous:
     assert not tau.any()
   else:
     assert tau.max() > 0
-  if s.semantics == "async_nostash":
+  if s.semantics.split_reads:
     tb = s.delay_table_backward(P, V)
     assert tb.shape == tau.shape and (tb >= 0).all()
 
@@ -215,7 +215,7 @@ def test_pipemare_tables(S):
 
 def test_sync_schedules_have_zero_delays():
   for name, s in SCHEDULES.items():
-    if s.semantics == "sync_flush":
+    if s.semantics.synchronous:
       V = 2 if s.chunked else 1
       assert schedule_metrics(s, 4, 8, V, tables=False)["tau_max"] == 0
 

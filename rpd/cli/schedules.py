@@ -116,7 +116,7 @@ def collect(P: int, M: int, V: int, durations: dict, latency: float,
     try:
       out.append(schedule_metrics(s, P, M, v, durations, latency))
     except ScheduleNotApplicable as e:
-      out.append({"schedule": name, "semantics": s.semantics, "skipped": str(e)})
+      out.append({"schedule": name, "semantics": s.semantics.name, "skipped": str(e)})
   return out
 
 

@@ -107,7 +107,7 @@ def _static(problem, plan: Plan) -> _Static:
     raise ValueError(f"the problem's batch {B} is not divisible by the {plan.G} microbatches "
                      "of a batch")
   b = B // plan.G
-  return _Static(S=plan.S, sync=plan.semantics == "sync_flush", G=plan.G, b=b,
+  return _Static(S=plan.S, sync=plan.semantics.synchronous, G=plan.G, b=b,
                  act=tuple(problem.act_shape(b)), n_stash=plan.n_stash,
                  n_inbox=plan.n_inbox, n_ginbox=plan.n_ginbox)
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from rpd.schedules import get_schedule
 from rpd.schedules.core import time_schedule
+from rpd.schedules.semantics import Semantics
 
 SUPPORTED = ("pipedream", "1f1b-flush", "gpipe")
 IDLE, FWD, BWD = 0, 1, 2
@@ -48,7 +49,7 @@ class Plan:
 
   Attributes:
     schedule: registry name.
-    semantics: ``"async_stash"`` or ``"sync_flush"``.
+    semantics: the schedule's :class:`~rpd.schedules.semantics.Semantics`.
     S: stages (= devices).
     M: microbatches per batch (flushing schedules) or in all (PipeDream).
     batches: batches (flushes); 1 for PipeDream.
@@ -60,7 +61,7 @@ class Plan:
   """
 
   schedule: str
-  semantics: str
+  semantics: Semantics
   S: int
   M: int
   batches: int
@@ -128,7 +129,7 @@ def build_plan(schedule: str, S: int, M: int, *, batches: int = 1, apply=None,
   if S < 1 or M < 1 or batches < 1:
     raise ValueError(f"need S, M, batches >= 1, got S={S}, M={M}, batches={batches}")
   sched = get_schedule(schedule)
-  sync = sched.semantics == "sync_flush"
+  sync = sched.semantics.synchronous
   if not sync and batches != 1:
     raise ValueError(f"{schedule} runs one stream of microbatches: use batches=1, M=total")
   one = sched.actions(S, M)

@@ -44,11 +44,11 @@ def schedule_rule(name: str, S: int):
   """
   from rpd.schedules import get_schedule
   sched = get_schedule(name)
-  if sched.semantics == "sync_flush":
+  if sched.semantics.synchronous:
     rule = Synchronous(S)
     object.__setattr__(rule, "name", f"schedule:{name}")
     return rule
-  if sched.semantics == "async_stash":
+  if (sched.semantics.asynchronous and sched.semantics.stashes):
     return ScheduleRule(S, name)
   table = np.asarray(sched.delay_table(S, 1))
   return TableDelay(S, table, "cyclic", f"schedule:{name}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rpd.schedules.core import Action, Schedule, ScheduleNotApplicable, time_schedule
+from rpd.schedules.semantics import SYNC_FLUSH
 
 
 def chimera_block(P: int, p: int, direction: int) -> int:
@@ -90,7 +91,7 @@ class Chimera(Schedule):
   """
 
   name = "chimera"
-  semantics = "sync_flush"
+  semantics = SYNC_FLUSH
   reference = "Li and Hoefler 2021 (Chimera)"
   replicas = 2
 

@@ -44,9 +44,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from rpd.schedules.semantics import ALL, ASYNC_STASH, Semantics
+
 KINDS = ("F", "B", "W")
 DEFAULT_DURATIONS = {"F": 1.0, "B": 1.0, "W": 1.0}
-SEMANTICS = ("sync_flush", "async_stash", "async_nostash", "double_buffered")
+#: every update semantics (objects; see :mod:`rpd.schedules.semantics`).
+SEMANTICS = tuple(ALL.values())
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -307,14 +310,13 @@ class Schedule(abc.ABC):
 
   Attributes:
     name: registry name.
-    semantics: one of ``"sync_flush"`` (gradients accumulated, one synchronous update per
-      batch: no staleness), ``"async_stash"`` (update as soon as the backward ends, weight
-      stashing), ``"async_nostash"`` (as before, no stashing: the backward reads the
-      current weights) and ``"double_buffered"`` (2BW).
+    semantics: a :class:`~rpd.schedules.semantics.Semantics` (when updates land, which
+      weights the backward reads): ``SYNC_FLUSH``, ``ASYNC_STASH``, ``ASYNC_NOSTASH`` or
+      ``DOUBLE_BUFFERED``. Ask it (``semantics.synchronous``), never compare its name.
   """
 
   name: str = ""
-  semantics: str = "async_stash"
+  semantics: Semantics = ASYNC_STASH
   #: whether the schedule places ``V > 1`` chunks per device (interleaved schedules).
   chunked: bool = False
   #: whether the backward is split into ``B`` (input gradient) and ``W`` (weight gradient).
@@ -348,7 +350,7 @@ class Schedule(abc.ABC):
 
   def delay_table(self, P: int, V: int = 1, durations=None, latency: float = 0.0) -> np.ndarray:
     """Steady-state delay table ``tau`` (S x S, int64); zeros for synchronous semantics."""
-    if self.semantics == "sync_flush":
+    if self.semantics.synchronous:
       return np.zeros((P * V, P * V), dtype=np.int64)
     timed = self.timed(P, self.steady_state_microbatches(P, V), V, durations, latency)
     return steady_state_delay_table(timed)

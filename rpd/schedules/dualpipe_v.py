@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rpd.schedules.core import Action, Schedule, ScheduleNotApplicable
 from rpd.schedules.zb_v import v_action
+from rpd.schedules.semantics import SYNC_FLUSH
 
 
 class DualPipeV(Schedule):
@@ -31,7 +32,7 @@ class DualPipeV(Schedule):
   """
 
   name = "dualpipe-v"
-  semantics = "sync_flush"
+  semantics = SYNC_FLUSH
   chunked = True
   split_backward = True
   reference = "DeepSeek-AI 2024 (DualPipe, DualPipeV); PyTorch pipelining"

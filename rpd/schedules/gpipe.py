@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rpd.schedules.core import Action, Schedule
+from rpd.schedules.semantics import SYNC_FLUSH
 
 
 class GPipe(Schedule):
@@ -14,7 +15,7 @@ class GPipe(Schedule):
   """
 
   name = "gpipe"
-  semantics = "sync_flush"
+  semantics = SYNC_FLUSH
   reference = "Huang et al. 2019 (GPipe)"
 
   def actions(self, P: int, M: int, V: int = 1) -> list[list[Action]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rpd.schedules.core import Action, Schedule, ScheduleNotApplicable
+from rpd.schedules.semantics import SYNC_FLUSH
 
 
 def interleaved_pass(P: int, V: int, k: int, forward: bool, p: int, kind: str) -> Action:
@@ -41,7 +42,7 @@ class Interleaved1F1B(Schedule):
   """
 
   name = "interleaved-1f1b"
-  semantics = "sync_flush"
+  semantics = SYNC_FLUSH
   chunked = True
   reference = "Narayanan et al. 2021 (Megatron-LM interleaved)"
 

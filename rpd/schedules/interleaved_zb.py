@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rpd.schedules.core import Action, Schedule
 from rpd.schedules.interleaved import check_interleaved, interleaved_pass
+from rpd.schedules.semantics import SYNC_FLUSH
 
 
 class InterleavedZeroBubble(Schedule):
@@ -24,7 +25,7 @@ class InterleavedZeroBubble(Schedule):
   """
 
   name = "interleaved-zb"
-  semantics = "sync_flush"
+  semantics = SYNC_FLUSH
   chunked = True
   split_backward = True
   reference = "Qi et al. 2024 (Zero Bubble, ZB-1p interleaved); PyTorch pipelining"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rpd.schedules.core import Action, Schedule
+from rpd.schedules.semantics import SYNC_FLUSH
 
 
 class LoopedBFS(Schedule):
@@ -21,7 +22,7 @@ class LoopedBFS(Schedule):
   """
 
   name = "looped-bfs"
-  semantics = "sync_flush"
+  semantics = SYNC_FLUSH
   chunked = True
   reference = "Lamy-Poirier 2023 (Breadth-First Pipeline Parallelism)"
 

@@ -158,17 +158,17 @@ def _read_versions(schedule: Schedule, timed: TimedSchedule, batch: int | None):
   """
   k = timed.update_kind
   M, S = timed.M, timed.S
-  if schedule.semantics == "double_buffered":
+  if schedule.semantics.double_buffered:
     batch = batch or M
     n = M // batch
     produced = {b: sorted(timed.end[(k, t * batch + batch - 1, b)] for t in range(n))
                 for b in range(S)}
     read = {(m, b): max(m // batch - 1, 0) for m in range(M) for b in range(S)}
     return read, produced
-  if schedule.semantics == "sync_flush":
+  if schedule.semantics.synchronous:
     return ({(m, b): 0 for m in range(M) for b in range(S)}, {b: [] for b in range(S)})
   produced = {b: sorted(timed.end[(k, m, b)] for m in range(M)) for b in range(S)}
-  if schedule.semantics == "async_nostash":
+  if schedule.semantics.split_reads:
     # No stash: every read is of the current version; nothing older is kept.
     return None, produced
   read = {(m, b): bisect.bisect_right(produced[b], timed.start[("F", m, b)] + _EPS)
@@ -219,13 +219,13 @@ def delay_tables_of(schedule: Schedule, P: int, M: int, V: int = 1, durations=No
     timing-pass durations (see :func:`timing_durations`); ``M`` is the 2BW batch.
   """
   S = P * V
-  if schedule.semantics == "sync_flush":
+  if schedule.semantics.synchronous:
     return {"tau": np.zeros((S, S), dtype=np.int64)}
-  if schedule.semantics == "double_buffered":
+  if schedule.semantics.double_buffered:
     return {"tau": schedule.delay_table(P, V, durations, latency, batch=M)}
   try:
     out = {"tau": schedule.delay_table(P, V, durations, latency)}
-    if schedule.semantics == "async_nostash":
+    if schedule.semantics.split_reads:
       out["tau_backward"] = schedule.delay_table_backward(P, V, durations, latency)
     return out
   except SteadyStateError:
@@ -234,7 +234,7 @@ def delay_tables_of(schedule: Schedule, P: int, M: int, V: int = 1, durations=No
     timed = schedule.timed(P, schedule.steady_state_microbatches(P, V), V, durations, latency)
     window = list(range(timed.M // 3, (2 * timed.M) // 3))
     out = {"tau": delay_tables(timed, window).max(axis=0), "tau_not_steady": True}
-    if schedule.semantics == "async_nostash":
+    if schedule.semantics.split_reads:
       tb = delay_tables(timed, window, "B").max(axis=0)
       upper = np.triu(np.ones_like(tb, dtype=bool), k=1)
       out["tau_backward"] = np.where(upper, tb, out["tau"])
@@ -249,9 +249,9 @@ DELAY_CONVENTION = (
 
 def versions_delay_max(schedule: Schedule, timed: TimedSchedule) -> int:
   """Largest delay in versions (see the module docstring) over the central third of ``timed``."""
-  if schedule.semantics == "sync_flush":
+  if schedule.semantics.synchronous:
     return 0
-  if schedule.semantics == "double_buffered":
+  if schedule.semantics.double_buffered:
     return 1
   k = timed.update_kind
   S, M = timed.S, timed.M
@@ -292,19 +292,19 @@ def schedule_metrics(schedule: Schedule, P: int, M: int, V: int = 1,
   schedule.check(P, M, V)
   dur = timing_durations(schedule, durations, V)
   timed = schedule.timed(P, M, V, dur, latency)
-  out = {"schedule": schedule.name, "semantics": schedule.semantics, "P": P, "M": M, "V": V,
+  out = {"schedule": schedule.name, "semantics": schedule.semantics.name, "P": P, "M": M, "V": V,
          "durations": dur, "latency": latency, "makespan": float(timed.makespan)}
   out.update(bubble(timed))
   peak = peak_activations(timed, "W")
   out["peak_activations"] = max(peak)
   out["peak_activations_per_stage"] = peak
   out["peak_activations_until_b"] = max(peak_activations(timed, "B"))
-  if schedule.semantics == "sync_flush":
+  if schedule.semantics.synchronous:
     out["steady_bubble_ratio"] = out["bubble_ratio"]
     long = timed
     batch = None
   else:
-    batch = M if schedule.semantics == "double_buffered" else None
+    batch = M if schedule.semantics.double_buffered else None
     n_long = (schedule.steady_state_microbatches(P, V, batch) if batch
               else schedule.steady_state_microbatches(P, V))
     long = schedule.timed(P, n_long, V, dur, latency)

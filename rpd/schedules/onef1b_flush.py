@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rpd.schedules.core import Action, Schedule, one_f_one_b_actions
+from rpd.schedules.semantics import SYNC_FLUSH
 
 
 class OneFOneBFlush(Schedule):
@@ -13,7 +14,7 @@ class OneFOneBFlush(Schedule):
   """
 
   name = "1f1b-flush"
-  semantics = "sync_flush"
+  semantics = SYNC_FLUSH
   reference = "Narayanan et al. 2021 (PipeDream-Flush); Fan et al. 2021 (DAPPLE)"
 
   def actions(self, P: int, M: int, V: int = 1) -> list[list[Action]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rpd.schedules.core import Action, Schedule, one_f_one_b_actions
+from rpd.schedules.semantics import ASYNC_STASH
 
 
 class PipeDream(Schedule):
@@ -14,7 +15,7 @@ class PipeDream(Schedule):
   """
 
   name = "pipedream"
-  semantics = "async_stash"
+  semantics = ASYNC_STASH
 
   def actions(self, P: int, M: int, V: int = 1) -> list[list[Action]]:
     """Per-device action lists.

@@ -7,6 +7,7 @@ import numpy as np
 
 from rpd.schedules.core import (Action, Schedule, ScheduleNotApplicable, SteadyStateError,
                                 TimedSchedule, one_f_one_b_actions)
+from rpd.schedules.semantics import DOUBLE_BUFFERED
 
 
 def batch_update_order(timed: TimedSchedule, batch: int) -> dict[tuple[int, int], int]:
@@ -86,7 +87,7 @@ class PipeDream2BW(Schedule):
   """
 
   name = "pipedream-2bw"
-  semantics = "double_buffered"
+  semantics = DOUBLE_BUFFERED
   reference = "Narayanan et al. 2021 (PipeDream-2BW)"
 
   def __init__(self, batch: int | None = None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from rpd.schedules.core import Action, Schedule, one_f_one_b_actions, steady_state_delay_table
+from rpd.schedules.semantics import ASYNC_NOSTASH
 
 
 class PipeMare(Schedule):
@@ -25,7 +26,7 @@ class PipeMare(Schedule):
   """
 
   name = "pipemare"
-  semantics = "async_nostash"
+  semantics = ASYNC_NOSTASH
   reference = "Yang et al. 2021 (PipeMare)"
 
   def actions(self, P: int, M: int, V: int = 1) -> list[list[Action]]:

@@ -26,7 +26,7 @@ def time_per_microbatch(schedule: Schedule, P: int, durations=None) -> tuple[flo
     ValueError (``ScheduleNotApplicable``): if the schedule does not apply with one chunk.
   """
   dur = timing_durations(schedule, durations, 1)
-  if schedule.semantics == "sync_flush":
+  if schedule.semantics.synchronous:
     schedule.check(P, 1, 1)
     return 0.0, float(schedule.timed(P, 1, 1, dur).makespan)
   M = schedule.steady_state_microbatches(P, 1)

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 
 from rpd.schedules.core import Action, Schedule, time_schedule
+from rpd.schedules.semantics import SYNC_FLUSH
 
 
 def list_schedule(P: int, M: int, dur: dict, latency: float, limit: int, w_first: bool,
@@ -109,7 +110,7 @@ class ZBAuto(Schedule):
   """
 
   name = "zb-auto"
-  semantics = "sync_flush"
+  semantics = SYNC_FLUSH
   split_backward = True
   reference = "Qi et al. 2024 (Zero Bubble, automatic scheduling): heuristic search"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rpd.schedules.core import Action, Schedule, one_f_one_b_actions
+from rpd.schedules.semantics import SYNC_FLUSH
 
 
 class ZBH1(Schedule):
@@ -21,7 +22,7 @@ class ZBH1(Schedule):
   """
 
   name = "zb-h1"
-  semantics = "sync_flush"
+  semantics = SYNC_FLUSH
   split_backward = True
   reference = "Qi et al. 2024 (Zero Bubble), handcrafted ZB-H1"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rpd.schedules.core import Action, Schedule
+from rpd.schedules.semantics import SYNC_FLUSH
 
 
 def greedy_split_actions(P: int, M: int, limits: list[int]) -> list[list[Action]]:
@@ -82,7 +83,7 @@ Every device may hold up to ``2P - 1`` microbatches between the start of ``F`` a
   """
 
   name = "zb-h2"
-  semantics = "sync_flush"
+  semantics = SYNC_FLUSH
   split_backward = True
   reference = "Qi et al. 2024 (Zero Bubble), handcrafted ZB-H2"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rpd.schedules.core import Action, Schedule, ScheduleNotApplicable
+from rpd.schedules.semantics import SYNC_FLUSH
 
 
 def v_block(P: int, p: int, chunk: int) -> int:
@@ -33,7 +34,7 @@ class ZBV(Schedule):
   """
 
   name = "zb-v"
-  semantics = "sync_flush"
+  semantics = SYNC_FLUSH
   chunked = True
   split_backward = True
   reference = "Qi et al. 2024 (Zero Bubble, ZB-V); PyTorch pipelining"
