@@ -1,12 +1,11 @@
-"""A real pipeline: schedules executed stage-per-device as one SPMD program.
+"""A real pipeline: every schedule of :mod:`rpd.schedules` executed device by device.
 
-``plan`` places a schedule's action lists on a tick clock, ``executor`` runs them with
-``shard_map`` and ``ppermute`` (one stage per device), ``equivalence`` states the exact
-correspondence with the engine's ``pipedream`` and ``sync`` rules.
+``plan`` compiles a schedule's action lists (the lists the simulator times) onto a tick
+clock, ``executor`` runs them as one SPMD program (``shard_map``, ``ppermute`` between
+devices, each device running only its own blocks).
 """
-from rpd.pipeline.equivalence import engine_updates, engine_window
 from rpd.pipeline.executor import ExecResult, execute, stage_mesh
-from rpd.pipeline.plan import SUPPORTED, Plan, build_plan
+from rpd.pipeline.plan import REFUSED, SUPPORTED, Plan, build_plan, pad_together
 
-__all__ = ["SUPPORTED", "Plan", "build_plan", "ExecResult", "execute", "stage_mesh",
-           "engine_updates", "engine_window"]
+__all__ = ["REFUSED", "SUPPORTED", "Plan", "build_plan", "pad_together", "ExecResult",
+           "execute", "stage_mesh"]
