@@ -117,21 +117,28 @@ def pipemare_reference(problem, x0, key, gamma, opt: str, M: int, batches: int):
   S, D = x0.shape
   o = _opt(opt, S, D, gamma)
   versions = [[x0[s]] for s in range(S)]
-  for m in range(M * batches):
-    batch = microbatch(problem, key, m // M, m % M, M)
+
+  @jax.jit
+  def gradient(fwd_w, bwd_w, batch):
     a, inputs = None, []
     for s in range(S):  # forward at the forward versions
       inputs.append(a)
-      a = problem.stage(s, versions[s][max(0, m - (S - 1 - s))], a, batch)
+      a = problem.stage(s, fwd_w[s], a, batch)
     g_out, grads = 1.0, [None] * S
-    for s in reversed(range(S)):  # backward at the current versions
-      w_now = versions[s][m]
+    for s in reversed(range(S)):  # backward at the current versions, forward's inputs
       if s == 0:
-        _, vjp = jax.vjp(lambda w: problem.stage(0, w, None, batch), w_now)
+        _, vjp = jax.vjp(lambda w: problem.stage(0, w, None, batch), bwd_w[s])
         (grads[s],) = vjp(g_out)
       else:
-        _, vjp = jax.vjp(lambda w, x: problem.stage(s, w, x, batch), w_now, inputs[s])
-        grads[s], g_out = vjp(g_out if s < S - 1 else np.asarray(1.0))
+        _, vjp = jax.vjp(lambda w, x, s=s: problem.stage(s, w, x, batch), bwd_w[s], inputs[s])
+        grads[s], g_out = vjp(g_out if s < S - 1 else jax.numpy.asarray(1.0, a.dtype))
+    return grads
+
+  for m in range(M * batches):
+    batch = microbatch(problem, key, m // M, m % M, M)
+    fwd_w = np.stack([versions[s][max(0, m - (S - 1 - s))] for s in range(S)])
+    bwd_w = np.stack([versions[s][m] for s in range(S)])
+    grads = gradient(fwd_w, bwd_w, batch)
     for s in range(S):
       versions[s].append(o.step(s, np.asarray(grads[s]), versions[s][-1]))
   return np.stack([v[-1] for v in versions])

@@ -101,10 +101,17 @@ def check_schedule(name: str, opt: str, P: int = 2, executor=execute, plan=None)
   return float(np.abs(res.x_SxD - x_ref).max())
 
 
-@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
-@pytest.mark.parametrize("name", SUPPORTED)
+CASES = [(n, o) for n in SUPPORTED for o in ("sgd", "momentum", "adam")
+         if o == "sgd" or not get_schedule(n).chunked]
+
+
+@pytest.mark.parametrize("name, opt", CASES)
 def test_schedule_equals_reference(name, opt):
-  """Every schedule, P = 2 devices (V = 2 chunks for the chunked ones): equal to 1e-12."""
+  """Every schedule, P = 2 devices (V = 2 chunks for the chunked ones): equal to 1e-12.
+
+  Momentum and Adam run on every semantics (synchronous, PipeDream, PipeMare, 2BW, Chimera);
+  the chunked schedules (synchronous, the same update path) with SGD only, to keep the
+  compilations few."""
   assert check_schedule(name, opt) <= TOL
 
 
