@@ -13,13 +13,13 @@ import os
 import re
 import sys
 
-from rpd.cli import finite_float, positive_int, seed_int
+from rpd.cli import EXIT_DIVERGED, finite_float, positive_int, seed_int
 from rpd import jsonout
 from rpd.errors import InputError
 
 NAME = "pipeline"
-HELP = ("train a layered model (transformer, mlp, charlm) with a real pipeline: one stage per "
-        "device, schedule pipedream | 1f1b-flush | gpipe")
+HELP = ("train a layered model (transformer, mlp, charlm) with a real pipeline: each device "
+        "runs its own blocks, any schedule of `rpd schedules`")
 
 
 def add_arguments(p) -> None:
@@ -31,17 +31,22 @@ def add_arguments(p) -> None:
                  help="UTF-8 text file to train the transformer or charlm on (same as "
                       "--problem NAME:PATH; default: the bundled corpus)")
   p.add_argument("--schedule", default="pipedream",
-                 help="pipedream (async, weight stashing) | 1f1b-flush | gpipe (default "
-                      "pipedream)")
-  p.add_argument("--stages", type=positive_int("--stages"), default=4, help="S stages")
+                 help="any schedule of `rpd schedules` (default pipedream)")
+  p.add_argument("--stages", type=positive_int("--stages"), default=4,
+                 help="P pipeline devices (the model has P V blocks)")
   p.add_argument("--devices", type=positive_int("--devices"), default=None,
                  help="devices (must equal --stages; default --stages). On a CPU-only host "
                       "this many host devices are forced")
+  p.add_argument("--chunks", type=positive_int("--chunks"), default=None,
+                 help="V chunks per device for the chunked schedules (default 2)")
   p.add_argument("--microbatches", type=positive_int("--microbatches"), default=256,
                  help="microbatches in all (default 256)")
   p.add_argument("--flush-every", type=positive_int("--flush-every"), default=None,
-                 help="flushing schedules: microbatches per batch M (one update per flush; "
-                      "divides --microbatches; default 2 S)")
+                 help="microbatches per batch M (one update per flush for the synchronous "
+                      "schedules, per 2BW step; divides --microbatches; default 2 P)")
+  p.add_argument("--stash", default="inputs",
+                 help="inputs (the backward recomputes the block's forward) | residuals (the "
+                      "forward's vjp residuals are kept); default inputs")
   p.add_argument("--batch", type=positive_int("--batch"), default=None,
                  help="samples per microbatch (default: the problem's)")
   p.add_argument("--lr", type=finite_float("--lr"), default=0.01, help="step size gamma")
@@ -62,28 +67,33 @@ def _default_out(args) -> str:
 
 
 def _check(args):
-  """Argument checks that need no JAX (``InputError`` on bad input)."""
-  from rpd.pipeline.plan import SUPPORTED
+  """Argument checks that need no JAX (``InputError`` on bad input); returns ``(M, V)``."""
+  from rpd.pipeline.plan import REFUSED, default_V
   from rpd.schedules import SCHEDULES
   if args.devices is not None and args.devices != args.stages:
     raise InputError(f"--devices {args.devices} must equal --stages {args.stages} "
-                     "(one stage per device)")
-  if args.schedule not in SUPPORTED:
-    what = "is not supported by the executor" if args.schedule in SCHEDULES else "is unknown"
-    raise InputError(f"--schedule {args.schedule} {what}; supported: {', '.join(SUPPORTED)}")
-  sync = args.schedule != "pipedream"
-  if not sync and args.flush_every is not None:
-    raise InputError(f"--flush-every {args.flush_every}: pipedream does not flush")
-  M = (args.flush_every or 2 * args.stages) if sync else args.microbatches
-  if sync and args.microbatches % M:
+                     "(one pipeline position per device)")
+  if args.schedule not in SCHEDULES:
+    raise InputError(f"--schedule {args.schedule} is unknown; known: "
+                     f"{', '.join(sorted(SCHEDULES))}")
+  if args.schedule in REFUSED:
+    raise InputError(f"--schedule {args.schedule} is not executed: {REFUSED[args.schedule]}")
+  sched = SCHEDULES[args.schedule]
+  V = args.chunks or default_V(args.schedule)
+  if V != 1 and not sched.chunked:
+    raise InputError(f"--chunks {V}: {args.schedule} holds one chunk per device")
+  M = args.flush_every or 2 * args.stages
+  if args.microbatches % M:
     raise InputError(f"--microbatches {args.microbatches} must be a multiple of "
                      f"--flush-every {M}")
   if args.optimizer not in ("sgd", "momentum", "adam"):
     raise InputError(f"unknown --optimizer {args.optimizer!r}; known: sgd, momentum, adam")
-  return sync, M
+  if args.stash not in ("inputs", "residuals"):
+    raise InputError(f"unknown --stash {args.stash!r}; known: inputs, residuals")
+  return M, V
 
 
-def _problem(args, G: int):
+def _problem(args, G: int, V: int):
   from rpd.problems import get_problem
   from rpd.problems.layered import is_layered
   name = args.problem.partition(":")[0]
@@ -103,7 +113,7 @@ def _problem(args, G: int):
     make = {"transformer": make_transformer, "mlp": make_mlp, "charlm": make_charlm}[name]
     opts["batch"] = inspect.signature(make).parameters["batch"].default * G
   try:
-    problem = get_problem(args.problem, args.stages, **opts)
+    problem = get_problem(args.problem, args.stages * V, **opts)
   except ValueError as e:
     raise InputError(f"--problem {args.problem}: {e}") from None
   if not is_layered(problem):
@@ -119,7 +129,7 @@ def run(args) -> int:
     # happen before JAX is first imported.
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={args.stages}").strip()
-  sync, M = _check(args)
+  M, V = _check(args)
   out_dir = args.out or _default_out(args)
   from rpd import guards
   guards.check_writable_dir(out_dir, "--out")  # before any work
@@ -134,13 +144,15 @@ def run(args) -> int:
   from rpd.experiments.common import metadata
   from rpd.pipeline import build_plan, execute, stage_mesh
   from rpd.schedules import get_schedule
-  from rpd.schedules.metrics import schedule_metrics
+  from rpd.schedules.metrics import peak_activations, schedule_metrics
 
   if jax.device_count() < args.stages:
     raise InputError(f"--devices {args.stages}: only {jax.device_count()} devices available")
-  problem = _problem(args, M if sync else 1)
-  plan = build_plan(args.schedule, args.stages, M,
-                    batches=args.microbatches // M if sync else 1)
+  problem = _problem(args, M, V)
+  try:
+    plan = build_plan(args.schedule, args.stages, M, V=V, batches=args.microbatches // M)
+  except ValueError as e:
+    raise InputError(f"--schedule {args.schedule}: {e}") from None
   full_loss = jax.jit(problem.full_loss)
   key = jax.random.key(args.seed)
   x0 = problem.init(key)
@@ -168,22 +180,32 @@ def run(args) -> int:
 
   try:
     res = execute(problem, plan, gamma=args.lr, key=key, optimizer=args.optimizer, x0=x0,
-                  mesh=stage_mesh(args.stages), chunk=chunk, callback=record)
+                  mesh=stage_mesh(args.stages), stash=args.stash, chunk=chunk,
+                  callback=record)
   except ValueError as e:
     raise InputError(str(e)) from None
   wall = time.perf_counter() - t_start
-  sim = schedule_metrics(get_schedule(args.schedule), args.stages, M)
+  sched = get_schedule(args.schedule)
+  sim = schedule_metrics(sched, args.stages, M, V)
   steady = sim["steady_bubble_ratio"]
   final = rows["loss"][-1]
+  n_stream = M if sched.semantics.synchronous else plan.microbatches
+  sim_peak = peak_activations(sched.timed(args.stages, n_stream, V))  # the executor's clock
+  blowup = guards.blowup_index(rows["loss"], problem.f_star)
+  diverged = blowup is not None or not bool(np.all(np.isfinite(res.x_SxD)))
   summary = {
       "problem": args.problem, "schedule": args.schedule, "stages": args.stages,
-      "devices": args.stages, "microbatches": plan.microbatches, "flush_every": M if sync else None,
+      "devices": args.stages, "chunks": V, "blocks": plan.S,
+      "microbatches": plan.microbatches, "flush_every": M,
       "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed, "d": problem.d,
       "initial_loss": f0, "final_loss": final,
       "final_train_loss": float(np.mean(res.losses[-max(1, len(res.losses) // 10):])),
-      "unigram_entropy": H, "diverged": not bool(np.all(np.isfinite(res.x_SxD))),
+      "unigram_entropy": H, "diverged": diverged,
+      "diverged_at_record": blowup,
       "ticks": plan.T, "peak_stash_per_stage": list(res.peak_stash),
-      "sim_peak_act_per_stage": sim["peak_activations_per_stage"],
+      "sim_peak_act_per_stage": sim_peak,
+      "stash": args.stash, "stash_floats_per_slot": res.stash_floats,
+      "peak_stash_floats_per_stage": [n * res.stash_floats for n in res.peak_stash],
       "sim_bubble_ratio": sim["bubble_ratio"], "sim_steady_bubble_ratio": steady,
       "sim_speedup": args.stages * (1 - steady),
       "microbatches_per_s": plan.microbatches / max(res.wall + res.compile_wall, 1e-9),
@@ -195,10 +217,11 @@ def run(args) -> int:
   if args.json:
     print(jsonout.dumps(summary))
   else:
-    print(f"{args.problem} {args.schedule} S={args.stages} on {args.stages} devices, "
+    print(f"{args.problem} {args.schedule} on P={args.stages} devices (S={plan.S} blocks), "
           f"{plan.microbatches} microbatches: eval loss {f0:.4f} -> {final:.4f}"
           + (f" (unigram entropy {H:.4f})" if H else "")
-          + f"; peak stash {list(res.peak_stash)} (simulator peak act "
-          f"{sim['peak_activations_per_stage']}); {wall:.1f} s; metrics in "
-          f"{summary['metrics_file']}")
-  return 0
+          + f"; peak stash {list(res.peak_stash)} x {res.stash_floats} floats ({args.stash}; "
+          f"simulator peak act {sim_peak}); {wall:.1f} s; metrics in "
+          f"{summary['metrics_file']}"
+          + (f"; DIVERGED at record {blowup} (exit code 3)" if diverged else ""))
+  return EXIT_DIVERGED if diverged else 0
