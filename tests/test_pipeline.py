@@ -157,3 +157,20 @@ def test_no_message_on_idle_routes():
   sends = plan.table[:, :, C["send"]]
   assert (plan.table[:, 0, C["any_next"]] == (sends > 0).any(1)).all()
   assert plan.table[:, 0, C["any_next"]].sum() < T
+
+
+def test_residual_stash_equals_reference_and_its_size():
+  """``stash="residuals"``: the forward's vjp residuals replace the recompute; the result is
+  unchanged (1e-12), each device's stash peaks at the simulator's count of slots, and a slot
+  (the largest block's flattened residuals, which include the block's weights) is larger
+  than the stage input that ``stash="inputs"`` keeps, and smaller than input + weights +
+  every intermediate of the block (bounded here by 4 activations + the block's row)."""
+  p, x0 = problem(2)
+  b = 2  # samples per microbatch: the problem's batch 2 M split into M
+  act = int(np.prod(p.act_shape(b)))
+  for name in ("1f1b-flush", "pipedream", "zb-h1", "pipedream-2bw", "chimera"):
+    plan = plans(2, 2, group(2, 2))[name]
+    res = execute(p, plan, gamma=GAMMA["sgd"], key=KEY, x0=x0, stash="residuals")
+    assert np.abs(res.x_SxD - reference(name, 2, "sgd")).max() <= TOL, name
+    assert act < res.stash_floats <= x0.shape[1] + 4 * act * 2 + b * 64, name
+    assert list(res.peak_stash) == simulator_peak(name, 2, 1), name

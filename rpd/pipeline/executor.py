@@ -139,11 +139,11 @@ def _residual_size(problem, S, act, dtype, D, batch) -> int:
   fns = _stage_fns(problem, S, act, dtype)
   n = 0
   for f in fns:
-    def res(w, a, f=f):
+    def res(w, a, batch, f=f):
       _, vjp = jax.vjp(lambda w, a: f(w, a, batch), w, a)
       return ravel_pytree(vjp)[0]
     n = max(n, int(jax.eval_shape(res, jax.ShapeDtypeStruct((D,), dtype),
-                                  jax.ShapeDtypeStruct(act, dtype)).shape[0]))
+                                  jax.ShapeDtypeStruct(act, dtype), batch).shape[0]))
   return n
 
 
