@@ -174,3 +174,18 @@ def test_residual_stash_equals_reference_and_its_size():
     assert np.abs(res.x_SxD - reference(name, 2, "sgd")).max() <= TOL, name
     assert act < res.stash_floats <= x0.shape[1] + 4 * act * 2 + b * 64, name
     assert list(res.peak_stash) == simulator_peak(name, 2, 1), name
+
+
+def test_data_by_stage_mesh_equals_reference_on_the_concatenated_batch():
+  """A 2 x 2 mesh (``data`` x ``stage``): two replicas of the pipeline, each on half of every
+  microbatch, their weight gradients averaged (``pmean``) before they land. Microbatch ``m``
+  of the reference is the concatenation of the replicas' halves, so the run equals the same
+  reference (1e-12) as the one-replica run."""
+  from rpd.pipeline import stage_mesh
+  p, x0 = problem(2)
+  mesh = stage_mesh(2, data=2)
+  for name in ("1f1b-flush", "pipedream", "pipemare", "pipedream-2bw", "chimera"):
+    plan = plans(2, 2, group(2, 2))[name]
+    res = execute(p, plan, gamma=GAMMA["sgd"], key=KEY, x0=x0, mesh=mesh)
+    assert np.abs(res.x_SxD - reference(name, 2, "sgd")).max() <= TOL, name
+    assert list(res.peak_stash) == simulator_peak(name, 2, 1), name
