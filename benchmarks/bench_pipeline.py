@@ -1,26 +1,31 @@
-"""Pipeline benchmark: microbatches per second of the executor against one device.
+"""Pipeline benchmark: microbatches per second of every executed schedule against one device,
+each device and the one-device baseline with the same thread budget.
 
 Command (recorded with its output in BENCHMARKS.md):
 
-    python benchmarks/bench_pipeline.py [--stages 2 4] [--json FILE]
+    python benchmarks/bench_pipeline.py [--stages 2] [--schedules all] [--json FILE]
 
-For each ``S`` it trains the same decoder-only transformer (``rpd.problems.transformer``,
-``S * blocks_per_stage`` blocks; float32, SGD) three ways and reports microbatches per second:
+Fairness. XLA's CPU backend runs each device's computation with Eigen's intra-op thread
+pool, and the one-device baseline would use every core for its matmuls while a forced host
+device shares the same cores. Here every computation is single-threaded
+(``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``, set before
+JAX starts): each of the ``P`` pipeline devices and the baseline get one thread, so ``P``
+devices may use ``P`` cores and the ideal speed-up is ``P (1 - bubble)``.
 
-(a) one device: a jitted ``lax.scan`` over microbatches, each a full forward and backward of
-    the whole model and an SGD step (the model as ``S = 1``: every block on one device);
-(b) the executor (``rpd.pipeline.execute``) with ``pipedream`` on ``S`` devices, one stage each;
-(c) the executor with ``1f1b-flush`` (``M = 2 S`` microbatches per flush).
+Model: the digits MLP widened (``--hidden``, ``--layers``; float32, SGD), ``P V`` blocks.
+Baseline: one device, a jitted ``lax.scan`` over microbatches, each the whole model's
+forward and backward (``jax.value_and_grad``), one SGD update per ``M`` microbatches.
+Executor: :func:`rpd.pipeline.execute` with the schedule's plan, ``--stash`` residuals by
+default (no recompute in the backward). Each run is timed whole (fill and drain included)
+after a first, compiling run. ``bubble`` is the idle fraction of the plan's tick table (the
+executor's clock: one tick per action, ``F``, ``B`` and ``W`` alike, fill and drain included),
+and ``ratio = (rate / baseline) / (P (1 - bubble))``.
 
-Rates are *marginal*, ``(n2 - n1) / (t(n2) - t(n1))`` between two run lengths, each the best of
-``--repeats`` runs after a compile-and-warm-up run: the steady-state rate, without compilation
-and (for PipeDream) without the fill and drain. The prediction is the simulator's
-``S (1 - bubble)`` (``steady_bubble_ratio`` of :func:`rpd.schedules.metrics.schedule_metrics`
-with ``F = B = 1``, the executor's tick clock) over one device.
-
-On a CPU host the ``S`` devices are forced host devices (``XLA_FLAGS``, set below before JAX
-starts) that share the machine's cores: with 2 cores only ``S = 2`` can run two stages at the
-same time; larger ``S`` measure the executor's overhead, not a speed-up.
+Load. On a shared machine the wall-clock ratio measures the share of the cores the process
+got. The benchmark therefore also prints the CPU time per microbatch (all threads) and the
+*work efficiency* ``baseline CPU / pipeline CPU`` (1 = the pipeline adds no work; the
+speed-up an idle machine with ``P`` free cores would show is at most
+``P (1 - bubble) x work efficiency``), and the load average at the start and the end.
 """
 from __future__ import annotations
 
@@ -33,96 +38,138 @@ import time
 
 if "jax" not in sys.modules:
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             " --xla_force_host_platform_device_count=8").strip()
+                             " --xla_force_host_platform_device_count=8"
+                             " --xla_cpu_multi_thread_eigen=false"
+                             " intra_op_parallelism_threads=1").strip()
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from rpd.engine import sample_key  # noqa: E402
-from rpd.pipeline import build_plan, execute, stage_mesh  # noqa: E402
-from rpd.problems.transformer import make_transformer  # noqa: E402
+from rpd.pipeline import SUPPORTED, build_plan, execute, stage_mesh  # noqa: E402
+from rpd.pipeline.plan import C, IDLE  # noqa: E402
+from rpd.problems.mlp import make_mlp  # noqa: E402
 from rpd.schedules import get_schedule  # noqa: E402
-from rpd.schedules.metrics import schedule_metrics  # noqa: E402
 
 GAMMA = 0.01
 
 
-def best_of(fn, repeats):
-  fn()  # compile and warm up
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return min(times)
+def tick_bubble(plan) -> float:
+  """Idle fraction of the plan's (device, tick) cells."""
+  kind = plan.table[:, :, C["kind"]]
+  return float((kind == IDLE).mean())
 
 
-def one_device(prob, x0, n):
-  """(a): ``n`` SGD steps on the whole model, one microbatch each, on one device."""
+def timed(fn):
+  """``(wall, cpu)`` seconds of ``fn()`` (process CPU time: every thread of this process)."""
+  t, c = time.perf_counter(), time.process_time()
+  fn()
+  return time.perf_counter() - t, time.process_time() - c
+
+
+def baseline(problem, M: int, batches: int, key):
+  """Wall and CPU seconds of ``M batches`` microbatches of the whole model on one device (one
+  update per M), compiled beforehand."""
+  grad = jax.value_and_grad(problem.loss)
+
   @jax.jit
-  def go(x, key):
-    def step(x, i):
-      return x - GAMMA * jax.grad(prob.loss)(x, prob.sample(sample_key(key, i))), None
-    return jax.lax.scan(step, x, jnp.arange(n, dtype=jnp.int32))[0]
-  key = jax.random.key(0)
-  return lambda: jax.block_until_ready(go(x0, key))
+  def run(x):
+    def batch(x, n):
+      full = problem.sample(sample_key(key, n))
+      b = problem.batch_size(full) // M
+
+      def micro(g, j):
+        mb = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, j * b, b, 0), full)
+        return g + grad(x, mb)[1], None
+      g, _ = jax.lax.scan(micro, jnp.zeros_like(x), jnp.arange(M))
+      return x - GAMMA * g / M, None
+    x, _ = jax.lax.scan(batch, x, jnp.arange(batches))
+    return x
+
+  x = jax.device_put(problem.init(key), jax.devices()[0])
+  jax.block_until_ready(run(x))  # compile
+  return timed(lambda: jax.block_until_ready(run(x)))
 
 
-def pipelined(prob, x0, schedule, S, n, chunk):
-  M = n if schedule == "pipedream" else 2 * S
-  plan = build_plan(schedule, S, M, batches=1 if schedule == "pipedream" else n // M)
-  mesh = stage_mesh(S)
-  key = jax.random.key(0)
-  return lambda: execute(prob, plan, gamma=GAMMA, key=key, x0=x0, mesh=mesh, chunk=chunk)
+def pipeline(problem, name: str, P: int, M: int, batches: int, key, stash: str):
+  """Wall and CPU seconds of the whole run (fill and drain included, as in the tick bubble),
+  compiled beforehand."""
+  sched = get_schedule(name)
+  V = 2 if sched.chunked else 1
+  plan = build_plan(name, P, M, V=V, batches=batches)
+  mesh = stage_mesh(P)
+  run = lambda: execute(problem, plan, gamma=GAMMA, key=key, mesh=mesh, stash=stash)  # noqa
+  run()  # compile
+  wall, cpu = timed(run)
+  return wall, cpu, tick_bubble(plan), plan
 
 
-def marginal(make, n1, n2, repeats):
-  t1, t2 = best_of(make(n1), repeats), best_of(make(n2), repeats)
-  return (n2 - n1) / (t2 - t1), t1, t2
-
-
-def main(argv=None):
+def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--stages", type=int, nargs="+", default=[2, 4])
-  ap.add_argument("--blocks-per-stage", type=int, default=1)
-  ap.add_argument("--n", type=int, nargs=2, default=[32, 96], help="run lengths n1 n2")
-  ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--stages", type=int, default=2, help="P devices")
+  ap.add_argument("--schedules", default="all", help="comma-separated, or all")
+  ap.add_argument("--microbatches", type=int, default=8, help="M per batch")
+  ap.add_argument("--batches", type=int, default=4, help="timed batches (after one warm-up)")
+  ap.add_argument("--hidden", type=int, default=512)
+  ap.add_argument("--layers", type=int, default=8, help="layers in all (divisible by P V)")
+  ap.add_argument("--batch", type=int, default=128, help="samples per microbatch")
+  ap.add_argument("--stash", default="residuals", help="inputs | residuals")
   ap.add_argument("--json", default=None)
   args = ap.parse_args(argv)
-  n1, n2 = args.n
-  out = {"machine": platform.machine(), "cpus": os.cpu_count(), "jax": jax.__version__,
-         "devices": str(jax.devices()[0]), "rows": []}
-  for S in args.stages:
-    bps = args.blocks_per_stage
-    one = make_transformer(1, blocks_per_stage=S * bps, batch=16)
-    pipe = make_transformer(S, blocks_per_stage=bps, batch=16)
-    flush = make_transformer(S, blocks_per_stage=bps, batch=16 * 2 * S)
-    x1 = jax.jit(one.init)(jax.random.key(0))
-    xs = jax.jit(pipe.init)(jax.random.key(0))
-    r_one, _, _ = marginal(lambda n: one_device(one, x1, n), n1, n2, args.repeats)
-    # chunk: one compiled call of this many ticks, reused by both run lengths.
-    chunk = 2 * n1 + 2 * S
-    r_pd, _, _ = marginal(lambda n: pipelined(pipe, xs, "pipedream", S, n, chunk), n1, n2,
-                          args.repeats)
-    r_fl, _, _ = marginal(lambda n: pipelined(flush, xs, "1f1b-flush", S, n, chunk), n1, n2,
-                          args.repeats)
-    pd = schedule_metrics(get_schedule("pipedream"), S, n2, durations={"F": 1, "B": 1})
-    fl = schedule_metrics(get_schedule("1f1b-flush"), S, 2 * S, durations={"F": 1, "B": 1})
-    row = {"S": S, "d": pipe.d, "one_device_mb_per_s": r_one,
-           "pipedream_mb_per_s": r_pd, "pipedream_speedup": r_pd / r_one,
-           "pipedream_predicted": S * (1 - pd["steady_bubble_ratio"]),
-           "flush_mb_per_s": r_fl, "flush_speedup": r_fl / r_one,
-           "flush_predicted": S * (1 - fl["bubble_ratio"])}
+  P, M = args.stages, args.microbatches
+  names = SUPPORTED if args.schedules == "all" else tuple(args.schedules.split(","))
+  key = jax.random.key(0)
+  load = os.getloadavg()
+  out = {"P": P, "M": M, "batches": args.batches, "hidden": args.hidden, "layers": args.layers,
+         "batch": args.batch, "stash": args.stash, "xla_flags": os.environ.get("XLA_FLAGS"),
+         "cpus": os.cpu_count(), "loadavg_start": load, "machine": platform.machine(),
+         "jax": jax.__version__, "rows": []}
+  problems = {}
+
+  def problem(S):
+    if S not in problems:
+      problems[S] = make_mlp(S, hidden=args.hidden, n_layers=args.layers,
+                             batch=args.batch * M, dtype=jnp.float32)
+    return problems[S]
+
+  n = M * args.batches
+  b_wall, b_cpu = baseline(problem(1), M, args.batches, key)
+  base = n / b_wall
+  out["baseline_microbatches_per_s"] = base
+  out["baseline_cpu_s_per_microbatch"] = b_cpu / n
+  print(f"P={P}, M={M}, {args.batches} batches, MLP {args.layers}x{args.hidden}, microbatch "
+        f"{args.batch}, stash {args.stash}; one thread per device; load average {load[0]:.1f}")
+  print(f"baseline (1 device, 1 thread): {base:.2f} microbatches/s, "
+        f"{1e3 * b_cpu / n:.1f} ms CPU per microbatch")
+  print(f"{'schedule':18s} {'mb/s':>8s} {'speed-up':>8s} {'P(1-bub)':>8s} {'ratio':>6s} "
+        f"{'CPU/mb':>8s} {'work eff':>8s}")
+  for name in names:
+    V = 2 if get_schedule(name).chunked else 1
+    if args.layers % (P * V):
+      print(f"{name:18s} skipped: {args.layers} layers do not split into {P * V} blocks")
+      continue
+    try:
+      wall, cpu, bub, plan = pipeline(problem(P * V), name, P, M, args.batches, key, args.stash)
+    except ValueError as e:
+      print(f"{name:18s} refused: {e}")
+      continue
+    rate = n / wall
+    ideal = P * (1 - bub)
+    row = {"schedule": name, "microbatches_per_s": rate, "speedup": rate / base,
+           "ideal": ideal, "ratio": rate / base / ideal, "tick_bubble": bub, "V": V,
+           "cpu_s_per_microbatch": cpu / n, "work_efficiency": b_cpu / cpu}
     out["rows"].append(row)
-    print(f"S={S} d={pipe.d}: one device {r_one:7.1f} mb/s | pipedream {r_pd:7.1f} mb/s, "
-          f"x{row['pipedream_speedup']:.2f} (predicted x{row['pipedream_predicted']:.2f}) | "
-          f"1f1b-flush M={2 * S} {r_fl:7.1f} mb/s, x{row['flush_speedup']:.2f} "
-          f"(predicted x{row['flush_predicted']:.2f})", flush=True)
+    print(f"{name:18s} {rate:8.2f} {rate / base:8.2f} {ideal:8.2f} {row['ratio']:6.2f} "
+          f"{1e3 * cpu / n:6.1f}ms {row['work_efficiency']:8.2f}", flush=True)
+  out["loadavg_end"] = os.getloadavg()
+  print(f"load average at the end {out['loadavg_end'][0]:.1f}")
   if args.json:
     with open(args.json, "w") as f:
-      json.dump(out, f, indent=2)
+      json.dump(out, f, indent=1)
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

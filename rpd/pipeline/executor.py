@@ -223,6 +223,7 @@ def _local(problem, tx, st: _Static, state, table, key, gamma, flags):
   zero_w = jnp.zeros(state["w"].shape[-1:], dtype)
   fns = _stage_fns(problem, st.S, st.act, dtype)
   sync, stash_w, two_bw, chimera = (flags[i] > 0 for i in range(4))
+  mode = jnp.where(sync, 0, jnp.where(two_bw, 2, 1))  # how a weight gradient lands
 
   def micro_batch(n, j):
     full = problem.sample(sample_key(key, n))
@@ -244,10 +245,9 @@ def _local(problem, tx, st: _Static, state, table, key, gamma, flags):
 
   def weights(c, row, backward: bool):
     cc = row[C["c"]]
-    w = jnp.where(two_bw, c["wv"][row[C["ver"]], cc], c["w"][cc])
-    if backward:
-      w = jnp.where(stash_w, c["wst"][row[C["slot"]]], w)
-    return w
+    which = jnp.where(two_bw, 1, jnp.where(stash_w & backward, 2, 0))
+    return jax.lax.switch(which, [lambda: c["w"][cc], lambda: c["wv"][row[C["ver"]], cc],
+                                  lambda: c["wst"][row[C["slot"]]]])
 
   def idle(c, row, batch):
     return c, zero_a, zero_w, jnp.zeros((), dtype)
@@ -269,7 +269,7 @@ def _local(problem, tx, st: _Static, state, table, key, gamma, flags):
                                          batch)
     live = c["live"] + 1
     c = dict(c, ast=c["ast"].at[slot].set(kept), live=live, peak=jnp.maximum(c["peak"], live))
-    c["wst"] = c["wst"].at[jnp.where(stash_w, slot, st.n_stash)].set(w, mode="drop")
+    c["wst"] = jax.lax.cond(stash_w, lambda s: s.at[slot].set(w), lambda s: s, c["wst"])
     return c, a_out, zero_w, loss
 
   def pulls(want_w: bool, want_in: bool):
@@ -299,26 +299,32 @@ def _local(problem, tx, st: _Static, state, table, key, gamma, flags):
     return run
 
   def land(c, row, g_w):
-    """The weight gradient of this tick lands (zero on ticks that produce none)."""
+    """The weight gradient of a ``B`` (unsplit) or ``W`` tick lands; other ticks skip this."""
     cc = row[C["c"]]
-    has = (row[C["kind"]] == BWD) | (row[C["kind"]] == WGT)
-    g_w = jnp.where(has, g_w, 0.0)
+    upd = row[C["upd"]] > 0
     if st.R > 1:
       g_w = jax.lax.pmean(g_w, DATA)
-    # Accumulate (synchronous: until the flush; 2BW: until the batch's last backward).
-    acc = c["gacc"][cc] + g_w
-    upd = has & (row[C["upd"]] > 0) & ~sync
-    g = jnp.where(two_bw, acc / st.M, g_w)
-    ver = row[C["ver"]]
-    w = jnp.where(two_bw, c["wv"][1 - ver, cc], c["w"][cc])  # the newest weights
-    u, opt = tx.update(g, _index(c["opt"], cc), w)
-    new = w - gamma * u
-    opt = jax.tree.map(lambda n, o: jnp.where(upd, n, o), opt, _index(c["opt"], cc))
-    keep_acc = sync | (two_bw & ~upd)
-    return dict(c, opt=_set(c["opt"], cc, opt),
-                gacc=c["gacc"].at[cc].set(jnp.where(keep_acc, acc, 0.0)),
-                w=c["w"].at[cc].set(jnp.where(upd & ~two_bw, new, c["w"][cc])),
-                wv=c["wv"].at[ver, cc].set(jnp.where(upd & two_bw, new, c["wv"][ver, cc])))
+
+    def accumulate(c):  # synchronous: until the flush
+      return dict(c, gacc=c["gacc"].at[cc].add(g_w))
+
+    def apply_now(c):  # asynchronous: the update lands at once
+      u, opt = tx.update(g_w, _index(c["opt"], cc), c["w"][cc])
+      return dict(c, w=c["w"].at[cc].add(-gamma * u), opt=_set(c["opt"], cc, opt))
+
+    def double_buffered(c):  # 2BW: accumulate; the batch's last backward writes W^(t+1)
+      acc = c["gacc"][cc] + g_w
+      ver = row[C["ver"]]
+      latest = c["wv"][1 - ver, cc]
+      u, opt = tx.update(acc / st.M, _index(c["opt"], cc), latest)
+      opt = jax.tree.map(lambda n, o: jnp.where(upd, n, o), opt, _index(c["opt"], cc))
+      new = jnp.where(upd, latest - gamma * u, c["wv"][ver, cc])
+      return dict(c, wv=c["wv"].at[ver, cc].set(new), opt=_set(c["opt"], cc, opt),
+                  gacc=c["gacc"].at[cc].set(jnp.where(upd, 0.0, acc)))
+
+    has = (row[C["kind"]] == BWD) | (row[C["kind"]] == WGT)
+    return jax.lax.cond(has, lambda c: jax.lax.switch(
+        mode, [accumulate, apply_now, double_buffered], c), lambda c: c, c)
 
   def receive(c, buf, slot, msg):
     ok = slot >= 0
