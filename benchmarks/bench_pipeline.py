@@ -15,8 +15,9 @@ devices may use ``P`` cores and the ideal speed-up is ``P (1 - bubble)``.
 Model: the digits MLP widened (``--hidden``, ``--layers``; float32, SGD), ``P V`` blocks.
 Baseline: one device, a jitted ``lax.scan`` over microbatches, each the whole model's
 forward and backward (``jax.value_and_grad``), one SGD update per ``M`` microbatches.
-Executor: :func:`rpd.pipeline.execute` with the schedule's plan, ``--stash`` residuals by
-default (no recompute in the backward). Each run is timed whole (fill and drain included)
+Executor: :func:`rpd.pipeline.execute` with the schedule's plan, ``--stash inputs`` by default
+(the backward recomputes the block's forward: measured cheaper on CPU than copying the vjp
+residuals, which include the block's weights; ``--stash residuals`` to compare). Each run is timed whole (fill and drain included)
 after a first, compiling run. ``bubble`` is the idle fraction of the plan's tick table (the
 executor's clock: one tick per action, ``F``, ``B`` and ``W`` alike, fill and drain included),
 and ``ratio = (rate / baseline) / (P (1 - bubble))``.
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
   ap.add_argument("--hidden", type=int, default=512)
   ap.add_argument("--layers", type=int, default=8, help="layers in all (divisible by P V)")
   ap.add_argument("--batch", type=int, default=128, help="samples per microbatch")
-  ap.add_argument("--stash", default="residuals", help="inputs | residuals")
+  ap.add_argument("--stash", default="inputs", help="inputs | residuals")
   ap.add_argument("--json", default=None)
   args = ap.parse_args(argv)
   P, M = args.stages, args.microbatches
