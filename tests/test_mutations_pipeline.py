@@ -22,7 +22,7 @@ from rpd.schedules import core as core_module  # noqa: E402
 # (name, original text, mutated text, (schedule, optimizer, P) the named test runs)
 MUTANTS = [
     ("stashing error: the backward reads the current weights, not the stashed ones",
-     'w = jnp.where(stash_w, c["wst"][row[C["slot"]]], w)', 'w = w',
+     'lambda: c["wst"][row[C["slot"]]]])', 'lambda: c["w"][cc]])',
      ("pipedream", "sgd", 2)),  # test_schedule_equals_reference[pipedream-sgd]
     ("misrouted ppermute: messages go to the other neighbour",
      "jax.lax.ppermute(v, AXIS, list(pairs))",

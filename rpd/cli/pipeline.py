@@ -90,6 +90,9 @@ def _check(args):
     raise InputError(f"unknown --optimizer {args.optimizer!r}; known: sgd, momentum, adam")
   if args.stash not in ("inputs", "residuals"):
     raise InputError(f"unknown --stash {args.stash!r}; known: inputs, residuals")
+  if args.stash == "residuals" and sched.semantics.split_reads:
+    raise InputError(f"--stash residuals is undefined for {args.schedule}: its backward reads "
+                     "the current weights, which residuals saved by the forward do not")
   return M, V
 
 
