@@ -129,7 +129,7 @@ CASES = [
     (["schedules", "-P", "4", "-M", "8", "--durations", "F=1,F=2"], "F"),
     # rpd pipeline (the SPMD executor)
     (["pipeline", "--stages", "2", "--devices", "3", "--out", "{d}/p"], "3"),
-    (["pipeline", "--stages", "2", "--schedule", "zb-h1", "--out", "{d}/p"], "zb-h1"),
+    (["pipeline", "--stages", "2", "--stash", "everything", "--out", "{d}/p"], "everything"),
     (["pipeline", "--stages", "2", "--problem", "quadratic", "--out", "{d}/p"], "quadratic"),
     (["pipeline", "--stages", "2", "--microbatches", "0", "--out", "{d}/p"], "0"),
     (["pipeline", "--stages", "2", "--lr", "nan", "--out", "{d}/p"], "nan"),
