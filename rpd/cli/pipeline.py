@@ -1,11 +1,14 @@
-"""``rpd pipeline``: train a layered model with a real pipeline, one stage per device.
+"""``rpd pipeline``: train a layered model with a real pipeline, each device its own blocks.
 
 Runs :func:`rpd.pipeline.execute` (one ``shard_map`` program over the ``"stage"`` mesh axis,
-``ppermute`` between neighbouring stages) for a schedule of :mod:`rpd.schedules`, and writes
+``ppermute`` between devices) for any schedule of :mod:`rpd.schedules` (``P`` devices,
+``P V`` blocks for the chunked schedules), and writes
 ``metrics.csv`` (one row per record: ticks, microbatches done, mean training loss of the
 microbatches since the previous record, evaluation loss ``full_loss``, wall seconds) and
 ``run.json`` (arguments, summary, the simulator's prediction for the schedule, metadata) into
-``--out`` atomically, as ``rpd train`` does.
+``--out`` atomically, as ``rpd train`` does. Exit codes as ``rpd train``: 2 bad input (one
+line), 3 the run diverged (:func:`rpd.guards.blowup_index` on the evaluation losses, or
+non-finite parameters).
 """
 from __future__ import annotations
 

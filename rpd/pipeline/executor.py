@@ -46,8 +46,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from rpd.engine import get_optimizer, sample_key
-from rpd.pipeline.plan import (ACT, BIN, BWD, C, FWD, GRAD, IDLE, NEXT, PREV, SELF, WGT,
-                               Plan)
+from rpd.pipeline.plan import ACT, BIN, BWD, C, GRAD, NEXT, PREV, WGT, Plan
 from rpd.problems.layered import is_layered
 
 AXIS = "stage"
@@ -406,8 +405,8 @@ def execute(problem, plan: Plan, *, gamma: float, key: jax.Array, optimizer="sgd
       (default :func:`stage_mesh`).
     stash: ``"inputs"`` (the backward recomputes the block's forward from its stashed input)
       or ``"residuals"`` (the forward's ``vjp`` residuals are stashed).
-    chunk: flushes (synchronous) or ticks (otherwise) per compiled call (default all); the
-      state stays on the devices between calls.
+    chunk: ticks per compiled call (default all; the table is padded with idle ticks to a
+      multiple of it); the state stays on the devices between calls.
     callback: ``callback(ticks_done, losses_so_far, w_SxD)`` after every call.
 
   Returns:
