@@ -56,7 +56,7 @@ def build() -> dict:
     out["variants"][v] = {
         "bound": str(th["bound"]), "stale_term": str(th["stale_term"]),
         "A": str(th["A"]), "B": str(th["B"]), "C": str(th["C"]),
-        "stale_read_lemma": th["variant"].statement,
+        "stale_read_lemma": theorem.lemma_statement(th["variant"]),
         "lemma_constants": {"a": str(th["variant"].a), "b": str(th["variant"].b)},
         "assumptions": [a.label for a in th["variant"].assumptions],
         "step_size_condition": f"{th['condition']} >= 0",

@@ -36,11 +36,8 @@ PROVED = {
 
 
 def lemma_bound_fn(variant_name: str):
-  """``(gamma, tau, S, W, sigma2) -> gamma^2 (a tau W + b sigma2 / S)`` from VARIANTS."""
-  v = theorem.VARIANTS[variant_name]
-  Wsym = sp.Symbol("W")
-  expr = gamma ** 2 * (v.a * tau * Wsym + v.b * sigma2 / S)
-  return sp.lambdify((gamma, tau, S, Wsym, sigma2), expr, "math")
+  """``(gamma, tau, S, W, sigma2) -> rhs``: the variant's one formula, lambdified."""
+  return theorem.stale_read_fn(variant_name)
 
 
 def stale_read_check(variant_name: str) -> lemmas.Check:
@@ -135,6 +132,7 @@ def status(name: str, c: lemmas.Check) -> dict:
   how = {"numeric": f"numeric, {c.instances} random + adversarial instances",
          "exact-moments": f"exact expectations (moment recursion), {c.instances} instances",
          "exact-enumeration": f"exact enumeration of all outcomes, {c.instances} instances",
+         "exact-count": f"exact counts, {c.instances} (K, tau) pairs",
          "symbolic": f"sympy, {c.instances} instance(s)"}[c.method]
   return {"status": "checked", "how": how, "passed": c.passed, "tightest": c.tightest}
 
@@ -170,7 +168,7 @@ def render_markdown() -> str:
     th = theorem.derive(name)
     v = th["variant"]
     lines += ["", f"## Theorem, variant `{name}` ({', '.join(a.label.split()[0] for a in v.assumptions)})",
-              "", f"Stale-read lemma: {v.statement}.", "",
+              "", f"Stale-read lemma: `{theorem.lemma_statement(v)}`.", "",
               f"If `{th['condition']} >= 0` (exactly `gamma <= gamma_max = {th['gamma_max']}`), "
               "then", "", "```",
               "(1/K) sum_{k<K} E||grad f(x^k)||^2 <= " + str(th["bound"]), "```", "",

@@ -282,21 +282,27 @@ def stale_read_cauchy_schwarz(n: int = 400, seed: int = 3, bound=_cs_bound) -> C
 def window_count(K_max: int = 40, tau_max_: int = 40) -> Check:
   """``sum_{k<K} sum_{l=max(0,k-tau)}^{k-1} a_l <= tau sum_{l<K} a_l`` for ``a_l >= 0``.
 
-  The coefficient of ``a_l`` is ``#{k : l < k <= min(l + tau, K - 1)} <= tau``, counted
-  exactly for every ``K <= 40``, ``tau <= 40`` (equality for ``l <= K - 1 - tau``).
+  The coefficient of ``a_l`` is ``#{k : l < k <= min(l + tau, K - 1)}``, counted exactly for
+  every ``K <= 40``, ``tau <= 40`` and compared with the formula of the certificate,
+  :func:`rpd.theory.theorem.window_count_bound` at ``sum_k G_k = 1`` (``a = e_l``; equality
+  for ``l <= K - 1 - tau``).
   """
+  from rpd.theory import theorem
+  bound = sp.lambdify(theorem.tau, theorem.window_count_bound(sp.Integer(1)), "math")
   ok, tight, count = True, np.inf, 0
   for K_ in range(1, K_max + 1):
     for tau_ in range(0, tau_max_ + 1):
       coef = np.zeros(K_, dtype=int)
       for k in range(K_):
         coef[max(0, k - tau_):k] += 1
-      ok &= bool(np.all(coef <= tau_))
-      if tau_ > 0 and coef.max() > 0:
-        tight = min(tight, tau_ / coef.max())
+      rhs = float(bound(tau_))
+      ok &= bool(np.all(coef <= rhs))
+      if coef.max() > 0:
+        tight = min(tight, rhs / coef.max())
       count += 1
-  return Check(bool(ok), "numeric", count, float(tight),
-               "each index l appears in at most tau windows (exact counts)")
+  return Check(bool(ok), "exact-count", count, float(tight),
+               "each index l appears in at most tau windows (exact counts vs the certificate's "
+               "formula)")
 
 
 def _martingale_bound(tau_, window_G, n_window, sigma2_, S_):
