@@ -26,10 +26,11 @@ VARIANT_NAMES = tuple(theorem.VARIANTS)
 
 # step -> (status, how) for the steps whose status does not come from the check's method.
 PROVED = {
-    "polarization": "sympy identity in R^4",
-    "variance_decomposition": "sympy identity (4 outcomes in R^3, E e = 0)",
-    "block_expectation": "sympy identity, S = 1..6",
-    "noise_per_block": "sympy: slack form from A3 and A4",
+    "polarization": "sympy: coordinate identity summed over c = 1..n, symbolic n",
+    "variance_decomposition": "sympy: linear E on the coordinate polynomial, E e = 0, "
+                              "summed over c = 1..n, symbolic n",
+    "block_expectation": "sympy: prefix-sum split + telescoping over blocks, symbolic S",
+    "noise_per_block": "sympy: slack form from A3 and A4, symbolic S",
     "telescoping": "sympy Sum(...).doit()",
     "sufficient_step_size": "sympy monotonicity + corner",
 }

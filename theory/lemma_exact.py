@@ -15,10 +15,12 @@ of it. Iteration ``k``:
 with ``T_k = T`` for an ``S x S`` table or ``T_k = T[k]`` for a ``(K+1, S, S)`` array
 (time-varying delays).
 
-Exactness. The window ``z^k = (1, x^k, x^{k-1}, ..., x^{k-t})`` (``t = max T``; lags
-before iteration 0 hold ``x^0``) evolves as ``z^{k+1} = A_{k,i_k} z^k + gamma B_{i_k} e^k``,
-so ``Z^k = E z^k z^k'`` obeys ``Z^{k+1} = E_i (A_{k,i} Z^k A_{k,i}' + gamma^2 B_i Sigma
-B_i')``, exactly (no sampling). From ``Z^k``:
+Exactness. The window ``z^k = (1, x^k, delta^k, ..., delta^{k-t+1})`` (``t = max T``,
+increments ``delta^m = x^m - x^{m-1}``, zero before iteration 0) evolves as ``z^{k+1} =
+A_{k,i_k} z^k + gamma F_{i_k} e^k``, so ``Z^k = E z^k z^k'`` obeys ``Z^{k+1} = E_i (A_{k,i}
+Z^k A_{k,i}' + gamma^2 F_i Sigma F_i')``, exactly (no sampling). Increments rather than past
+iterates: ``x^k - x_hat^k`` is then a sum of entries of ``z`` and never the difference of two
+large nearly equal numbers. From ``Z^k``:
 
 * ``D_k = E||x^k - x_hat^k||^2 = E_i tr(P_{k,i} Z^k P_{k,i}')`` (the lemma's left side),
 * ``G_k = E||grad_{i_k} f(x_hat^k)||^2 = E_i tr(Q_{k,i} Z^k Q_{k,i}')``,
@@ -48,43 +50,46 @@ def _tables(T: np.ndarray, K: int) -> np.ndarray:
   return T[:K + 1]
 
 
-def _maps(H, c, Tk, gamma, parts, t):
-  """Per block ``i``: ``(A_i, Q_i, P_i)`` for one table ``Tk`` (window dimension ``n``)."""
+def _maps(H, c, Tk, parts, t):
+  """Per block ``i``: ``(Q_i, P_i)`` for one table ``Tk`` in the increment coordinates.
+
+  ``z = (1, x^k, delta^k, ..., delta^{k-t+1})`` with ``delta^m = x^m - x^{m-1}`` (zero for
+  ``m <= 0``), so ``x^{k-lag} = x^k - sum_{m<lag} delta^{k-m}``: ``Q_i z = grad_i f(x_hat)``
+  and ``P_i z = x^k - x_hat^k`` (a sum of increments: no cancellation against ``x^k``).
+  """
   d = H.shape[0]
   S = len(parts)
   n = 1 + d * (t + 1)
-  xs = lambda lag, cols: 1 + lag * d + cols
-  base = np.zeros((n, n))
-  base[0, 0] = 1.0
-  base[xs(0, np.arange(d)), xs(0, np.arange(d))] = 1.0
-  for lag in range(1, t + 1):
-    base[xs(lag, np.arange(d)), xs(lag - 1, np.arange(d))] = 1.0
+  dl = lambda m, cols: 1 + d + m * d + cols  # delta^{k-m}
   out = []
   for i in range(S):
     bi = parts[i]
-    # rows: grad_i f at the read point, as a linear map of z
     Q = np.zeros((bi.size, n))
     Q[:, 0] = -c[bi]
+    Q[:, 1:1 + d] = H[bi]
     P = np.zeros((d, n))
-    P[np.arange(d), xs(0, np.arange(d))] = 1.0
     for j in range(S):
       bj = parts[j]
-      lag = int(Tk[i, j])
-      Q[:, xs(lag, bj)] += H[np.ix_(bi, bj)]
-      P[bj, xs(lag, bj)] -= 1.0
-    A = base.copy()
-    A[xs(0, bi)] -= gamma * Q
-    out.append((A, Q, P))
+      for m in range(int(Tk[i, j])):
+        P[bj, dl(m, bj)] = 1.0
+        Q[:, dl(m, bj)] -= H[np.ix_(bi, bj)]
+    out.append((Q, P))
   return out
 
 
 def stale_moments(H, c, Sigma, T, gamma, x0, K, order: str = "uniform") -> dict:
   """Exact ``D_k``, ``G_k``, ``N_k`` for ``k = 0..K`` (see the module docstring).
 
+  The state is ``z^k = (1, x^k, delta^k, ..., delta^{k-t+1})`` (increments: reads before
+  iteration 0 see ``x^0`` because ``delta^m = 0`` for ``m <= 0``); one step is
+  ``z^{k+1} = B z^k + F_i Delta`` with ``Delta = -gamma (Q_i z^k + e_i)`` (``B`` keeps ``x``,
+  shifts the increments and zeroes the newest; ``F_i`` adds ``Delta`` to block ``i`` of
+  ``x`` and of the newest increment), so ``E z z'`` evolves exactly.
+
   Args:
-    H: ``(d, d)`` symmetric Hessian; c: ``(d,)`` linear term; Sigma: ``(d, d)`` noise
-      covariance (PSD); T: ``(S, S)`` or ``(>= K+1, S, S)`` nonnegative integer delays;
-    gamma: step size; x0: ``(d,)`` start; K: last iteration; order: ``uniform`` or
+    H: ``(d, d)`` symmetric Hessian; c: ``(d,)`` linear term (``None``: 0); Sigma: ``(d, d)``
+      noise covariance (PSD); T: ``(S, S)`` or ``(>= K+1, S, S)`` nonnegative integer
+      delays; gamma: step size; x0: ``(d,)`` start; K: last iteration; order: ``uniform`` or
       ``cyclic``.
 
   Returns:
@@ -98,49 +103,50 @@ def stale_moments(H, c, Sigma, T, gamma, x0, K, order: str = "uniform") -> dict:
   Ts = _tables(T, K).astype(int)
   S = Ts.shape[1]
   parts = blocks(d, S)
-  t = int(Ts.max())
+  t = max(int(Ts.max()), 1)
   n = 1 + d * (t + 1)
-  z0 = np.concatenate([[1.0], np.tile(np.asarray(x0, float), t + 1)])
+  z0 = np.zeros(n)
+  z0[0] = 1.0
+  z0[1:1 + d] = np.asarray(x0, float)
   Z = np.outer(z0, z0)
-  noise = []
-  for bi in parts:
-    Nz = np.zeros((n, n))
-    Nz[np.ix_(1 + bi, 1 + bi)] = gamma ** 2 * Sigma[np.ix_(bi, bi)]
-    noise.append(Nz)
+  # B z: keep (1, x), delta^{k-m} -> slot m + 1, slot 0 -> 0
+  keep = np.arange(1 + d + d * (t - 1))
+  dest = np.concatenate([np.arange(1 + d), 1 + 2 * d + np.arange(d * (t - 1))])
   R = np.zeros((d, n))
   R[:, 0] = -c
   R[:, 1:1 + d] = H
-  # base z = (1, x^k, x^k, x^{k-1}, ..., x^{k-t+1}): a gather; A_i = base - gamma E_i Q_i.
-  idx = np.concatenate([np.arange(1 + d), 1 + np.arange(d * t)])
   D, G, N = np.zeros(K + 1), np.zeros(K + 1), np.zeros(K + 1)
   cache = {}
   quad = lambda M: float(np.einsum("ij,ij->", M @ Z, M))  # tr(M Z M')
   for k in range(K + 1):
     key = Ts[k].tobytes()
     if key not in cache:
-      cache[key] = _maps(H, c, Ts[k], gamma, parts, t)
+      cache[key] = _maps(H, c, Ts[k], parts, t)
     maps = cache[key]
     sel = range(S) if order == "uniform" else (k % S,)
     w = 1.0 / len(sel)
-    D[k] = w * sum(quad(maps[i][2]) for i in sel)
-    G[k] = w * sum(quad(maps[i][1]) for i in sel)
+    D[k] = w * sum(quad(maps[i][1]) for i in sel)
+    G[k] = w * sum(quad(maps[i][0]) for i in sel)
     N[k] = quad(R)
     if k == K:
       break
-    Zb = Z[np.ix_(idx, idx)]  # base Z base'
+    BZB = np.zeros_like(Z)
+    BZB[np.ix_(dest, dest)] = Z[np.ix_(keep, keep)]
     acc = np.zeros_like(Z)
     for i in sel:
-      Q = maps[i][1]
-      rows = 1 + parts[i]
+      Q = maps[i][0]
+      rows = np.concatenate([1 + parts[i], 1 + d + parts[i]])  # x block i, newest delta
       QZ = Q @ Z
-      M = QZ[:, idx]  # Q_i Z base'  (|b_i| x n)
-      C = QZ @ Q.T
-      acc[rows] -= gamma * M
-      acc[:, rows] -= gamma * M.T
-      acc[np.ix_(rows, rows)] += gamma ** 2 * C
-      acc += noise[i]
-    Z = Zb + w * acc
-  return {"D": D, "G": G, "N": N, "tau": t, "sigma2": float(np.trace(Sigma)), "S": S}
+      M = np.zeros((parts[i].size, n))
+      M[:, dest] = QZ[:, keep]  # Q Z B'
+      C = gamma ** 2 * (QZ @ Q.T + Sigma[np.ix_(parts[i], parts[i])])  # E Delta Delta'
+      M2 = np.vstack([M, M])
+      acc[rows] -= gamma * M2
+      acc[:, rows] -= gamma * M2.T
+      acc[np.ix_(rows, rows)] += np.block([[C, C], [C, C]])
+    Z = BZB + w * acc
+  return {"D": D, "G": G, "N": N, "tau": int(Ts.max()), "sigma2": float(np.trace(Sigma)),
+          "S": S}
 
 
 def window_sums(G: np.ndarray, tau: int) -> np.ndarray:
