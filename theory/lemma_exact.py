@@ -151,9 +151,8 @@ def stale_moments(H, c, Sigma, T, gamma, x0, K, order: str = "uniform") -> dict:
 
 def window_sums(G: np.ndarray, tau: int) -> np.ndarray:
   """``W_k = sum_{l=max(0,k-tau)}^{k-1} G_l`` for every ``k``."""
-  cs = np.concatenate([[0.0], np.cumsum(G)])
-  k = np.arange(G.size)
-  return cs[k] - cs[np.maximum(0, k - tau)]
+  # summed slice by slice: a difference of cumulative sums loses digits when G grows
+  return np.array([G[max(0, k - tau):k].sum() for k in range(G.size)])
 
 
 def lemma_bounds(m: dict, gamma: float, variants=None) -> dict:
