@@ -19,7 +19,8 @@ import sys
 HERE = pathlib.Path(__file__).parent
 CACHE = HERE / "derivation.json"
 SOURCES = ("theorem.py", "lemmas.py", "scaling.py", "delay.py", "certify.py", "moments.py",
-           "exact.py", "check.py", "cache.py")
+           "exact.py", "check.py", "cache.py", "lemma_exact.py", "adversary.py",
+           "adversarial.json", "tightness.py")
 
 
 def source_hash() -> str:
