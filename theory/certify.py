@@ -240,7 +240,7 @@ def adversarial_worst() -> list[float]:
 def open_problem_lines() -> list[str]:
   """THEOREM.md: the order-1/(L S) theorem, what resists, with the measured evidence."""
   from rpd.theory import tightness
-  return tightness.markdown_lines()
+  return tightness.markdown_lines(checks("block")["stale_read_block_adversarial"].tightest)
 
 
 THEOREM_MD = pathlib.Path(__file__).with_name("THEOREM.md")

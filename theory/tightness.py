@@ -89,8 +89,10 @@ def measurements() -> dict:
   return out
 
 
-def markdown_lines() -> list[str]:
-  """The THEOREM.md section on the order-1/(L S) theorem and the tightness question."""
+def markdown_lines(adversarial_tightest: float) -> list[str]:
+  """The THEOREM.md section on the order-1/(L S) theorem and the tightness question
+  (``adversarial_tightest``: the block lemma's tightest bound/lhs on the adversarial
+  instances)."""
   m = measurements()
   fmt = lambda xs: ", ".join(f"{x:.4g}" for x in xs)
   st, mp = m["stale"], m["mean_part"]["isotropic"]
@@ -117,10 +119,10 @@ def markdown_lines() -> list[str]:
       "product pairs them with `grad_i f(x^k)`, and `x^k` is *after* the window, so it "
       "depends on `i_l` and `e^l` (feedback inside the read window). The cross term does "
       "not vanish; bounding it by Young re-squares it. **This is the step that resists.** "
-      "Evidence that it is real and not an artefact: the adversarial instance of issue 17 "
-      "(`theory/adversary.py`, `issue_instance`) is exactly such feedback, and it moves the "
-      "block lemma's exact ratio from 2 (benign instances) to "
-      "1.77. What would decide it: a bound `E<grad_i f(x^k), (H M)_i> <= c gamma L (gamma L "
+      "Evidence that it is real and not an artefact: the adversarial instances "
+      "(`theory/adversary.py`) are exactly such feedback, and they move the block lemma's "
+      "tightest exact ratio from 2 (benign instances, Young's factor) to "
+      f"{adversarial_tightest:.3f}. What would decide it: a bound `E<grad_i f(x^k), (H M)_i> <= c gamma L (gamma L "
       "S) E||grad f||^2 + noise` for the window martingale `M`, or an extra assumption that "
       "removes the feedback (e.g. the gradient evaluated at the read point of the *next* "
       "window, as in a two-timescale argument), neither of which is proved here.",
