@@ -1,4 +1,5 @@
-"""Mutation check for the theory: tau -> tau/2 in any single place must fail a named test.
+"""Mutation check for the theory: tau -> tau/2 in any single place must fail a named test,
+and so must a wrong step in each of the four general (symbolic-dimension) proofs.
 
 As in ``tests/test_mutations.py``: each mutant is a text substitution in one file of a copy
 of the package (``theory`` placed at ``rpd/theory``), and named tests run on the copy in a
@@ -16,7 +17,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ADV = "tests/test_lemma_adversarial.py::test_lemma_holds_on_every_adversarial_instance"
 HAND = "tests/test_lemma_adversarial.py::test_step_size_condition_is_the_hand_derivation"
-WINDOW = "tests/test_theorem.py::test_every_atomic_fact_passes_its_check[window_count]"
+FACT = "tests/test_theorem.py::test_every_atomic_fact_passes_its_check"
+WINDOW = f"{FACT}[window_count]"
 
 # (name, file, original text, mutated text, tests that must catch it)
 MUTANTS = [
@@ -46,6 +48,16 @@ MUTANTS = [
       "test_issue_17_instance_block_lemma_holds_but_its_halved_noise_constant_is_false"]),
     ("window count: tau/2", "theory/theorem.py", "  return tau * total_G",
      "  return tau / 2 * total_G", [WINDOW]),
+    ("polarization: wrong sign", "theory/lemmas.py", "  summand = -a[_c] * b[_c] - sp.Rational",
+     "  summand = +a[_c] * b[_c] - sp.Rational", [f"{FACT}[polarization]"]),
+    ("variance decomposition: E e = 0 not used", "theory/lemmas.py",
+     "expectation.subs(mu[1], 0) - m[_c] ** 2", "expectation - m[_c] ** 2",
+     [f"{FACT}[variance_decomposition]"]),
+    ("block expectation: telescoping to the wrong end", "theory/lemmas.py",
+     "(P(e(S_)) - P(e(0)))", "(P(e(S_)) - P(e(1)))", [f"{FACT}[block_expectation]"]),
+    ("noise per block: sigma2 / (2 S)", "theory/lemmas.py",
+     "  target = sp.Sum(sl[_i], (_i, 1, S_)) / S_", "  target = sp.Sum(sl[_i], (_i, 1, S_)) / (2 * S_)",
+     [f"{FACT}[noise_per_block]"]),
     ("exact moments: window sum one step short", "theory/lemma_exact.py",
      "G[max(0, k - tau):k].sum()", "G[max(0, k - tau + 1):k].sum()", [f"{ADV}[cs]"]),
 ]
@@ -65,6 +77,7 @@ def _pytest(pkg: pathlib.Path, tests):
              PYTHONDONTWRITEBYTECODE="1")
   env.pop("XLA_FLAGS", None)
   return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                         "--noconftest",  # the named tests need no JAX set-up (faster)
                          "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), "-n", "0",
                          *[str(ROOT / t) for t in tests]],
                         cwd=pkg, env=env, capture_output=True, text=True, timeout=600)
