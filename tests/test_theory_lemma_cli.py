@@ -52,6 +52,15 @@ def _files(tmp_path, **arrays):
   return paths
 
 
+def _exit_and_stderr(capsys, argv):
+  """``(exit code, stderr)`` of ``rpd ARGV`` in process (argparse errors raise SystemExit)."""
+  try:
+    code = main(argv)
+  except SystemExit as e:
+    code = e.code
+  return code, capsys.readouterr().err
+
+
 def _run_json(capsys, argv):
   assert main(argv) == 0
   return json.loads(capsys.readouterr().out)
@@ -126,7 +135,7 @@ def test_cs_bound_is_the_hand_formula_on_a_constant_gradient(tmp_path, capsys):
     ({"V": np.array([-1.0, 1.0])}, "-1.0"),
     ({"H": np.array([[np.nan, 0], [0, 1.0]])}, "non-finite"),
 ])
-def test_bad_files_one_line_exit_2(tmp_path, bad, needle):
+def test_bad_files_one_line_exit_2(tmp_path, capsys, bad, needle):
   arrays = {"H": np.eye(2), "T": np.array([[0, 1], [2, 0]]), "x0": np.zeros(2),
             "V": np.ones(2)}
   arrays.update({k: v for k, v in bad.items() if not isinstance(v, str)})
@@ -135,24 +144,33 @@ def test_bad_files_one_line_exit_2(tmp_path, bad, needle):
     f["H"] = str(tmp_path / "nosuch.npy")
   argv = ["theory", "lemma", "--hessian", f["H"], "--table", f["T"], "--gamma", "0.1",
           "--steps", "4", "--x0", f["x0"], "--noise-var", f["V"]]
-  r = subprocess.run([sys.executable, "-m", "rpd", *argv], capture_output=True, text=True)
-  assert r.returncode == 2, r.stderr
-  lines = r.stderr.strip().splitlines()
-  assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
+  code, err = _exit_and_stderr(capsys, argv)
+  assert code == 2, err
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and needle in lines[0], err
 
 
 @pytest.mark.parametrize("extra, needle", [
     (["--gamma", "-1"], "-1"), (["--steps", "0"], "0"), (["--noise", "nan"], "nan"),
     (["--noise", "1", "--noise-var", "V"], "--noise-var"), (["--order", "zig"], "zig"),
 ])
-def test_bad_values_one_line_exit_2(tmp_path, extra, needle):
+def test_bad_values_one_line_exit_2(tmp_path, capsys, extra, needle):
   f = _files(tmp_path, H=np.eye(2), T=np.array([[0, 1], [2, 0]]), V=np.ones(2))
   extra = [f["V"] if e == "V" else e for e in extra]
   base = {"--hessian": f["H"], "--table": f["T"], "--gamma": "0.1", "--steps": "4"}
   for k in [e for e in extra if e.startswith("--")]:
     base.pop(k, None)
   argv = ["theory", "lemma", *[x for kv in base.items() for x in kv], *extra]
-  r = subprocess.run([sys.executable, "-m", "rpd", *argv], capture_output=True, text=True)
-  assert r.returncode == 2
-  lines = r.stderr.strip().splitlines()
-  assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
+  code, err = _exit_and_stderr(capsys, argv)
+  assert code == 2
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and needle in lines[0], err
+
+
+def test_bad_file_from_the_shell_has_no_traceback(tmp_path):
+  f = _files(tmp_path, H=np.zeros((2, 3)), T=np.zeros((2, 2), int))
+  r = subprocess.run([sys.executable, "-m", "rpd", "theory", "lemma", "--hessian", f["H"],
+                      "--table", f["T"], "--gamma", "0.1", "--steps", "3"],
+                     capture_output=True, text=True)
+  assert r.returncode == 2 and "Traceback" not in r.stderr
+  assert len(r.stderr.strip().splitlines()) == 1 and "square" in r.stderr
