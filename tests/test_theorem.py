@@ -28,6 +28,21 @@ def test_adversarial_instances_make_the_inequalities_tight():
   assert lemmas.stale_read_martingale().tightest == pytest.approx(2.0, rel=1e-9)
 
 
+def test_one_formula_feeds_certificate_bound_and_check():
+  # The summed fact, the averaged bound and the lambdified check all come from Variant.rhs.
+  for v in theorem.VARIANTS:
+    rhs = theorem.VARIANTS[v].rhs
+    fact = {f.name: f for f in theorem.summed_facts(theorem.VARIANTS[v])}["stale_read"]
+    summed = sp.expand(theorem.SD - fact.expr)
+    assert sp.expand(summed - (sp.diff(rhs, theorem.W) * theorem.SW
+                               + theorem.K * rhs.subs(theorem.W, 0))) == 0
+    num = {gamma: 0.3, tau: 7, S: 3, sigma2: 1.7}
+    val = float(rhs.subs(num).subs(theorem.W, 7 * 2.5))
+    assert theorem.lemma_bound(v, 2.5, 0.3, 7, 1.7, 3) == pytest.approx(val)
+    assert certify.lemma_bound_fn(v)(0.3, 7, 3, 4.0, 1.7) == pytest.approx(
+        float(rhs.subs(num).subs(theorem.W, 4.0)))
+
+
 def test_lemma_checks_catch_wrong_lemmas():
   # Without the factor tau, Cauchy-Schwarz is false; the numeric check must say so.
   assert not lemmas.stale_read_cauchy_schwarz(bound=lambda t, w: w).passed
@@ -88,25 +103,28 @@ def test_all_chain_checks_pass_with_a_status_per_step():
 
 # --- mutation tests: the certificate's constants have one source of truth -------------------
 
-def _mutated(monkeypatch, variant, **changes):
+def _mutated(monkeypatch, variant, wa=1, wb=1):
+  """Scale the W part of the variant's one formula by ``wa`` and its noise part by ``wb``."""
   import dataclasses
-  v = dataclasses.replace(theorem.VARIANTS[variant], **changes)
+  rhs = sp.expand(theorem.VARIANTS[variant].rhs)
+  pw = sp.expand(sp.diff(rhs, theorem.W) * theorem.W)
+  v = dataclasses.replace(theorem.VARIANTS[variant], rhs=wa * pw + wb * (rhs - pw))
   monkeypatch.setitem(theorem.VARIANTS, variant, v)
   certify.checks.cache_clear()
 
 
 def test_mutation_drop_stale_term_fails_stale_read_check(monkeypatch):
-  _mutated(monkeypatch, "cs", b=sp.Integer(0))
+  _mutated(monkeypatch, "cs", wb=0)
   assert not certify.stale_read_check("cs").passed
 
 
 def test_mutation_halve_lemma_constant_a_fails_stale_read_check(monkeypatch):
-  _mutated(monkeypatch, "cs", a=theorem.VARIANTS["cs"].a / 2)
+  _mutated(monkeypatch, "cs", wa=sp.Rational(1, 2))
   assert not certify.stale_read_check("cs").passed
 
 
 def test_mutation_halve_lemma_constant_b_fails_stale_read_check(monkeypatch):
-  _mutated(monkeypatch, "cs", b=theorem.VARIANTS["cs"].b / 2)
+  _mutated(monkeypatch, "cs", wb=sp.Rational(1, 2))
   assert not certify.stale_read_check("cs").passed
 
 
@@ -124,8 +142,7 @@ def test_mutation_flip_multiplier_sign_fails_certificate_verification():
 def test_lemma_checks_use_the_variant_constants(monkeypatch):
   # A looser lemma (a and b doubled) passes with slack 2: the check reads VARIANTS.
   assert certify.stale_read_check("cs").tightest == pytest.approx(1.0, abs=1e-9)
-  v = theorem.VARIANTS["cs"]
-  _mutated(monkeypatch, "cs", a=2 * v.a, b=2 * v.b)
+  _mutated(monkeypatch, "cs", wa=2, wb=2)
   c = certify.stale_read_check("cs")
   assert c.passed and c.tightest == pytest.approx(2.0, rel=1e-9)
 

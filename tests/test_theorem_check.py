@@ -19,20 +19,20 @@ def rows():
 
 def test_bound_and_lemma_hold_where_the_theorem_applies(rows):
   inside = [r for r in rows if r["in_assumptions"]]
-  assert len(inside) == 6
+  assert len(inside) == 18  # 3 configurations x 3 variants' gamma_max x 2 fractions
   for r in inside:
-    assert r["diverged"] == 0
-    assert r["ratio_cs"] >= 1, r
-    assert r["ratio_martingale"] is None or r["ratio_martingale"] >= 1, r
-    assert r["lemma_ratio_cs"] >= 1 and r["lemma_ratio_martingale"] >= 1, r
+    assert r["diverged"] == 0 and r["holds"] and r["lemma_holds"], r
+    for v in theorem.VARIANTS:
+      assert r[f"ratio_{v}"] is None or r[f"ratio_{v}"] >= 1, r
+      assert r[f"lemma_ratio_{v}"] >= 1, r
     # The refined bound is the smaller one wherever both apply.
-    if r["bound_martingale"] is not None:
+    if r["bound_martingale"] is not None and r["bound_cs"] is not None:
       assert r["bound_martingale"] <= r["bound_cs"]
 
 
 def test_refined_bound_is_not_applied_above_its_step_size(rows):
   for r in rows:
-    if r["gamma_frac"] == 1.0:
+    if r["gamma_frac"] == 1.0 and r["gamma_of"] == "cs":
       assert r["bound_martingale"] is None and r["bound_cs"] is not None
 
 
@@ -68,12 +68,42 @@ def test_cli_check_json_and_table(rows, monkeypatch, capsys):
   import json
 
   from rpd.cli import main
-  monkeypatch.setattr(check, "run_all", lambda quick, seeds, progress=False: rows)
-  assert main(["theory", "check", "--quick", "--json"]) == 0
+  monkeypatch.setattr(check, "run_all", lambda full, seeds, progress=False: rows)
+  assert main(["theory", "check", "--json"]) == 0
   out = json.loads(capsys.readouterr().out)
   assert len(out["rows"]) == len(rows) and out["stale_scaling"] is None
   inside = out["summary"]["rpd (theorem applies)"]
-  assert inside["violations"] == [] and inside["ratio_cs"][0] >= 1
-  assert main(["theory", "check", "--quick"]) == 0
+  assert inside["violations"] == [] and inside["ratio_cs"][0] >= 1 and out["violations"] == []
+  assert main(["theory", "check"]) == 0
   text = capsys.readouterr().out
-  assert "bound_cs" in text and "VIOLATED" not in text
+  assert "bnd_cs" in text and "VIOLATED" not in text
+
+
+def test_every_variant_is_checked_at_its_own_gamma_max(rows):
+  for v in theorem.VARIANTS:
+    mine = [r for r in rows if r["gamma_of"] == v and r["gamma_frac"] == 1.0]
+    assert mine and all(r[f"bound_{v}"] is not None for r in mine), v
+  # A variant's bound is applied exactly where gamma is within its own limit.
+  for r in rows:
+    for v in theorem.VARIANTS:
+      inside = r["gamma"] <= check.gamma_max(v, r["L"], r["tau"], r["S"]) * (1 + 1e-12)
+      assert (r[f"bound_{v}"] is not None) == inside, (v, r["gamma_of"], r["S"])
+  # At S = 8 the block limit is the largest of the three (S^-3/2 against S^-2).
+  top = [r for r in rows if r["S"] == 8 and r["gamma_of"] == "block" and r["gamma_frac"] == 1]
+  assert top and all(r["bound_cs"] is None and r["bound_martingale"] is None for r in top)
+
+
+def test_check_exits_1_on_an_injected_violation(rows, monkeypatch, capsys):
+  # A bound 100x too small (a wrong theorem) makes real measured rows violate it: exit 1.
+  from rpd.cli import main
+  real = check.theory_side
+  monkeypatch.setattr(check, "theory_side", lambda *a, **k: (
+      None if real(*a, **k) is None else real(*a, **k) / 100))
+  bad = check.check_configuration("quadratic", "rpd", 2, CFG)
+  monkeypatch.setattr(check, "run_all", lambda full, seeds, progress=False: bad)
+  assert main(["theory", "check"]) == 1
+  text = capsys.readouterr().out
+  assert "VIOLATED" in text
+  assert main(["theory", "check", "--json"]) == 1
+  import json
+  assert json.loads(capsys.readouterr().out)["violations"]

@@ -19,7 +19,8 @@ import sys
 HERE = pathlib.Path(__file__).parent
 CACHE = HERE / "derivation.json"
 SOURCES = ("theorem.py", "lemmas.py", "scaling.py", "delay.py", "certify.py", "moments.py",
-           "exact.py", "check.py", "cache.py")
+           "exact.py", "check.py", "cache.py", "lemma_exact.py", "adversary.py",
+           "adversarial.json", "tightness.py")
 
 
 def source_hash() -> str:
@@ -56,7 +57,7 @@ def build() -> dict:
     out["variants"][v] = {
         "bound": str(th["bound"]), "stale_term": str(th["stale_term"]),
         "A": str(th["A"]), "B": str(th["B"]), "C": str(th["C"]),
-        "stale_read_lemma": th["variant"].statement,
+        "stale_read_lemma": theorem.lemma_statement(th["variant"]),
         "lemma_constants": {"a": str(th["variant"].a), "b": str(th["variant"].b)},
         "assumptions": [a.label for a in th["variant"].assumptions],
         "step_size_condition": f"{th['condition']} >= 0",

@@ -99,46 +99,67 @@ def _le(lhs: float, rhs: float, scale: float) -> bool:
 
 # --- symbolic identities -------------------------------------------------------------------
 
+_n = sp.Symbol("n", integer=True, positive=True)  # the dimension, symbolic
+_c = sp.Symbol("c", integer=True, positive=True)  # a coordinate index
+_i = sp.Symbol("i", integer=True)  # a block index
+
+
 def polarization() -> Check:
-  """``-<a, b> = 1/2 (||a - b||^2 - ||a||^2 - ||b||^2)`` (exact identity, symbolic in R^4)."""
-  a = sp.Matrix(sp.symbols("a1:5", real=True))
-  b = sp.Matrix(sp.symbols("b1:5", real=True))
-  sq = lambda v: (v.T * v)[0]
-  residual = sp.expand(-(a.T * b)[0] - sp.Rational(1, 2) * (sq(a - b) - sq(a) - sq(b)))
-  return Check(residual == 0, "symbolic", 1, None, "identity reduces to 0 for a, b in R^4")
+  """``-<a, b> = 1/2 (||a - b||^2 - ||a||^2 - ||b||^2)`` in ``R^n`` for every ``n``.
+
+  Proof (sympy): both sides are ``sum_{c=1}^n`` of a coordinate term; the residual's summand
+  expands to 0, so ``Sum(residual_c, (c, 1, n)).doit()`` is 0 for a symbolic ``n``.
+  """
+  a = sp.IndexedBase("a", real=True)
+  b = sp.IndexedBase("b", real=True)
+  summand = -a[_c] * b[_c] - sp.Rational(1, 2) * ((a[_c] - b[_c]) ** 2 - a[_c] ** 2
+                                                  - b[_c] ** 2)
+  residual = sp.Sum(sp.expand(summand), (_c, 1, _n)).doit()
+  return Check(residual == 0, "symbolic", 1, None,
+               "Sum_{c=1}^n of the coordinate residual is 0 for symbolic n")
 
 
 def variance_decomposition() -> Check:
-  """``E||m + e||^2 = ||m||^2 + E||e||^2`` when ``E e = 0`` (symbolic, 4 outcomes in R^3).
+  """``E||m + e||^2 = ||m||^2 + E||e||^2`` when ``E e = 0``, in ``R^n`` for every ``n``.
 
-  ``e`` takes values ``e^(1..4)`` with probabilities ``p_1..p_4``; the last value is
-  eliminated with the mean-zero constraint, then the identity must reduce to 0.
+  Proof (sympy): per coordinate ``(m_c + e_c)^2`` is a polynomial in ``e_c``; the
+  expectation is linear, so it maps ``e_c^p`` to the moment ``mu_p`` (any distribution);
+  with ``mu_1 = E e_c = 0`` the coordinate residual ``E(m_c + e_c)^2 - m_c^2 - mu_2`` is 0,
+  and ``Sum_{c=1}^n`` of it is 0 for a symbolic ``n``.
   """
-  m = sp.Matrix(sp.symbols("m1:4", real=True))
-  p = sp.symbols("p1:5", positive=True)
-  es = [sp.Matrix(sp.symbols(f"e{r}_1:4", real=True)) for r in range(4)]
-  sq = lambda v: (v.T * v)[0]
-  last = -sum((p[r] * es[r] for r in range(3)), sp.zeros(3, 1)) / p[3]
-  es[3] = last  # sum_r p_r e^(r) = 0
-  lhs = sum(p[r] * sq(m + es[r]) for r in range(4))
-  rhs = sq(m) * sum(p) + sum(p[r] * sq(es[r]) for r in range(4))
-  residual = sp.simplify(sp.expand(lhs - rhs))
+  m = sp.IndexedBase("m", real=True)
+  e = sp.Symbol("e", real=True)
+  mu = sp.IndexedBase("mu", real=True)  # mu[p] = E e_c^p of coordinate c
+  poly = sp.Poly(sp.expand((m[_c] + e) ** 2), e)
+  expectation = sum(coef * (1 if p == 0 else mu[p]) for (p,), coef in poly.terms())
+  residual_c = sp.expand(expectation.subs(mu[1], 0) - m[_c] ** 2 - mu[2])
+  residual = sp.Sum(residual_c, (_c, 1, _n)).doit()
   return Check(residual == 0, "symbolic", 1, None,
-               "E||m+e||^2 - ||m||^2 - E||e||^2 reduces to 0 under E e = 0 (probabilities "
-               "need not sum to 1: the identity is homogeneous)")
+               "E linear, E e_c = 0: Sum_{c=1}^n of the coordinate residual is 0 for symbolic n")
 
 
 def block_expectation() -> Check:
-  """``E_{i ~ U{1..S}} ||U_i^T v||^2 = ||v||^2 / S`` (symbolic, S = 1..6, random block sizes)."""
-  rng = np.random.default_rng(0)
-  ok = True
-  for S_ in range(1, 7):
-    d = S_ + int(rng.integers(0, 4))
-    v = sp.symbols(f"v1:{d + 1}", real=True)
-    parts = _blocks(rng, d, S_)
-    lhs = sum(sp.Rational(1, S_) * sum(v[c] ** 2 for c in blk) for blk in parts)
-    ok &= sp.expand(lhs - sum(c ** 2 for c in v) / S_) == 0
-  return Check(ok, "symbolic", 6, None, "identity reduces to 0 for S = 1..6")
+  """``E_{i ~ U{1..S}} ||U_i^T v||^2 = ||v||^2 / S`` for every ``S`` and every partition.
+
+  Proof (sympy), blocks ``(e_i, e_{i+1}]`` with ``0 = e_0 <= ... <= e_S = d``: (1) a block's
+  sum is a difference of prefix sums, ``Sum_{c=lo+1}^{hi} v_c^2 = P(hi) - P(lo)``,
+  ``P(m) = Sum_{c=1}^m v_c^2`` (simplifies to 0 for symbolic ``lo, hi``); (2) the sum over
+  blocks telescopes, ``Sum_{i=0}^{S-1} (P(e_{i+1}) - P(e_i)) = P(e_S) - P(e_0)``
+  (``Sum(...).doit()`` for symbolic ``S``); (3) ``P(d) - P(0) = ||v||^2`` and ``E_i = (1/S)
+  Sum_i``.
+  """
+  v = sp.IndexedBase("v", real=True)
+  lo, hi = sp.symbols("lo hi", integer=True, nonnegative=True)
+  pref = lambda M: sp.Sum(v[_c] ** 2, (_c, 1, M))
+  step1 = sp.simplify(sp.Sum(v[_c] ** 2, (_c, lo + 1, hi)) - (pref(hi) - pref(lo))) == 0
+  S_ = sp.Symbol("S", integer=True, positive=True)
+  e = sp.Function("e")
+  P = sp.Function("P")
+  tele = sp.Sum(P(e(_i + 1)) - P(e(_i)), (_i, 0, S_ - 1)).doit()
+  step2 = sp.simplify(tele - (P(e(S_)) - P(e(0)))) == 0
+  step3 = pref(0).doit() == 0
+  return Check(bool(step1 and step2 and step3), "symbolic", 1, None,
+               "prefix-sum split (symbolic lo, hi) + telescoping over S blocks (symbolic S)")
 
 
 def descent_quadratic_identity() -> Check:
@@ -282,21 +303,27 @@ def stale_read_cauchy_schwarz(n: int = 400, seed: int = 3, bound=_cs_bound) -> C
 def window_count(K_max: int = 40, tau_max_: int = 40) -> Check:
   """``sum_{k<K} sum_{l=max(0,k-tau)}^{k-1} a_l <= tau sum_{l<K} a_l`` for ``a_l >= 0``.
 
-  The coefficient of ``a_l`` is ``#{k : l < k <= min(l + tau, K - 1)} <= tau``, counted
-  exactly for every ``K <= 40``, ``tau <= 40`` (equality for ``l <= K - 1 - tau``).
+  The coefficient of ``a_l`` is ``#{k : l < k <= min(l + tau, K - 1)}``, counted exactly for
+  every ``K <= 40``, ``tau <= 40`` and compared with the formula of the certificate,
+  :func:`rpd.theory.theorem.window_count_bound` at ``sum_k G_k = 1`` (``a = e_l``; equality
+  for ``l <= K - 1 - tau``).
   """
+  from rpd.theory import theorem
+  bound = sp.lambdify(theorem.tau, theorem.window_count_bound(sp.Integer(1)), "math")
   ok, tight, count = True, np.inf, 0
   for K_ in range(1, K_max + 1):
     for tau_ in range(0, tau_max_ + 1):
       coef = np.zeros(K_, dtype=int)
       for k in range(K_):
         coef[max(0, k - tau_):k] += 1
-      ok &= bool(np.all(coef <= tau_))
-      if tau_ > 0 and coef.max() > 0:
-        tight = min(tight, tau_ / coef.max())
+      rhs = float(bound(tau_))
+      ok &= bool(np.all(coef <= rhs))
+      if coef.max() > 0:
+        tight = min(tight, rhs / coef.max())
       count += 1
-  return Check(bool(ok), "numeric", count, float(tight),
-               "each index l appears in at most tau windows (exact counts)")
+  return Check(bool(ok), "exact-count", count, float(tight),
+               "each index l appears in at most tau windows (exact counts vs the certificate's "
+               "formula)")
 
 
 def _martingale_bound(tau_, window_G, n_window, sigma2_, S_):
@@ -433,21 +460,21 @@ def stale_read_expected(bound, name: str = "expected stale-read lemma") -> Check
 
 
 def noise_per_block_symbolic() -> Check:
-  """``E_{i_k} E||g_{i_k} - grad_{i_k} f||^2 <= sigma2 / S``, proved with sympy.
+  """``E_{i_k} E||g_{i_k} - grad_{i_k} f||^2 <= sigma2 / S``, proved with sympy for every ``S``.
 
   Write the conditional block variances as ``v_i = sbar_i^2 - s_i`` with slacks ``s_i >= 0``
   (A3: the sup over points is ``sbar_i^2``, whatever point block ``i`` reads), average over
-  the uniform ``i_k`` (A4, independent of the noise): ``sigma2/S - E v = (1/S) sum_i s_i``,
-  which sympy shows is a sum of nonnegative terms, for ``S = 1..8``.
+  the uniform ``i_k`` (A4, independent of the noise): ``sigma2/S - E v = (1/S)
+  Sum_{i=1}^S s_i`` (summand identity, symbolic ``S``), a sum of nonnegative terms.
   """
-  ok = True
-  for S_ in range(1, 9):
-    sb = sp.symbols(f"sb1:{S_ + 1}", nonnegative=True)
-    sl = sp.symbols(f"sl1:{S_ + 1}", nonnegative=True)
-    gap = sum(b ** 2 for b in sb) / S_ - sum(b ** 2 - x for b, x in zip(sb, sl)) / S_
-    ok &= bool(sp.expand(gap - sum(sl) / S_) == 0 and sp.expand(gap).is_nonnegative)
-  return Check(ok, "symbolic", 8, None,
-               "sigma2/S - E_i v_i = (1/S) sum_i slack_i >= 0 (S = 1..8)")
+  S_ = sp.Symbol("S", integer=True, positive=True)
+  sb = sp.IndexedBase("sb", real=True)
+  sl = sp.IndexedBase("sl", nonnegative=True)
+  gap = sp.Sum(sp.expand(sb[_i] ** 2 - (sb[_i] ** 2 - sl[_i])), (_i, 1, S_)) / S_
+  target = sp.Sum(sl[_i], (_i, 1, S_)) / S_
+  ok = sp.simplify(gap - target) == 0 and bool(target.is_nonnegative)
+  return Check(ok, "symbolic", 1, None,
+               "sigma2/S - E_i v_i = (1/S) Sum_{i=1}^S slack_i >= 0 (symbolic S)")
 
 
 ALL["noise_per_block"] = noise_per_block_symbolic

@@ -101,41 +101,83 @@ class Fact:
   statement: str
 
 
+W = sp.Symbol("W", nonnegative=True)
+"""``W_k = sum_{l=max(0,k-tau)}^{k-1} G_l``, the window sum of the stale-read facts."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Variant:
-  """A stale-read lemma ``E||x^k - x_hat^k||^2 <= gamma^2 (a tau W_k + b sigma2 / S)``.
+  """A stale-read lemma ``E||x^k - x_hat^k||^2 <= rhs``, ``rhs`` affine in ``W``.
 
-  ``W_k = sum_{l=k-tau}^{k-1} G_l``; ``b`` may depend on ``tau``.
+  ``rhs`` is THE formula of the fact (in ``gamma, tau, S, W, sigma2``): the certificate
+  (:func:`summed_facts`), the numeric bounds (:func:`lemma_bound`,
+  :func:`stale_read_fn`), the exact checks and ``THEOREM.md`` all derive from it, so an edit
+  here changes all of them at once. ``a`` and ``b`` are read off it:
+  ``rhs = gamma^2 (a tau W + b sigma2 / S)``.
   """
   name: str
-  a: sp.Expr
-  b: sp.Expr
+  rhs: sp.Expr
   check: str
   statement: str
   assumptions: tuple[Assumption, ...]
 
+  @property
+  def a(self) -> sp.Expr:
+    """Coefficient of ``gamma^2 tau W`` in ``rhs``."""
+    return sp.simplify(sp.diff(self.rhs, W) / (gamma ** 2 * tau))
+
+  @property
+  def b(self) -> sp.Expr:
+    """Coefficient of ``gamma^2 sigma2 / S`` in ``rhs``."""
+    return sp.simplify(self.rhs.subs(W, 0) * S / (gamma ** 2 * sigma2))
+
 
 VARIANTS = {
     "cs": Variant(
-        "cs", sp.Integer(1), tau ** 2, "stale_read_cauchy_schwarz",
-        "||x^k - x_hat^k||^2 <= gamma^2 tau sum_{l=k-tau}^{k-1} ||g_{i_l}(x_hat^l; xi^l)||^2 "
-        "(pathwise, Cauchy-Schwarz); in expectation E||g_{i_l}||^2 <= G_l + sigma2/S, so "
-        "E||x^k - x_hat^k||^2 <= gamma^2 (tau W_k + tau^2 sigma2 / S)",
+        "cs", gamma ** 2 * (tau * W + tau ** 2 * sigma2 / S), "stale_read_cauchy_schwarz",
+        "pathwise ||x^k - x_hat^k||^2 <= gamma^2 tau sum_{l=k-tau}^{k-1} ||g_{i_l}(x_hat^l; "
+        "xi^l)||^2 (Cauchy-Schwarz), then E||g_{i_l}||^2 <= G_l + sigma2/S",
         ASSUMPTIONS),
     "martingale": Variant(
-        "martingale", sp.Integer(2), 2 * tau, "stale_read_martingale",
-        "E||x^k - x_hat^k||^2 <= gamma^2 (2 tau W_k + 2 tau sigma2 / S): Young splits "
-        "gradient and noise, the noise sum is a martingale (no cross terms)",
+        "martingale", gamma ** 2 * (2 * tau * W + 2 * tau * sigma2 / S),
+        "stale_read_martingale",
+        "Young splits gradient and noise, the noise sum is a martingale (no cross terms)",
         ASSUMPTIONS + (ASSUMPTION_REFINED,)),
     "block": Variant(
-        "block", 2 * (tau + S - 1) / (S * tau), 2 * tau, "stale_read_block",
-        "E||x^k - x_hat^k||^2 <= gamma^2 (2 (tau + S - 1)/S W_k + 2 tau sigma2 / S): block "
-        "j of the window sum is sum_l 1[i_l = j] (u_j^l + e_j^l) with u_j^l = grad_j f at the "
-        "point block j would read at l; 1[i_l = j] = 1/S + (1[i_l = j] - 1/S) splits it into "
-        "a mean over blocks (Cauchy-Schwarz: (tau/S) W_k) plus a martingale (no cross terms: "
-        "(1 - 1/S) W_k + tau sigma2/S); Young's factor 2 joins them",
+        "block", gamma ** 2 * (2 * (tau + S - 1) / S * W + 2 * tau * sigma2 / S),
+        "stale_read_block",
+        "block j of the window sum is sum_l 1[i_l = j] (u_j^l + e_j^l) with u_j^l = grad_j f "
+        "at the point block j would read at l; 1[i_l = j] = 1/S + (1[i_l = j] - 1/S) splits "
+        "it into a mean over blocks (Cauchy-Schwarz: (tau/S) W_k) plus a martingale (no cross "
+        "terms: (1 - 1/S) W_k + tau sigma2/S); Young's factor 2 joins them",
         ASSUMPTIONS + (ASSUMPTION_REFINED,)),
 }
+
+
+def lemma_statement(variant: Variant) -> str:
+  """``E||x^k - x_hat^k||^2 <= <rhs>`` printed from the variant's one formula, + the proof."""
+  return f"E||x^k - x_hat^k||^2 <= {variant.rhs} ({variant.statement})"
+
+
+def stale_read_fn(variant_name: str):
+  """``(gamma, tau, S, W, sigma2) -> rhs`` lambdified from the variant's one formula."""
+  return sp.lambdify((gamma, tau, S, W, sigma2), VARIANTS[variant_name].rhs, "math")
+
+
+def window_count_bound(total_G: sp.Expr) -> sp.Expr:
+  """THE window-count formula: ``sum_k W_k <= tau sum_k G_k`` (each ``l`` in at most
+  ``tau`` windows). The certificate, :func:`lemma_bound` and the exact count check
+  (:func:`rpd.theory.lemmas.window_count`) all use it."""
+  return tau * total_G
+
+
+def _affine_in_W(rhs: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+  """``(coefficient of W, constant)`` of ``rhs``; raises if ``rhs`` is not affine in ``W``."""
+  e = sp.expand(rhs)
+  if sp.diff(e, W, 2) != 0:
+    raise AssertionError(f"stale-read rhs is not affine in W: {rhs}")
+  return sp.diff(e, W), e.subs(W, 0)
+
 
 # Scalar stand-ins for the expectations of one step k (all expectations are full ones).
 Fk, Fk1 = sp.symbols("F_k F_k1", real=True)  # E f(x^k), E f(x^{k+1})
@@ -259,12 +301,13 @@ def summed_facts(variant: Variant) -> tuple[Fact, ...]:
   if coef[Fk1] != 1 or coef[Fk] != -1:
     raise AssertionError("one-step inequality is not of the form F_k1 - F_k + ...")
   summed = (FK - F0) + coef[N_] * SN + coef[G_] * SG + coef[D_] * SD + K * c0
+  cW, c0_lemma = _affine_in_W(variant.rhs)  # sum_k rhs(W_k) = cW sum_k W_k + K rhs(0)
   return (
       Fact("summed_step", summed, "le", "telescoping",
            "sum_k of the one-step inequality, telescoped: E f(x^K) - f(x^0) + ..."),
-      Fact("stale_read", SD - gamma ** 2 * (variant.a * tau * SW + K * variant.b * sigma2 / S),
-           "le", variant.check, variant.statement + "; summed over k"),
-      Fact("window_count", SW - tau * SG, "le", "window_count",
+      Fact("stale_read", SD - (cW * SW + K * c0_lemma), "le", variant.check,
+           lemma_statement(variant) + "; summed over k (rhs affine in W_k)"),
+      Fact("window_count", SW - window_count_bound(SG), "le", "window_count",
            "sum_k W_k <= tau sum_k G_k  (each l lies in at most tau windows)"),
       Fact("lower_bound", F0 - FK - Delta, "le", "assumption A2",
            "f(x^0) - E f(x^K) <= Delta  (f >= f*)"),
@@ -336,13 +379,13 @@ def lemma_bound(variant_name: str, mean_G: float, gamma_: float, tau_: float, si
                 S_: int) -> float:
   """The averaged stale-read lemma: ``(1/K) sum_k E||x^k - x_hat^k||^2`` is at most this.
 
-  Summing the lemma over ``k`` with the window count: ``gamma^2 (a tau^2 mean_G + b sigma2
-  / S)``, where ``mean_G >= (1/K) sum_l E||grad_{i_l} f(x_hat^l)||^2``.
+  The variant's one formula summed over ``k`` (affine in ``W``, coefficient ``>= 0``) with
+  the window count ``sum_k W_k <= tau sum_k G_k``: ``rhs`` at ``W = tau mean_G``, where
+  ``mean_G >= (1/K) sum_l E||grad_{i_l} f(x_hat^l)||^2``.
   """
-  v = VARIANTS[variant_name]
-  expr = gamma ** 2 * (v.a * tau ** 2 * sp.Symbol("mG") + v.b * sigma2 / S)
-  return float(expr.subs({sp.Symbol("mG"): mean_G, gamma: gamma_, tau: tau_,
-                          sigma2: sigma2_, S: S_}))
+  mG = sp.Symbol("mG", nonnegative=True)
+  expr = VARIANTS[variant_name].rhs.subs(W, window_count_bound(mG))
+  return float(expr.subs({mG: mean_G, gamma: gamma_, tau: tau_, sigma2: sigma2_, S: S_}))
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -355,7 +398,7 @@ def summary(variant_name: str = "cs") -> dict:
       "bound": str(th["bound"]),
       "stale_term": str(th["stale_term"]),
       "A": str(th["A"]), "B": str(th["B"]), "C": str(th["C"]),
-      "stale_read_lemma": th["variant"].statement,
+      "stale_read_lemma": lemma_statement(th["variant"]),
       "step_size_condition": f"{th['condition']} >= 0",
       "gamma_max": str(th["gamma_max"]),
       "sufficient_step_size": str(th["sufficient"]),

@@ -21,10 +21,12 @@ HELP = ("convergence theorem for Randomized PipeDream (assumptions, constants, s
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
   """Options of ``rpd theory``."""
-  p.add_argument("action", nargs="?", default="show", choices=("show", "check", "stability"),
+  p.add_argument("action", nargs="?", default="show",
+                 choices=("show", "check", "stability", "lemma"),
                  help="show (default): the theorem; check: measured runs against the bound; "
                       "stability: exact mean / mean-square thresholds and stationary excess "
-                      "on a quadratic, against gamma_max and measured runs")
+                      "on a quadratic, against gamma_max and measured runs; lemma: exact "
+                      "E||x^k - x_hat^k||^2 on a given quadratic next to every variant's bound")
   p.add_argument("--json", action="store_true",
                  help="print one JSON object (strict JSON: non-finite numbers are null)")
   p.add_argument("--latex", action="store_true", help="print the formulas as LaTeX")
@@ -35,7 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--delta", type=finite_float("--delta"), default=1.0,
                  help="Delta = f(x0) - f* for the S table (default 1)")
   p.add_argument("--quick", action="store_true",
-                 help="check: the small, fast configuration set (what the tests run)")
+                 help="check: the default small configuration set (kept for old scripts)")
+  p.add_argument("--full", action="store_true",
+                 help="check: the full configuration set (S = 2..16, K = 4096, 8 seeds; "
+                      "minutes)")
   p.add_argument("--seeds", type=positive_int("--seeds"), default=None,
                  help="check: seeds per configuration (default 8, 4 with --quick)")
   p.add_argument("--rule", choices=("rpd", "pipedream"), default="rpd",
@@ -51,6 +56,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  help="stability: per-coordinate gradient noise (default 0.1)")
   p.add_argument("--no-measure", action="store_true",
                  help="stability: skip the engine runs (exact quantities only)")
+  p.add_argument("--hessian", metavar="H.npy", default=None,
+                 help="lemma: the d x d symmetric Hessian of f = 1/2 x'Hx (d >= S; coordinates "
+                      "are split into S contiguous blocks as numpy.array_split: the first d mod "
+                      "S blocks get one coordinate more)")
+  p.add_argument("--table", metavar="T.npy", default=None,
+                 help="lemma: S x S nonnegative integer delays T[i][j] (block i updated, block j "
+                      "read), or a (>= K+1) x S x S array T[k] of time-varying delays")
+  p.add_argument("--steps", type=positive_int("--steps"), default=None,
+                 help="lemma: K, the last iteration (k = 0..K are reported)")
+  p.add_argument("--noise", type=finite_float("--noise", strict=False), default=None,
+                 help="lemma: gradient noise N(0, SIGMA^2 I) on every coordinate (default 0)")
+  p.add_argument("--noise-var", metavar="V.npy", default=None,
+                 help="lemma: per-coordinate noise variances (length d) or a d x d covariance")
+  p.add_argument("--x0", metavar="X.npy", default=None, help="lemma: start point (default 0)")
+  p.add_argument("--order", choices=("uniform", "cyclic"), default="uniform",
+                 help="lemma: i_k uniform (RPD, default) or k mod S (outside assumption A4: "
+                      "the bounds are then shown for comparison only)")
 
 
 def _table(variant: dict, L_: float, sigma2_: float, Delta_: float) -> list[dict]:
@@ -133,19 +155,24 @@ def _check(args) -> int:
   except ImportError as e:  # the engine is not available
     raise InputError(f"rpd theory check needs rpd.engine: {e}") from None
   from rpd.theory import check
-  rows = check.run_all(quick=args.quick, seeds=args.seeds, progress=not args.json)
-  scaling = None if args.quick else check.stale_scaling()
+  if args.quick and args.full:
+    raise InputError("--quick and --full: choose one")
+  rows = check.run_all(full=args.full, seeds=args.seeds, progress=not args.json)
+  scaling = check.stale_scaling() if args.full else None
+  bad = check.violations(rows)
   if args.json:
     print(json.dumps(_finite({"rows": rows, "summary": check.summarize(rows),
-                              "stale_scaling": scaling}), allow_nan=False))
-    return 0
+                              "stale_scaling": scaling, "violations": bad}), allow_nan=False))
+    return 1 if bad else 0
   print(check.format_table(rows))
   if scaling is not None:
     print(f"stale error vs S at gamma = {scaling['gamma']} (quadratic, rpd): "
           + ", ".join(f"S={s}: {v:.3g}" for s, v in zip(scaling["S"], scaling["measured_stale"]))
           + f"; fitted exponent of S {scaling['fitted_exponent']:.2f}; lemma noise parts: "
           + ", ".join(f"{k} S^{v:.2f}" for k, v in scaling["lemma_noise_exponent"].items()))
-  return 0
+  if bad:
+    print(f"VIOLATED ({len(bad)} rows inside the assumptions): " + "; ".join(bad))
+  return 1 if bad else 0
 
 
 def _finite(obj):
@@ -198,8 +225,114 @@ def _stability(args) -> int:
   return 0
 
 
+_LEMMA_MAX_WINDOW = 4000  # dimension 1 + d (tau + 1) of the exact second-moment recursion
+
+
+def _lemma_inputs(args):
+  """Load and validate the files of ``rpd theory lemma`` (one-line InputError otherwise)."""
+  import numpy as np
+
+  from rpd import io
+  for opt, v in (("--hessian", args.hessian), ("--table", args.table), ("--gamma", args.gamma),
+                 ("--steps", args.steps)):
+    if v is None:
+      raise InputError(f"rpd theory lemma needs {opt}")
+  if args.noise is not None and args.noise_var is not None:
+    raise InputError("--noise and --noise-var: give one")
+  H = io.load_array(args.hessian, "--hessian", ndim=2)
+  d = H.shape[0]
+  if H.shape != (d, d):
+    raise InputError(f"--hessian {args.hessian!r}: need a square matrix, got shape {H.shape}")
+  if not np.allclose(H, H.T, rtol=1e-12, atol=1e-12 * max(1.0, float(np.abs(H).max()))):
+    raise InputError(f"--hessian {args.hessian!r}: not symmetric (max |H - H'| = "
+                     f"{float(np.abs(H - H.T).max()):.3g})")
+  T = io.load_array(args.table, "--table", kind="i")
+  K = args.steps
+  if T.ndim == 2:
+    S = T.shape[0]
+    if T.shape != (S, S):
+      raise InputError(f"--table {args.table!r}: need an S x S table, got shape {T.shape}")
+  elif T.ndim == 3:
+    S = T.shape[1]
+    if T.shape[1:] != (S, S) or T.shape[0] < K + 1:
+      raise InputError(f"--table {args.table!r}: a time-varying table needs shape (>= "
+                       f"{K + 1}, S, S) for --steps {K}, got {T.shape}")
+  else:
+    raise InputError(f"--table {args.table!r}: need a 2-d (S x S) or 3-d (K+1 x S x S) array, "
+                     f"got shape {T.shape}")
+  if T.min() < 0:
+    raise InputError(f"--table {args.table!r}: delays must be >= 0, found {int(T.min())}")
+  if S > d:
+    raise InputError(f"--table {args.table!r}: S = {S} blocks but --hessian has d = {d} < S "
+                     "coordinates")
+  n = 1 + d * (int(T.max()) + 1)
+  if n > _LEMMA_MAX_WINDOW:
+    raise InputError(f"--table {args.table!r}: max delay {int(T.max())} with d = {d} gives a "
+                     f"window of dimension {n} > {_LEMMA_MAX_WINDOW} (too large for the exact "
+                     "recursion)")
+  if args.noise_var is not None:
+    V = io.load_array(args.noise_var, "--noise-var")
+    if V.shape == (d,):
+      if V.min() < 0:
+        raise InputError(f"--noise-var {args.noise_var!r}: variances must be >= 0, found "
+                         f"{float(V.min())}")
+      Sigma = np.diag(V.astype(float))
+    elif V.shape == (d, d):
+      if not np.allclose(V, V.T) or np.linalg.eigvalsh((V + V.T) / 2).min() < -1e-12 * max(
+          1.0, float(np.abs(V).max())):
+        raise InputError(f"--noise-var {args.noise_var!r}: a covariance must be symmetric "
+                         "positive semidefinite")
+      Sigma = (V + V.T) / 2.0
+    else:
+      raise InputError(f"--noise-var {args.noise_var!r}: need shape ({d},) or ({d}, {d}), got "
+                       f"{V.shape}")
+  else:
+    Sigma = (args.noise or 0.0) ** 2 * np.eye(d)
+  x0 = np.zeros(d)
+  if args.x0 is not None:
+    x0 = io.load_array(args.x0, "--x0", ndim=1)
+    if x0.shape != (d,):
+      raise InputError(f"--x0 {args.x0!r}: need shape ({d},), got {x0.shape}")
+  return H.astype(float), T, Sigma, x0.astype(float), K
+
+
+def _lemma(args) -> int:
+  import numpy as np
+
+  from rpd.theory import lemma_exact
+  H, T, Sigma, x0, K = _lemma_inputs(args)
+  m = lemma_exact.stale_moments(H, None, Sigma, T, args.gamma, x0, K, order=args.order)
+  bounds = lemma_exact.lemma_bounds(m, args.gamma)
+  parts = lemma_exact.blocks(H.shape[0], m["S"])
+  out = {"stale_x_exact": m["D"].tolist(), "bound": {v: b.tolist() for v, b in bounds.items()},
+         "k": list(range(K + 1)), "S": m["S"], "d": H.shape[0], "tau": m["tau"],
+         "sigma2": m["sigma2"], "gamma": args.gamma, "order": args.order,
+         "blocks": [[int(b[0]), int(b[-1]) + 1] for b in parts],
+         "G_exact": m["G"].tolist(),
+         "holds": {v: bool(np.all(m["D"] <= b * (1 + 1e-9) + 1e-300))
+                   for v, b in bounds.items()},
+         "note": "f = 1/2 x'Hx; E||x^k - x_hat^k||^2 exact (second-moment recursion); bound = "
+                 "each variant's stale-read formula at W_k = sum_{l=k-tau}^{k-1} G_l (exact), "
+                 "tau = max delay, sigma2 = tr Sigma"
+                 + ("; cyclic order is outside assumption A4" if args.order == "cyclic" else "")}
+  if args.json:
+    print(json.dumps(_finite(out), allow_nan=False))
+    return 0
+  names = list(bounds)
+  print(f"S = {out['S']}, d = {out['d']}, blocks {out['blocks']}, tau = {out['tau']}, sigma2 = "
+        f"{out['sigma2']:.6g}, gamma = {args.gamma:g}, order {args.order}")
+  print(f"{'k':>5} {'exact':>12} " + " ".join(f"{'bound_' + v:>16}" for v in names))
+  for k in range(K + 1):
+    print(f"{k:>5} {m['D'][k]:12.6g} " + " ".join(f"{bounds[v][k]:16.6g}" for v in names))
+  print("holds: " + ", ".join(f"{v} {h}" for v, h in out["holds"].items()))
+  return 0
+
+
 def run(args) -> int:
-  """Print the theorem, run the measurement check, or the exact stability thresholds."""
+  """Print the theorem, run the measurement check, the exact stability thresholds, or the
+  exact stale-read error of ``rpd theory lemma``."""
+  if args.action == "lemma":
+    return _lemma(args)
   if args.action == "check":
     return _check(args)
   if args.action == "stability":
