@@ -55,8 +55,9 @@ def parse_memory(text: str | None) -> dict[str, float]:
       v = float(value)
     except ValueError:
       raise InputError(f"--memory {key.strip()} must be a number, got {value!r}") from None
-    if not (v > 0 and v != float("inf")):
-      raise InputError(f"--memory {key.strip()} must be finite and > 0, got {value!r}")
+    if not (v >= 1 and v != float("inf")):
+      raise InputError(f"--memory {key.strip()} must be finite and >= 1 (one microbatch's "
+                       f"activations, one weight copy), got {value!r}")
     if name in out:
       raise InputError(f"--memory gives {key.strip()} twice ({part!r})")
     out[name] = v
@@ -91,6 +92,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  help="with --pareto: largest tolerated delay in versions (optimizer steps)")
   p.add_argument("--json", action="store_true", help="print JSON (a list of objects; with --pareto one object); NaN "
                  "and +-Infinity are written as null")
+  p.add_argument("--exact", type=float, default=None, metavar="SECONDS",
+                 help="zb-auto: after its seeded search, run the exact step (a MILP, HiGHS) "
+                      "for at most SECONDS (0 < SECONDS <= 60) when P and M are small; prints "
+                      "the lower bound it proves")
 
 
 def _latency(text: str) -> float:
@@ -104,20 +109,54 @@ def _latency(text: str) -> float:
 
 
 def collect(P: int, M: int, V: int, durations: dict, latency: float,
-            names: list[str] | None = None) -> list[dict]:
+            names: list[str] | None = None, exact: float | None = None) -> list[dict]:
   """Metrics of every (selected) schedule; a schedule that does not apply is reported
-  as ``{"schedule": name, "skipped": reason}``."""
+  as ``{"schedule": name, "skipped": reason}``. With ``exact`` (seconds), zb-auto runs its
+  exact step and its row gets ``exact`` (status, makespan, proved bound, heuristic)."""
+  import dataclasses
+
   from rpd.schedules import SCHEDULES, ScheduleNotApplicable
   from rpd.schedules.metrics import schedule_metrics
+  from rpd.schedules.zb_auto import ZBAuto
   out = []
   for name in names or list(SCHEDULES):
     s = SCHEDULES[name]
+    if exact is not None and isinstance(s, ZBAuto):
+      s = ZBAuto(s.limit, exact=True, time_limit=exact)
     v = V if s.chunked else 1
     try:
-      out.append(schedule_metrics(s, P, M, v, durations, latency))
+      row = schedule_metrics(s, P, M, v, durations, latency)
     except ScheduleNotApplicable as e:
       out.append({"schedule": name, "semantics": s.semantics.name, "skipped": str(e)})
+      continue
+    if isinstance(s, ZBAuto) and s.exact:
+      s.search(P, M, row["durations"], latency)  # cached: the exact step of this row
+      row["exact"] = dataclasses.asdict(s.last_exact)
+    out.append(row)
   return out
+
+
+def print_exact(rows: list[dict]) -> None:
+  """One line per row that ran zb-auto's exact step: status, makespans and proved bound."""
+  for r in rows:
+    e = r.get("exact")
+    if e:
+      found = "none" if e["makespan"] is None else f"{e['makespan']:g}"
+      print(f"{r['schedule']}: exact step {e['status']} ({e['binaries']} order variables, "
+            f"{e['seconds']:.2f} s): heuristic {e['heuristic']:g}, solver {found}, proved "
+            f"lower bound {e['bound']:.6g}")
+
+
+def check_sizes(args, names) -> None:
+  """Sizes and output path of ``rpd schedules``, checked before any work."""
+  from rpd.guards import FIGURE_SUFFIXES, check_output_file, check_schedule_size
+  from rpd.schedules import SCHEDULES
+  chunked = any(SCHEDULES[n].chunked for n in (names or SCHEDULES))
+  check_schedule_size(args.stages, args.microbatches, args.chunks if chunked else 1)
+  if args.plot is not None:
+    check_output_file(args.plot, "--plot", FIGURE_SUFFIXES)
+  if args.exact is not None and not 0 < args.exact <= 60:
+    raise InputError(f"--exact must be a number of seconds in (0, 60], got {args.exact:g}")
 
 
 def plot_timelines(P: int, M: int, V: int, durations: dict, latency: float, rows: list[dict],
@@ -220,15 +259,21 @@ def run_pareto(args, P: int, M: int, V: int, durations: dict, latency: float,
   budget = parse_memory(args.memory)
   if args.max_staleness is not None:
     budget["staleness"] = args.max_staleness
-  rows = collect(P, M, V, durations, latency, names)
+  rows = collect(P, M, V, durations, latency, names, args.exact)
   limit = int(budget["activations"]) if "activations" in budget else None
   if limit and limit != 2 * P - 1 and (not names or "zb-auto" in names):
+    name = f"zb-auto(limit={limit})"
+    auto = ZBAuto(limit, exact=args.exact is not None, time_limit=args.exact or 2.0)
     try:
-      r = schedule_metrics(ZBAuto(limit), P, M, 1, durations, latency, tables=False)
-      r["schedule"] = f"zb-auto(limit={limit})"
+      r = schedule_metrics(auto, P, M, 1, durations, latency, tables=False)
+      r["schedule"] = name
+      if auto.exact:
+        import dataclasses
+        auto.search(P, M, r["durations"], latency)  # cached: the exact step of this row
+        r["exact"] = dataclasses.asdict(auto.last_exact)
       rows.append(r)
-    except ScheduleNotApplicable:
-      pass
+    except ScheduleNotApplicable as e:
+      rows.append({"schedule": name, "semantics": auto.semantics.name, "skipped": str(e)})
   marked = frontier(rows, budget)
   if args.plot:
     plot_frontier(marked, f"P = {P}, M = {M}, durations {durations or 'F=B=W=1'}", args.plot)
@@ -254,6 +299,7 @@ def run_pareto(args, P: int, M: int, V: int, durations: dict, latency: float,
   print("bubble = idle fraction in continuous operation; act = peak activations per device "
         "and weights = weight copies per device, both in device-shares; versions = delay in "
         "versions (optimizer steps); tau_max = delay in block updates. " + DELAY_CONVENTION)
+  print_exact(marked)
   if args.plot:
     print(f"frontier plot written to {args.plot}")
   return 0
@@ -271,11 +317,12 @@ def run(args) -> int:
     if bad:
       raise InputError(f"unknown schedule {bad[0]!r}; known: {', '.join(SCHEDULES)}")
   P, M, V = args.stages, args.microbatches, args.chunks
+  check_sizes(args, names)
   if args.pareto:
     return run_pareto(args, P, M, V, durations, latency, names)
   if args.memory is not None or args.max_staleness is not None:
     raise InputError("--memory and --max-staleness go with --pareto")
-  rows = collect(P, M, V, durations, latency, names)
+  rows = collect(P, M, V, durations, latency, names, args.exact)
   if args.plot:
     plot_timelines(P, M, V, durations, latency, rows, args.plot)
   if args.json:
@@ -303,6 +350,7 @@ def run(args) -> int:
         "varies between microbatches (no steady state), the entrywise maximum is shown. "
         "Delays depend on the durations (PipeDream S = 6: tau_max 33 with B = F, 34 with "
         "B = 2F). Convention: " + DELAY_CONVENTION)
+  print_exact(rows)
   if args.plot:
     print(f"timelines written to {args.plot}")
   return 0

@@ -258,13 +258,13 @@ def versions_delay_max(schedule: Schedule, timed: TimedSchedule) -> int:
   upd = {b: np.sort([timed.end[(k, m, b)] for m in range(M)]) for b in range(S)}
   best = 0
   for m in range(M // 3, max(M // 3 + 1, (2 * M) // 3)):
+    ends = np.array([timed.end[(k, m, i)] for i in range(S)]) - _EPS
     for j in range(S):
       read = timed.start[("F", m, j)]
       lo = np.searchsorted(upd[j], read + _EPS, side="right")
-      for i in range(S):
-        # updates of j strictly before m's update of i (for i = j: not m's own update)
-        hi = np.searchsorted(upd[j], timed.end[(k, m, i)] - _EPS, side="left")
-        best = max(best, int(hi - lo))
+      # updates of j strictly before m's update of each i (for i = j: not m's own update)
+      hi = np.searchsorted(upd[j], ends, side="left")
+      best = max(best, int(hi.max() - lo))
   return best
 
 

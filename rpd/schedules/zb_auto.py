@@ -196,13 +196,28 @@ def exact_order(P: int, M: int, given: dict, latency: float, limit: int, upper: 
       if m > 0:
         for k in "FBW":
           add({sid(k, m, p): 1, sid(k, m - 1, p): -1}, d[k][p])
-  big = upper
+  head, tail = _heads_tails(P, M, d, latency)
+  lb = np.zeros(nvar)
+  ub = np.full(nvar, float(upper))
+  for k in "FBW":
+    for m in range(M):
+      for p in range(P):
+        lb[sid(k, m, p)] = head[k, m, p]
+        ub[sid(k, m, p)] = upper - tail[k, m, p]
+  ub[n_s + 1:] = 1
   for i, (p, m, mp, t) in enumerate(pairs):
     a, e = sid(t[0], m, p), sid(t[1], mp, p)   # later microbatch's action a, earlier's e
+    da, de = d[t[0]][p], d[t[1]][p]
     y = n_s + 1 + i
+    if ub[a] + da <= lb[e] + 1e-9:
+      lb[y] = 1   # a ends before e can start: a first
+    elif ub[e] + de <= lb[a] + 1e-9:
+      ub[y] = 0
     # y = 1: a before e (s_e >= s_a + d_a); y = 0: e before a (s_a >= s_e + d_e).
-    add({e: 1, a: -1, y: -big}, d[t[0]][p] - big)
-    add({a: 1, e: -1, y: big}, d[t[1]][p])
+    big1 = max(0.0, da + ub[a] - lb[e])
+    big0 = max(0.0, de + ub[e] - lb[a])
+    add({e: 1, a: -1, y: -big1}, da - big1)
+    add({a: 1, e: -1, y: big0}, de)
   fw: dict = {}
   for i, (p, m, mp, t) in enumerate(pairs):
     if t == "FW":
@@ -217,9 +232,6 @@ def exact_order(P: int, M: int, given: dict, latency: float, limit: int, upper: 
   c[iC] = 1.0
   integrality = np.zeros(nvar)
   integrality[n_s + 1:] = 1
-  lb = np.zeros(nvar)
-  ub = np.full(nvar, upper)
-  ub[n_s + 1:] = 1
   floor = trivial_bound(P, M, given, latency)
   lb[iC] = floor
   t0 = time.perf_counter()
@@ -240,6 +252,38 @@ def exact_order(P: int, M: int, given: dict, latency: float, limit: int, upper: 
   if status == "optimal":
     bound = max(bound, float(res.fun) - 1e-6 * max(1.0, abs(res.fun)))
   return acts, ExactResult(status, float(res.fun), bound, upper, nb, secs)
+
+
+def _heads_tails(P: int, M: int, d: dict, latency: float):
+  """Earliest start (``head``) and least time from start to the end of the run (``tail``,
+  own duration included) of every action ``(kind, m, p)``, from the dependencies and the
+  microbatch order of each kind on a device (longest paths in the precedence graph)."""
+  head, tail = {}, {}
+  for m in range(M):
+    for p in range(P):
+      head["F", m, p] = max(head["F", m, p - 1] + d["F"][p - 1] + latency if p else 0.0,
+                            head["F", m - 1, p] + d["F"][p] if m else 0.0)
+  for m in range(M):
+    for p in reversed(range(P)):
+      head["B", m, p] = max(head["F", m, p] + d["F"][p],
+                            head["B", m, p + 1] + d["B"][p + 1] + latency if p < P - 1 else 0.0,
+                            head["B", m - 1, p] + d["B"][p] if m else 0.0)
+    for p in range(P):
+      head["W", m, p] = max(head["B", m, p] + d["B"][p],
+                            head["W", m - 1, p] + d["W"][p] if m else 0.0)
+  for m in reversed(range(M)):
+    for p in range(P):
+      tail["W", m, p] = d["W"][p] + (tail["W", m + 1, p] if m < M - 1 else 0.0)
+    for p in range(P):
+      tail["B", m, p] = d["B"][p] + max(tail["W", m, p],
+                                        tail["B", m + 1, p] if m < M - 1 else 0.0,
+                                        tail["B", m, p - 1] + latency if p else 0.0)
+  for m in reversed(range(M)):
+    for p in reversed(range(P)):
+      tail["F", m, p] = d["F"][p] + max(tail["B", m, p],
+                                        tail["F", m + 1, p] if m < M - 1 else 0.0,
+                                        tail["F", m, p + 1] + latency if p < P - 1 else 0.0)
+  return head, tail
 
 
 def split_backward_order(acts: list[list[Action]]) -> list[list[Action]]:
@@ -300,6 +344,7 @@ class ZBAuto(Schedule):
     self.exact = exact
     self.time_limit = time_limit
     self.last_exact: ExactResult | None = None
+    self._cache: dict = {}
 
   def check(self, P: int, M: int, V: int = 1) -> None:
     """Also refuse a heuristic search beyond ``P^2 M > MAX_SEARCH_P2M`` (it would take
@@ -320,6 +365,19 @@ class ZBAuto(Schedule):
     is the list scheduler's in-flight limit, a seed's name or ``"exact"``."""
     given = {"F": 1.0, "B": 1.0, "W": 1.0}
     given.update(durations or {})
+    key = (P, M, repr(sorted((k, np.asarray(v).tolist()) for k, v in given.items())),
+           float(latency), self.exact, self.time_limit)
+    if key in self._cache:
+      found, self.last_exact = self._cache[key]
+      return found
+    found = self._search(P, M, given, latency)
+    if len(self._cache) >= 64:
+      self._cache.clear()
+    self._cache[key] = (found, self.last_exact)
+    return found
+
+  def _search(self, P: int, M: int, given: dict, latency: float):
+    """:meth:`search` without its cache."""
     # The list scheduler plans with one duration per kind (the mean over blocks where
     # per-block durations are given); every candidate is timed with the durations given.
     dur = {k: float(np.mean(v)) for k, v in given.items()}
