@@ -4,6 +4,7 @@ step (a MILP solved by HiGHS through :func:`scipy.optimize.milp`) for small ``P`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 
 import numpy as np
@@ -286,6 +287,30 @@ def _heads_tails(P: int, M: int, d: dict, latency: float):
   return head, tail
 
 
+def _key(durations: dict) -> tuple:
+  """A hashable form of per-kind durations (scalars or per-block sequences)."""
+  return tuple(sorted((k, tuple(np.atleast_1d(np.asarray(v, np.float64)).tolist()))
+                      for k, v in durations.items()))
+
+
+def _unkey(key: tuple) -> dict:
+  return {k: (v[0] if len(v) == 1 else list(v)) for k, v in key}
+
+
+@functools.lru_cache(maxsize=512)
+def _list_schedule_cached(P, M, dur_key, latency, L, w_first, wait_b):
+  """:func:`list_schedule`, memoized (the searches at neighbouring limits share candidates)."""
+  return tuple(tuple(a) for a in list_schedule(P, M, _unkey(dur_key), latency, L, w_first,
+                                               wait_b))
+
+
+@functools.lru_cache(maxsize=512)
+def _span_and_peak(acts: tuple, given_key: tuple, latency: float) -> tuple[float, int]:
+  """Makespan and :func:`in_flight_peak` of an order timed with the given durations."""
+  timed = time_schedule(acts, durations=_unkey(given_key), latency=latency)
+  return timed.makespan, in_flight_peak(timed)
+
+
 def split_backward_order(acts: list[list[Action]]) -> list[list[Action]]:
   """An unsplit order (``B`` = the whole backward) as a split one: ``W`` right after ``B``.
 
@@ -384,20 +409,23 @@ class ZBAuto(Schedule):
     top = max(1, self.memory_limit(P))
     best = None
 
+    given_key = _key(given)
+
     def consider(acts, L, w_first, wait_b):
       nonlocal best
-      timed = time_schedule(acts, durations=given, latency=latency)
-      peak = in_flight_peak(timed)
+      acts = tuple(tuple(a) for a in acts)
+      span, peak = _span_and_peak(acts, given_key, latency)
       if peak > top:
         return
-      key = (round(timed.makespan, 9), peak)
+      key = (round(span, 9), peak)
       if best is None or key < best[0]:
-        best = (key, L, w_first, wait_b, acts)
+        best = (key, L, w_first, wait_b, [list(a) for a in acts])
 
     for L, w_first, wait_b in itertools.product(
         range(min(P, top), top + 1), (False, True),
         sorted({0.0, dur["W"] / 2, dur["W"], dur["F"]})):
-      consider(list_schedule(P, M, dur, latency, L, w_first, wait_b), L, w_first, wait_b)
+      consider(_list_schedule_cached(P, M, _key(dur), latency, L, w_first, wait_b), L,
+               w_first, wait_b)
     from rpd.schedules.gpipe import GPipe
     from rpd.schedules.onef1b_flush import OneFOneBFlush
     from rpd.schedules.zb_h1 import ZBH1
