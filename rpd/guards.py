@@ -32,6 +32,10 @@ MAX_SCHEDULE_MICROBATCHES = 4096
 #: (every schedule simulates about ``3 P V M`` actions, and its steady state more).
 MAX_SCHEDULE_CELLS = 2**15
 GROWTH_FACTOR = 1e6
+#: ``rpd theory stability``: largest S (measured on the loaded 2-core CPU, isotropic,
+#: ``--no-measure``: 2.4 s of CPU at S = 32, 6.6 s at 48, 17 s at 64; the measured runs add
+#: about 56 s at S = 32).
+MAX_STABILITY_STAGES = 32
 
 #: file types a figure may be written as (matplotlib's raster and vector formats).
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".eps", ".ps", ".tif",
@@ -82,6 +86,13 @@ def check_output_file(path: str, what: str, suffixes: tuple[str, ...] | None = N
   check_writable_dir(folder, what)
   if os.path.exists(full) and not os.access(full, os.W_OK):
     raise InputError(f"{what} {path!r} exists and is not writable")
+
+
+def check_stability_stages(S: int) -> None:
+  """``rpd theory stability --stages S``: refuse ``S > MAX_STABILITY_STAGES`` at once."""
+  if S > MAX_STABILITY_STAGES:
+    raise InputError(f"--stages {S}: the exact stability computation grows fast with S "
+                     f"(17 s of CPU at S = 64); use S <= {MAX_STABILITY_STAGES}")
 
 
 def check_schedule_size(P: int, M: int, V: int) -> None:

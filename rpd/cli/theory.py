@@ -160,7 +160,9 @@ def _finite(obj):
 
 
 def _stability(args) -> int:
+  from rpd.guards import check_stability_stages
   from rpd.theory import stability
+  check_stability_stages(args.stages)
   if args.problem == "rank1" and args.stages > stability.RANK1_MAX_S["mean"]:
     raise InputError(f"--stages {args.stages}: the rank1 problem is computed densely, "
                      f"S <= {stability.RANK1_MAX_S['mean']}")

@@ -16,6 +16,9 @@ from rpd.schedules.semantics import SYNC_FLUSH
 #: ``P^2 M > MAX_SEARCH_P2M`` (measured on a 2-core CPU: 0.8 s at ``P = M = 16``, 2 s at
 #: ``P = 8, M = 256``).
 MAX_SEARCH_P2M = 2**14
+#: and beyond ``P > MAX_SEARCH_P`` (``rpd train --rule schedule:zb-auto --stages 64``: 25 s
+#: of CPU, measured).
+MAX_SEARCH_P = 64
 #: the exact step runs when its MILP has at most this many order variables
 #: (``3 P M (M - 1) / 2``): ``P = 4, M = 16`` (1440) and ``P = 8, M = 8`` (672) qualify.
 MAX_EXACT_BINARIES = 1500
@@ -375,9 +378,9 @@ class ZBAuto(Schedule):
     """Also refuse a heuristic search beyond ``P^2 M > MAX_SEARCH_P2M`` (it would take
     minutes) and a limit below one microbatch."""
     super().check(P, M, V)
-    if P * P * M > MAX_SEARCH_P2M:
+    if P * P * M > MAX_SEARCH_P2M or P > MAX_SEARCH_P:
       raise ScheduleNotApplicable(f"the search costs about 8 P^3 M steps; needs P^2 M <= "
-                                  f"{MAX_SEARCH_P2M}, got P={P}, M={M}")
+                                  f"{MAX_SEARCH_P2M} and P <= {MAX_SEARCH_P}, got P={P}, M={M}")
     if self.memory_limit(P) < 1:
       raise ScheduleNotApplicable(f"in-flight limit {self.memory_limit(P)} < 1 microbatch")
 
