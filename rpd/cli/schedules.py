@@ -6,6 +6,7 @@ import argparse
 from rpd import jsonout
 from rpd.cli import positive_int
 from rpd.errors import InputError
+from rpd.schedules.memory import parse_memory_model
 
 NAME = "schedules"
 HELP = "bubble, memory, weight versions and staleness of every pipeline schedule"
@@ -92,6 +93,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  help="with --pareto: largest tolerated delay in versions (optimizer steps)")
   p.add_argument("--json", action="store_true", help="print JSON (a list of objects; with --pareto one object); NaN "
                  "and +-Infinity are written as null")
+  p.add_argument("--memory-model", default="rpd", metavar="rpd|zb|zb:R",
+                 help="activation memory accounting: rpd (default: a microbatch's activations "
+                      "count whole from F to the end of W) or zb (the Zero Bubble paper's: B "
+                      "frees M_B - M_W, a pending W holds M_W = R M_B; zb alone: R = 0.4324, "
+                      "the authors' GPT setting); used by the peak memory column, --pareto, "
+                      "--memory and zb-auto's limit")
   p.add_argument("--exact", type=float, default=None, metavar="SECONDS",
                  help="zb-auto: after its seeded search, run the exact step (a MILP, HiGHS) "
                       "for at most SECONDS (0 < SECONDS <= 60) when P and M are small; prints "
@@ -109,7 +116,8 @@ def _latency(text: str) -> float:
 
 
 def collect(P: int, M: int, V: int, durations: dict, latency: float,
-            names: list[str] | None = None, exact: float | None = None) -> list[dict]:
+            names: list[str] | None = None, exact: float | None = None,
+            memory=None) -> list[dict]:
   """Metrics of every (selected) schedule; a schedule that does not apply is reported
   as ``{"schedule": name, "skipped": reason}``. With ``exact`` (seconds), zb-auto runs its
   exact step and its row gets ``exact`` (status, makespan, proved bound, heuristic)."""
@@ -121,11 +129,11 @@ def collect(P: int, M: int, V: int, durations: dict, latency: float,
   out = []
   for name in names or list(SCHEDULES):
     s = SCHEDULES[name]
-    if exact is not None and isinstance(s, ZBAuto):
-      s = ZBAuto(s.limit, exact=True, time_limit=exact)
+    if isinstance(s, ZBAuto) and (exact is not None or memory is not None):
+      s = ZBAuto(s.limit, exact=exact is not None, time_limit=exact or 2.0, memory=memory)
     v = V if s.chunked else 1
     try:
-      row = schedule_metrics(s, P, M, v, durations, latency)
+      row = schedule_metrics(s, P, M, v, durations, latency, memory=memory)
     except ScheduleNotApplicable as e:
       out.append({"schedule": name, "semantics": s.semantics.name, "skipped": str(e)})
       continue
@@ -259,13 +267,15 @@ def run_pareto(args, P: int, M: int, V: int, durations: dict, latency: float,
   budget = parse_memory(args.memory)
   if args.max_staleness is not None:
     budget["staleness"] = args.max_staleness
-  rows = collect(P, M, V, durations, latency, names, args.exact)
-  limit = int(budget["activations"]) if "activations" in budget else None
+  memory = parse_memory_model(args.memory_model)
+  rows = collect(P, M, V, durations, latency, names, args.exact, memory)
+  limit = budget.get("activations")
   if limit and limit != 2 * P - 1 and (not names or "zb-auto" in names):
-    name = f"zb-auto(limit={limit})"
-    auto = ZBAuto(limit, exact=args.exact is not None, time_limit=args.exact or 2.0)
+    name = f"zb-auto(limit={limit:g})"
+    auto = ZBAuto(limit, exact=args.exact is not None, time_limit=args.exact or 2.0,
+                  memory=memory)
     try:
-      r = schedule_metrics(auto, P, M, 1, durations, latency, tables=False)
+      r = schedule_metrics(auto, P, M, 1, durations, latency, tables=False, memory=memory)
       r["schedule"] = name
       if auto.exact:
         import dataclasses
@@ -279,11 +289,11 @@ def run_pareto(args, P: int, M: int, V: int, durations: dict, latency: float,
     plot_frontier(marked, f"P = {P}, M = {M}, durations {durations or 'F=B=W=1'}", args.plot)
   if args.json:
     print(jsonout.dumps({"P": P, "M": M, "V": V, "durations": durations, "latency": latency,
-                 "budget": budget, "delay_convention": DELAY_CONVENTION, "rows": marked}))
+                 "budget": budget, "memory_model": memory.name, "delay_convention": DELAY_CONVENTION, "rows": marked}))
     return 0
   print(f"P = {P} devices, M = {M} microbatches, V = {V} chunks (chunked schedules), "
         f"durations {durations or 'F=B=W=1'}, latency {latency:g}, budget "
-        f"{budget or 'none'}")
+        f"{budget or 'none'}, memory model {memory.name}")
   head = (f"{'schedule':<22}{'bubble':>8}{'act':>7}{'weights':>8}{'versions':>9}"
           f"{'tau_max':>8}  status")
   print(head)
@@ -318,20 +328,23 @@ def run(args) -> int:
       raise InputError(f"unknown schedule {bad[0]!r}; known: {', '.join(SCHEDULES)}")
   P, M, V = args.stages, args.microbatches, args.chunks
   check_sizes(args, names)
+  parse_memory_model(args.memory_model)
   if args.pareto:
     return run_pareto(args, P, M, V, durations, latency, names)
   if args.memory is not None or args.max_staleness is not None:
     raise InputError("--memory and --max-staleness go with --pareto")
-  rows = collect(P, M, V, durations, latency, names, args.exact)
+  memory = parse_memory_model(args.memory_model)
+  rows = collect(P, M, V, durations, latency, names, args.exact, memory)
   if args.plot:
     plot_timelines(P, M, V, durations, latency, rows, args.plot)
   if args.json:
     print(jsonout.dumps(rows))
     return 0
   print(f"P = {P} devices, M = {M} microbatches, V = {V} chunks (interleaved only), "
-        f"durations {durations or 'F=B=W=1'}, latency {latency:g}")
+        f"durations {durations or 'F=B=W=1'}, latency {latency:g}, memory model {memory.name}")
   head = (f"{'schedule':<17}{'semantics':<16}{'makespan':>9}{'bubble':>8}{'b/comp':>8}"
-          f"{'steady':>8}{'peak act':>9}{'versions':>9}{'tau_max':>8}{'tau_ver':>8}")
+          f"{'steady':>8}{'peak act':>9}{'peak mem':>9}{'versions':>9}{'tau_max':>8}"
+          f"{'tau_ver':>8}")
   print(head)
   print("-" * len(head))
   for r in rows:
@@ -341,11 +354,13 @@ def run(args) -> int:
     print(f"{r['schedule']:<17}{r['semantics']:<16}{r['makespan']:>9.4g}"
           f"{100 * r['bubble_ratio']:>7.2f}%{100 * r['bubble_over_compute']:>7.2f}%"
           f"{100 * r['steady_bubble_ratio']:>7.2f}%{r['peak_activations']:>9}"
+          f"{r['peak_memory']:>9.4g}"
           f"{r['weight_versions']:>9}{r['tau_max']:>8}{r['tau_versions_max']:>8}"
           f"{'' if r['tau_steady'] else '*'}")
   print("bubble = idle / (P * makespan); b/comp = idle / compute; steady = bubble in "
         "continuous operation (no flush); peak act = microbatch activations held (F start to "
-        "last backward end); versions = weight versions of a block kept; tau_max = delay in "
+        "last backward end); peak mem = the same under the memory model (units of one "
+        "microbatch's M_B; zb: B frees M_B - M_W); versions = weight versions of a block kept; tau_max = delay in "
         "block updates, tau_ver = delay in versions (optimizer steps); * = the delay table "
         "varies between microbatches (no steady state), the entrywise maximum is shown. "
         "Delays depend on the durations (PipeDream S = 6: tau_max 33 with B = F, 34 with "

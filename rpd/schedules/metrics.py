@@ -270,7 +270,7 @@ def versions_delay_max(schedule: Schedule, timed: TimedSchedule) -> int:
 
 def schedule_metrics(schedule: Schedule, P: int, M: int, V: int = 1,
                      durations: Mapping[str, float] | None = None, latency: float = 0.0,
-                     tables: bool = True) -> dict:
+                     tables: bool = True, memory=None) -> dict:
   """All metrics of ``schedule`` for ``P`` devices, ``M`` microbatches, ``V`` chunks.
 
   Args:
@@ -279,6 +279,8 @@ def schedule_metrics(schedule: Schedule, P: int, M: int, V: int = 1,
     durations: ``{"F": .., "B": .., "W": ..}`` per block (see :func:`timing_durations`).
     latency: point-to-point latency.
     tables: include the delay tables (lists) in the result.
+    memory: the activation memory model (:mod:`rpd.schedules.memory`, default ``rpd``):
+      ``peak_memory`` and ``activation_memory`` are counted under it.
 
   Returns:
     dict with ``schedule``, ``semantics``, ``makespan``, the bubble metrics of
@@ -313,7 +315,11 @@ def schedule_metrics(schedule: Schedule, P: int, M: int, V: int = 1,
   out["weight_versions"] = max(versions)
   out["weight_versions_per_stage"] = versions
   out["weight_memory"] = float(max(versions) * schedule.replicas)
-  out["activation_memory"] = out["peak_activations"] / (V if schedule.chunked else 1)
+  from rpd.schedules.memory import RPD
+  memory = memory or RPD
+  out["memory_model"] = memory.name
+  out["peak_memory"] = float(max(memory.peak(timed)))
+  out["activation_memory"] = out["peak_memory"] / (V if schedule.chunked else 1)
   out["tau_versions_max"] = versions_delay_max(schedule, long)
   out["delay_convention"] = DELAY_CONVENTION
   try:

@@ -24,8 +24,8 @@ MAX_SEARCH_P = 64
 MAX_EXACT_BINARIES = 1500
 
 
-def list_schedule(P: int, M: int, dur: dict, latency: float, limit: int, w_first: bool,
-                  wait_b: float) -> list[list[Action]]:
+def list_schedule(P: int, M: int, dur: dict, latency: float, limit: float, w_first: bool,
+                  wait_b: float, ratio: float = 1.0) -> list[list[Action]]:
   """One event-driven list schedule with split backwards (one block per device).
 
   The device with the smallest free time ``t`` decides (ties: lower device): the next ``B``
@@ -45,6 +45,10 @@ def list_schedule(P: int, M: int, dur: dict, latency: float, limit: int, w_first
     limit: in-flight microbatches per device (``>= 1``).
     w_first: a pending ``W`` goes before a ready ``F`` when no ``B`` is ready.
     wait_b: how long a device idles for a ``B`` about to be ready rather than start other work.
+    ratio: memory model (:mod:`rpd.schedules.memory`): a microbatch holds ``1`` from ``F`` to
+      the end of ``B`` and ``ratio`` from there to the end of ``W``; an ``F`` starts only if
+      the held memory plus ``1`` is at most ``limit`` (``ratio = 1``: at most ``limit``
+      microbatches in flight).
 
   Returns:
     ``actions[p]``.
@@ -70,7 +74,7 @@ def list_schedule(P: int, M: int, dur: dict, latency: float, limit: int, w_first
       if p < P - 1:
         rb = max(rb, end_b.get((m_b, p + 1), inf) + latency)
     rf = inf
-    if m_f < M and m_f - m_w < limit:
+    if m_f < M and (m_f - m_b) + ratio * (m_b - m_w) + 1 <= limit + 1e-9:
       rf = 0.0 if p == 0 else end_f.get((m_f, p - 1), inf) + latency
     has_w = m_w < m_b
     if rb <= t + wait_b:
@@ -138,8 +142,8 @@ def trivial_bound(P: int, M: int, given: dict, latency: float) -> float:
              for p in range(P))
 
 
-def exact_order(P: int, M: int, given: dict, latency: float, limit: int, upper: float,
-                time_limit: float = 2.0):
+def exact_order(P: int, M: int, given: dict, latency: float, limit: float, upper: float,
+                time_limit: float = 2.0, ratio: float = 1.0):
   """The makespan-optimal split-backward order of ``P`` devices (one block each) and ``M``
   microbatches under the in-flight limit, by a MILP (HiGHS, :func:`scipy.optimize.milp`).
 
@@ -150,9 +154,11 @@ def exact_order(P: int, M: int, given: dict, latency: float, limit: int, upper: 
   (as in the heuristic and the hand-made schedules), so every other pair is ordered by a
   dependency. Constraints: the dependencies of :mod:`rpd.schedules.core` with the latency
   across devices; one action at a time (big-``M`` disjunctions with ``upper``); ``C >= s_a +
-  d_a``; memory: at the start of ``F(m)`` on ``p`` the microbatches ``m' < m`` whose ``W``
-  has not run yet, plus ``m``, number at most ``limit``:
-  ``1 + sum_{m' < m} (1 - y^{FW}_{m m'}) <= limit``. Objective: ``min C``.
+  d_a``; memory (:mod:`rpd.schedules.memory`, ``ratio`` = ``M_W / M_B``): at the start of
+  ``F(m)`` on ``p``, ``m`` itself, each earlier ``m'`` whose ``B`` has not run (``1``) and
+  each whose ``W`` has not run (``ratio``) hold at most ``limit``:
+  ``1 + sum_{m' < m} ((1 - ratio) y^{FB}_{m m'} + ratio y^{FW}_{m m'}) <= limit``
+  (``ratio = 1``: at most ``limit`` microbatches in flight). Objective: ``min C``.
 
   Args:
     P, M: devices and microbatches.
@@ -222,12 +228,13 @@ def exact_order(P: int, M: int, given: dict, latency: float, limit: int, upper: 
     big0 = max(0.0, de + ub[e] - lb[a])
     add({e: 1, a: -1, y: -big1}, da - big1)
     add({a: 1, e: -1, y: big0}, de)
-  fw: dict = {}
+  held: dict = {}
   for i, (p, m, mp, t) in enumerate(pairs):
-    if t == "FW":
-      fw.setdefault((p, m), {})[n_s + 1 + i] = 1
-  for coef in fw.values():  # held at the start of F(m): 1 + #{m' < m: F(m) before W(m')}
-    add(coef, -np.inf, limit - 1)
+    w = {"FW": ratio, "FB": 1.0 - ratio}.get(t, 0.0)
+    if w:
+      held.setdefault((p, m), {})[n_s + 1 + i] = w
+  for coef in held.values():  # memory at the start of F(m), beyond m's own 1
+    add(coef, -np.inf, limit - 1 + 1e-9)
   A = lil_matrix((len(rows), nvar))
   for r, coef in enumerate(rows):
     for j, v in coef.items():
@@ -301,17 +308,18 @@ def _unkey(key: tuple) -> dict:
 
 
 @functools.lru_cache(maxsize=512)
-def _list_schedule_cached(P, M, dur_key, latency, L, w_first, wait_b):
+def _list_schedule_cached(P, M, dur_key, latency, L, w_first, wait_b, ratio=1.0):
   """:func:`list_schedule`, memoized (the searches at neighbouring limits share candidates)."""
   return tuple(tuple(a) for a in list_schedule(P, M, _unkey(dur_key), latency, L, w_first,
-                                               wait_b))
+                                               wait_b, ratio))
 
 
 @functools.lru_cache(maxsize=512)
-def _span_and_peak(acts: tuple, given_key: tuple, latency: float) -> tuple[float, int]:
+def _span_and_peak(acts: tuple, given_key: tuple, latency: float,
+                   ratio: float = 1.0) -> tuple[float, float]:
   """Makespan and :func:`in_flight_peak` of an order timed with the given durations."""
   timed = time_schedule(acts, durations=_unkey(given_key), latency=latency)
-  return timed.makespan, in_flight_peak(timed)
+  return timed.makespan, in_flight_peak(timed, ratio)
 
 
 def split_backward_order(acts: list[list[Action]]) -> list[list[Action]]:
@@ -327,11 +335,12 @@ def split_backward_order(acts: list[list[Action]]) -> list[list[Action]]:
                                   else (a,))] for p in acts]
 
 
-def in_flight_peak(timed) -> int:
-  """Largest number of microbatches a device holds, from the start of ``F`` to the end of
-  ``W`` (rpd's memory model; see :mod:`rpd.schedules.metrics`)."""
-  from rpd.schedules.metrics import peak_activations
-  return max(peak_activations(timed, "W"))
+def in_flight_peak(timed, ratio: float = 1.0) -> float:
+  """Largest activation memory a device holds under the memory model with ``M_W / M_B =
+  ratio`` (:mod:`rpd.schedules.memory`; ``ratio = 1``: microbatches from the start of ``F``
+  to the end of ``W``, rpd's model)."""
+  from rpd.schedules.memory import MemoryModel
+  return max(MemoryModel("", ratio).peak(timed))
 
 
 class ZBAuto(Schedule):
@@ -367,8 +376,11 @@ class ZBAuto(Schedule):
   split_backward = True
   reference = "Qi et al. 2024 (Zero Bubble, automatic scheduling): heuristic search"
 
-  def __init__(self, limit: int | None = None, exact: bool = False, time_limit: float = 2.0):
+  def __init__(self, limit: float | None = None, exact: bool = False, time_limit: float = 2.0,
+               memory=None):
+    from rpd.schedules.memory import RPD
     self.limit = limit
+    self.memory = memory or RPD
     self.exact = exact
     self.time_limit = time_limit
     self.last_exact: ExactResult | None = None
@@ -384,7 +396,7 @@ class ZBAuto(Schedule):
     if self.memory_limit(P) < 1:
       raise ScheduleNotApplicable(f"in-flight limit {self.memory_limit(P)} < 1 microbatch")
 
-  def memory_limit(self, P: int) -> int:
+  def memory_limit(self, P: int) -> float:
     """In-flight microbatch limit per device: :attr:`limit`, default ``2P - 1``."""
     return self.limit if self.limit is not None else 2 * P - 1
 
@@ -394,7 +406,7 @@ class ZBAuto(Schedule):
     given = {"F": 1.0, "B": 1.0, "W": 1.0}
     given.update(durations or {})
     key = (P, M, repr(sorted((k, np.asarray(v).tolist()) for k, v in given.items())),
-           float(latency), self.exact, self.time_limit)
+           float(latency), self.exact, self.time_limit, self.memory.ratio)
     if key in self._cache:
       found, self.last_exact = self._cache[key]
       return found
@@ -410,6 +422,7 @@ class ZBAuto(Schedule):
     # per-block durations are given); every candidate is timed with the durations given.
     dur = {k: float(np.mean(v)) for k, v in given.items()}
     top = max(1, self.memory_limit(P))
+    r = self.memory.ratio
     best = None
 
     given_key = _key(given)
@@ -417,17 +430,17 @@ class ZBAuto(Schedule):
     def consider(acts, L, w_first, wait_b):
       nonlocal best
       acts = tuple(tuple(a) for a in acts)
-      span, peak = _span_and_peak(acts, given_key, latency)
-      if peak > top:
+      span, peak = _span_and_peak(acts, given_key, latency, r)
+      if peak > top + 1e-9:
         return
       key = (round(span, 9), peak)
       if best is None or key < best[0]:
         best = (key, L, w_first, wait_b, [list(a) for a in acts])
 
+    limits = sorted({float(top)} | {float(L) for L in range(min(P, int(top)), int(top) + 1)})
     for L, w_first, wait_b in itertools.product(
-        range(min(P, top), top + 1), (False, True),
-        sorted({0.0, dur["W"] / 2, dur["W"], dur["F"]})):
-      consider(_list_schedule_cached(P, M, _key(dur), latency, L, w_first, wait_b), L,
+        limits, (False, True), sorted({0.0, dur["W"] / 2, dur["W"], dur["F"]})):
+      consider(_list_schedule_cached(P, M, _key(dur), latency, L, w_first, wait_b, r), L,
                w_first, wait_b)
     from rpd.schedules.gpipe import GPipe
     from rpd.schedules.onef1b_flush import OneFOneBFlush
@@ -453,11 +466,11 @@ class ZBAuto(Schedule):
         self.last_exact = ExactResult(f"skipped: {nb} order variables > {MAX_EXACT_BINARIES}",
                                       None, trivial_bound(P, M, given, latency), span, nb)
       else:
-        found, result = exact_order(P, M, given, latency, top, span, self.time_limit)
+        found, result = exact_order(P, M, given, latency, top, span, self.time_limit, r)
         self.last_exact = result
         if found is not None:
           timed = time_schedule(found, durations=given, latency=latency)
-          if timed.makespan < span - 1e-9 and in_flight_peak(timed) <= top:
+          if timed.makespan < span - 1e-9 and in_flight_peak(timed, r) <= top + 1e-9:
             span, L, w_first, wait_b, acts = timed.makespan, "exact", None, None, found
     return span, L, w_first, wait_b, acts
 
