@@ -95,9 +95,10 @@ def _orders(M):
   return list(rec(0, 0, 0, []))
 
 
-def _time(orders, d, lat):
+def _time(orders, d, lat, r=1.0):
   """Makespan of per-device orders by fixed-point iteration of the start times (None on a
-  deadlock), and each device's peak of held microbatches (F start to W end)."""
+  deadlock), and the peak held memory: 1 from F start to B end, r from there to W end
+  (r = 1: microbatches in flight)."""
   P = len(orders)
   start = {}
   for _ in range(200):
@@ -127,8 +128,10 @@ def _time(orders, d, lat):
     return None, None
   peak = 0
   for p in range(P):
-    ev = sorted([(start[("F", m, p)], 1) for m in range(len(orders[p]) // 3)]
-                + [(end[("W", m, p)], -1) for m in range(len(orders[p]) // 3)])
+    n = len(orders[p]) // 3
+    ev = sorted([(start[("F", m, p)], 1) for m in range(n)]
+                + [(end[("B", m, p)], -(1 - r)) for m in range(n)]
+                + [(end[("W", m, p)], -r) for m in range(n)])
     held = 0
     for _, x in ev:
       held += x
@@ -136,25 +139,28 @@ def _time(orders, d, lat):
   return max(end.values()), peak
 
 
-@pytest.mark.parametrize("M,dur,lat", [(2, (1, 1, 1), 0.0), (2, (2, 3, 1), 0.0),
-                                       (3, (1, 2, 1), 0.0), (3, (2, 3, 1), 0.5)])
-def test_exact_step_equals_brute_force(M, dur, lat):
-  """P = 2: the MILP's optimum equals the best of every order pair, at each limit, and its
-  proved bound is at most that optimum."""
+@pytest.mark.parametrize("M,dur,lat,r", [(2, (1, 1, 1), 0.0, 1.0), (2, (2, 3, 1), 0.0, 1.0),
+                                         (3, (1, 2, 1), 0.0, 1.0), (3, (2, 3, 1), 0.5, 1.0),
+                                         (3, (2, 3, 1), 0.0, 0.25), (3, (1, 2, 1), 0.0, 0.5)])
+def test_exact_step_equals_brute_force(M, dur, lat, r):
+  """P = 2: the MILP's optimum equals the best of every order pair, at each limit (memory
+  model with M_W / M_B = r), and its proved bound is at most that optimum."""
+  from rpd.schedules.memory import MemoryModel
   P = 2
   d = dict(zip("FBW", map(float, dur)))
   seqs = _orders(M)
-  best = {}
+  limits = [1.0, 1.5, 2.0, 2.5, 3.0][:2 * M - 1]
+  found = []
   for o0, o1 in itertools.product(seqs, seqs):
-    span, peak = _time([o0, o1], d, lat)
+    span, peak = _time([o0, o1], d, lat, r)
     if span is not None:
-      for L in range(peak, M + 1):
-        best[L] = min(best.get(L, float("inf")), span)
-  for L in range(1, M + 1):
-    upper = ZBAuto(L).search(P, M, d, lat)[0]
-    acts, res = exact_order(P, M, d, lat, L, upper, time_limit=20)
+      found.append((peak, span))
+  for L in limits:
+    best = min(span for peak, span in found if peak <= L + 1e-9)
+    upper = ZBAuto(L, memory=MemoryModel("x", r)).search(P, M, d, lat)[0]
+    acts, res = exact_order(P, M, d, lat, L, upper, time_limit=20, ratio=r)
     assert res.status == "optimal", res
-    assert res.makespan == pytest.approx(best[L]), (L, res, best[L])
-    span, peak = _time([[(a.kind, a.microbatch) for a in acts[p]] for p in range(P)], d, lat)
-    assert peak <= L and span == pytest.approx(best[L]), (L, peak, span)
-    assert res.bound <= best[L] + 1e-6 and res.bound >= trivial_bound(P, M, d, lat) - 1e-9
+    assert res.makespan == pytest.approx(best), (L, res, best)
+    span, peak = _time([[(a.kind, a.microbatch) for a in acts[p]] for p in range(P)], d, lat, r)
+    assert peak <= L + 1e-9 and span == pytest.approx(best), (L, peak, span)
+    assert trivial_bound(P, M, d, lat) - 1e-9 <= res.bound <= best + 1e-6
