@@ -264,3 +264,24 @@ def test_exact_step_prints_its_bound(capsys):
   out = capsys.readouterr().out
   line = [l for l in out.splitlines() if "exact step" in l][0]
   assert "optimal" in line and "proved lower bound 27" in line, line
+
+
+def test_frontier_plot_keeps_every_point_apart():
+  """The README's --pareto example: pipedream-2bw, pipedream and pipemare share (8, 0%);
+  every marker gets its own place (at least 3% of the axis ranges apart) and a number."""
+  from rpd.cli.schedules import collect, frontier_layout
+  from rpd.schedules.pareto import frontier
+  rows = frontier(collect(8, 32, 2, {"F": 1, "B": 2, "W": 1}, 0.0),
+                  {"activations": 10, "weights": 2})
+  live = [r for r in rows if "skipped" not in r]
+  pts = frontier_layout(live)
+  assert sorted(n for _, _, n, _ in pts) == list(range(1, len(live) + 1))
+  xs = [x for x, *_ in pts]
+  ys = [y for _, y, *_ in pts]
+  sx, sy = max(xs) - min(xs), max(ys) - min(ys)
+  for i in range(len(pts)):
+    for j in range(i):
+      d = ((xs[i] - xs[j]) / sx) ** 2 + ((ys[i] - ys[j]) / sy) ** 2
+      assert d > 0.03 ** 2, (live[i]["schedule"], live[j]["schedule"])
+  same = [r["schedule"] for r in live if r["activations"] == 8 and r["bubble"] < 1e-12]
+  assert {"pipedream", "pipedream-2bw"} <= set(same)

@@ -213,9 +213,39 @@ def plot_timelines(P: int, M: int, V: int, durations: dict, latency: float, rows
   plt.close(fig)
 
 
+def frontier_layout(rows: list[dict]) -> list[tuple[float, float, int, float]]:
+  """Marker positions and numbers for the frontier plot: ``(x, y, n, angle)`` per applicable
+  row.
+
+  ``x`` = activations, ``y`` = bubble in %. Rows at the same point are spread on a small
+  circle around it (radius 4% of the axis ranges), so no marker hides another, and their
+  number is written outward at ``angle`` (radians; ``pi/4`` for a lone point); ``n``
+  (1, 2, ...) numbers the rows in order, for the table beside the plot.
+  """
+  import math
+  live = [r for r in rows if "skipped" not in r]
+  xs = [r["activations"] for r in live]
+  ys = [100 * r["bubble"] for r in live]
+  sx = max(max(xs) - min(xs), 1.0) if xs else 1.0
+  sy = max(max(ys) - min(ys), 1.0) if ys else 1.0
+  groups: dict = {}
+  for i, (x, y) in enumerate(zip(xs, ys)):
+    groups.setdefault((round(x, 6), round(y, 6)), []).append(i)
+  out = [None] * len(live)
+  for (x, y), members in groups.items():
+    k = len(members)
+    for j, i in enumerate(members):
+      a = 2 * math.pi * j / k + math.pi / 4
+      rad = 0.0 if k == 1 else 0.04
+      out[i] = (x + rad * sx * math.cos(a), y + rad * sy * math.sin(a), i + 1, a)
+  return out
+
+
 def plot_frontier(rows: list[dict], title: str, path: str) -> None:
   """Scatter of bubble against activation memory; colour = staleness (versions), marker by
-  status (frontier filled, dominated hollow, over budget a cross)."""
+  status (frontier filled, dominated hollow, over budget a cross). Every point carries a
+  number (coincident points are spread apart, :func:`frontier_layout`) and a table beside
+  the plot lists the numbered rows, so no label collides with another."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -223,32 +253,35 @@ def plot_frontier(rows: list[dict], title: str, path: str) -> None:
   live = [r for r in rows if "skipped" not in r]
   if not live:
     raise InputError("no schedule applies to these options; nothing to plot")
-  fig, ax = plt.subplots(figsize=(8, 5.5))
+  fig, (ax, tab) = plt.subplots(1, 2, figsize=(13, 6), gridspec_kw={"width_ratios": [3, 2]})
   vmax = max(1.0, max(r["staleness"] for r in live))
   cmap = plt.get_cmap("viridis")
-  for r in live:
+  import math
+  for r, (x, y, n, a) in zip(live, frontier_layout(live)):
     col = cmap(r["staleness"] / vmax)
     if r["status"] == "frontier":
-      ax.scatter(r["activations"], 100 * r["bubble"], s=80, color=col, edgecolor="k", zorder=3)
+      ax.scatter(x, y, s=80, color=col, edgecolor="k", zorder=3)
     elif r["status"] == "dominated":
-      ax.scatter(r["activations"], 100 * r["bubble"], s=80, facecolor="none", edgecolor=col,
-                 linewidth=1.5, zorder=2)
+      ax.scatter(x, y, s=80, facecolor="none", edgecolor=col, linewidth=1.5, zorder=2)
     else:
-      ax.scatter(r["activations"], 100 * r["bubble"], s=80, marker="x", color=col, zorder=2)
-  spots: dict = {}  # one label per point: schedules with equal coordinates share it
-  for r in live:
-    spots.setdefault((round(r["activations"], 6), round(100 * r["bubble"], 6)), []).append(
-        f"{r['schedule']} (w{r['weights']:g}, v{r['staleness']:g})")
-  for (x, y), labels in spots.items():
-    ax.annotate("\n".join(labels), (x, y), fontsize=7, xytext=(4, 3),
-                textcoords="offset points", va="bottom")
-  ax.margins(x=0.25, y=0.1)
+      ax.scatter(x, y, s=80, marker="x", color=col, zorder=2)
+    ax.annotate(str(n), (x, y), fontsize=7, ha="center", va="center",
+                xytext=(11 * math.cos(a), 11 * math.sin(a)), textcoords="offset points")
+  ax.margins(x=0.15, y=0.15)
   sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, vmax))
   fig.colorbar(sm, ax=ax, label="staleness: delay in versions")
   ax.set_xlabel("peak activations per device (microbatch device-shares)")
   ax.set_ylabel("bubble (% idle, continuous operation)")
-  ax.set_title(title + "\nfilled: frontier, hollow: dominated, x: over budget; "
-               "w = weight copies, v = versions of delay", fontsize=8)
+  ax.set_title(title + "\nfilled: frontier, hollow: dominated, x: over budget; points at "
+               "the same place are spread apart", fontsize=8)
+  tab.axis("off")
+  lines = [f"{'#':>2} {'schedule':<20}{'act':>6}{'bub%':>7}{'w':>4}{'v':>4}  status"]
+  for r, (_, _, n, _) in zip(live, frontier_layout(live)):
+    lines.append(f"{n:>2} {r['schedule'][:20]:<20}{r['activations']:>6.3g}"
+                 f"{100 * r['bubble']:>7.2f}{r['weights']:>4.3g}{r['staleness']:>4.3g}  "
+                 f"{r['status']}")
+  tab.text(0.0, 1.0, "\n".join(lines), family="monospace", fontsize=7, va="top",
+           transform=tab.transAxes)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
