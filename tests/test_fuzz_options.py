@@ -94,7 +94,8 @@ def paths(tmp_path):
 def test_fuzz_schedules(tmp_path, monkeypatch, capsys, paths):
   table = {"--durations": DUR, "--latency": floats(), "--schedule": NAMES, "--pareto": None,
            "--memory": MEM, "--max-staleness": floats(), "--json": None, "--plot": paths,
-           "--chunks": ints(1, 3), "--exact": st.sampled_from(["0", "-1", "nan", "0.2", "61", "x"])}
+           "--chunks": ints(1, 3), "--exact": st.sampled_from(["0", "-1", "nan", "0.2", "61", "x"]),
+           "--memory-model": st.sampled_from(["rpd", "zb", "zb:0.3", "zb:2", "zb:", "x"])}
 
   @FUZZ(30)
   @given(P=st.one_of(st.integers(1, 6).map(str), ints(1, 6), st.sampled_from(["257", "300"])),
