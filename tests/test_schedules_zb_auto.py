@@ -45,21 +45,37 @@ def _hand(P, M, dur):
   return out
 
 
-@pytest.mark.parametrize("P", [2, 4, 8])
-def test_zb_auto_never_worse_than_hand_made_at_same_memory(P):
-  """Every cell of the grid for this P: zb-auto fits L and is no slower than any hand-made
-  one-chunk schedule that fits L (the seeds make this so; without them 34 cells lose)."""
+@functools.lru_cache(maxsize=None)
+def _grid():
+  from rpd.schedules.zb_auto_grid import grid
+  return tuple(grid())
+
+
+def test_zb_auto_never_worse_than_hand_made_at_same_memory():
+  """Every cell of the grid: zb-auto is no slower than any hand-made one-chunk schedule that
+  fits the limit (the seeds make this so; without them 14 cells lose,
+  ``python -m rpd.schedules.zb_auto_grid --no-seeds``), and the README's counts of cells
+  where other placements win hold: Chimera (two replicas) 34, V = 2 schedules 67."""
+  from rpd.schedules.zb_auto_grid import summary
   t0 = time.process_time()
+  rows = list(_grid())
+  s = summary(rows)
+  assert s == {"cells": 81, "loses_to_one_chunk": 0, "loses_to_replicas": 34,
+               "loses_to_chunked": 67}, s
+  assert time.process_time() - t0 < 30
+
+
+@pytest.mark.parametrize("P", [2, 4, 8])
+def test_zb_auto_fits_its_limit_and_beats_each_fitting_hand_made(P):
+  """The same, cell by cell, against each hand-made schedule's own metrics, and zb-auto's
+  order fits the limit (peak activations from the metrics, not from the search)."""
   for k, dur, L in itertools.product((1, 2, 4), DURS, (P, 2 * P - 1, 2 * P)):
     M = k * P
-    durations = dict(zip("FBW", dur))
-    auto = ZBAuto(L)
-    timed = auto.timed(P, M, 1, durations)
+    timed = ZBAuto(L).timed(P, M, 1, dict(zip("FBW", dur)))
     assert max(peak_activations(timed, "W")) <= L, (P, M, dur, L)
     for name, (span, peak) in _hand(P, M, dur).items():
       if peak <= L:
         assert timed.makespan <= span + 1e-9, (P, M, dur, L, name, timed.makespan, span)
-  assert time.process_time() - t0 < 20
 
 
 def test_issue_cases():
