@@ -88,6 +88,18 @@ def check_output_file(path: str, what: str, suffixes: tuple[str, ...] | None = N
     raise InputError(f"{what} {path!r} exists and is not writable")
 
 
+#: ``rpd pipeline --microbatches``: the executor's plan holds a tick table per microbatch.
+MAX_PIPELINE_MICROBATCHES = 2**20
+#: ``rpd theory check --seeds``: each seed is a run of every configuration (default 8).
+MAX_THEORY_SEEDS = 64
+
+
+def check_count(value: int, what: str, limit: int, why: str) -> None:
+  """Refuse a count above its stated ``limit`` at once (one line naming value and limit)."""
+  if value > limit:
+    raise InputError(f"{what} {value}: at most {limit} ({why})")
+
+
 def check_stability_stages(S: int) -> None:
   """``rpd theory stability --stages S``: refuse ``S > MAX_STABILITY_STAGES`` at once."""
   if S > MAX_STABILITY_STAGES:

@@ -126,6 +126,8 @@ def _show(args) -> int:
 
 
 def _check(args) -> int:
+  from rpd.guards import MAX_THEORY_SEEDS, check_count
+  check_count(args.seeds or 0, "--seeds", MAX_THEORY_SEEDS, "each seed reruns every configuration")
   import jax
   jax.config.update("jax_enable_x64", True)
   try:
