@@ -29,8 +29,10 @@ MAX_SIMULATED_STAGES = 256
 #: ``rpd schedules``: at most this many microbatches per simulated run.
 MAX_SCHEDULE_MICROBATCHES = 4096
 #: ``rpd schedules``: at most this many (device, chunk, microbatch) cells ``P V M`` per run
-#: (every schedule simulates about ``3 P V M`` actions, and its steady state more).
-MAX_SCHEDULE_CELLS = 2**15
+#: (every schedule simulates about ``3 P V M`` actions, and its steady state more; measured
+#: on the loaded 2-core CPU: pipedream-2bw 3.9 s of CPU at ``P = 16, M = 256``, over 3 min
+#: at ``P = 64, M = 512``).
+MAX_SCHEDULE_CELLS = 2**12
 GROWTH_FACTOR = 1e6
 #: ``rpd theory stability``: largest S (measured on the loaded 2-core CPU, isotropic,
 #: ``--no-measure``: 2.4 s of CPU at S = 32, 6.6 s at 48, 17 s at 64; the measured runs add

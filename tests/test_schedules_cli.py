@@ -197,14 +197,14 @@ def test_pipedream_table_depends_on_the_durations_and_both_commands_say_which(ca
     (["--exact", "61"], "--exact"),
 ])
 def test_output_paths_and_budgets_checked_before_any_work(argv, needle, tmp_path, capsys):
-  """P = 24, M = 96 takes seconds of simulation (zb-auto alone: P^2 M = 55296 is refused by
-  its own size check, the others run); a bad --plot path or budget is refused at once, and
-  nothing is written."""
+  """P = 16, M = 128 takes seconds of simulation (Chimera alone, P M = 2048, several; zb-auto's
+  P^2 M = 32768 is refused by its own size check); a bad --plot path or budget is refused
+  at once, and nothing is written."""
   import time
   argv = [a.replace("{t}", str(tmp_path)) for a in argv]
   t0 = time.process_time()
   try:
-    rc = main(["schedules", "-P", "24", "-M", "96", *argv])
+    rc = main(["schedules", "-P", "16", "-M", "128", *argv])
   except SystemExit as e:
     rc = e.code
   assert time.process_time() - t0 < 0.5

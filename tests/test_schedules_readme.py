@@ -29,6 +29,8 @@ def test_size_limits_as_stated(section):
   assert f"`M <= {guards.MAX_SCHEDULE_MICROBATCHES}`" in section
   assert f"`P V M <= {guards.MAX_SCHEDULE_CELLS}`" in section
   assert f"`P^2 M <= {zb_auto.MAX_SEARCH_P2M}` and `P <= {zb_auto.MAX_SEARCH_P}`" in section
+  from rpd.schedules.chimera import MAX_CHIMERA_PM
+  assert f"Chimera's `P M <= {MAX_CHIMERA_PM}`" in section
   assert f"`rpd theory stability --stages <= {guards.MAX_STABILITY_STAGES}`" in section
   assert f"at most {zb_auto.MAX_EXACT_BINARIES} order variables" in section
 
