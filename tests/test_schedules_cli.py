@@ -198,7 +198,7 @@ def test_pipedream_table_depends_on_the_durations_and_both_commands_say_which(ca
 ])
 def test_output_paths_and_budgets_checked_before_any_work(argv, needle, tmp_path, capsys):
   """P = 16, M = 128 takes seconds of simulation (Chimera alone, P M = 2048, several; zb-auto's
-  P^2 M = 32768 is refused by its own size check); a bad --plot path or budget is refused
+  P^3 M = 2^19 is refused by its own size check); a bad --plot path or budget is refused
   at once, and nothing is written."""
   import time
   argv = [a.replace("{t}", str(tmp_path)) for a in argv]
@@ -227,9 +227,9 @@ def test_sizes_refused_at_once(P, M, V, needle, capsys):
 def test_zb_auto_search_refused_beyond_its_size():
   from rpd.schedules import ScheduleNotApplicable
   from rpd.schedules.zb_auto import ZBAuto
-  with pytest.raises(ScheduleNotApplicable, match="P\\^2 M"):
-    ZBAuto().check(32, 32)
-  ZBAuto().check(16, 64)   # 2^14: allowed
+  with pytest.raises(ScheduleNotApplicable, match="P\\^3 M"):
+    ZBAuto().check(64, 4)  # 68 s of CPU measured
+  ZBAuto().check(16, 32)   # 2^17: allowed
 
 
 def test_pareto_rows_state_both_delays_and_their_convention(capsys):

@@ -28,7 +28,7 @@ def test_size_limits_as_stated(section):
   assert f"`P V <= {guards.MAX_SIMULATED_STAGES}` blocks" in section
   assert f"`M <= {guards.MAX_SCHEDULE_MICROBATCHES}`" in section
   assert f"`P V M <= {guards.MAX_SCHEDULE_CELLS}`" in section
-  assert f"`P^2 M <= {zb_auto.MAX_SEARCH_P2M}` and `P <= {zb_auto.MAX_SEARCH_P}`" in section
+  assert f"`P^3 M <= {zb_auto.MAX_SEARCH_P3M}`" in section
   from rpd.schedules.chimera import MAX_CHIMERA_PM
   assert f"Chimera's `P M <= {MAX_CHIMERA_PM}`" in section
   assert f"`rpd theory stability --stages <= {guards.MAX_STABILITY_STAGES}`" in section

@@ -12,13 +12,11 @@ import numpy as np
 from rpd.schedules.core import Action, Schedule, ScheduleNotApplicable, time_schedule
 from rpd.schedules.semantics import SYNC_FLUSH
 
-#: the heuristic search costs about ``8 P^3 M`` list-scheduling steps; it is refused beyond
-#: ``P^2 M > MAX_SEARCH_P2M`` (measured on a 2-core CPU: 0.8 s at ``P = M = 16``, 2 s at
-#: ``P = 8, M = 256``).
-MAX_SEARCH_P2M = 2**14
-#: and beyond ``P > MAX_SEARCH_P`` (``rpd train --rule schedule:zb-auto --stages 64``: 25 s
-#: of CPU, measured).
-MAX_SEARCH_P = 64
+#: the heuristic search builds up to ``8 P`` list schedules of ``3 P M`` actions with ``O(P)``
+#: work each, about ``24 P^3 M`` steps; it is refused beyond ``P^3 M > MAX_SEARCH_P3M``
+#: (measured, CPU on the loaded 2-core machine at the default limit ``2P - 1``: 2 s at
+#: ``P = 8, M = 256``, 13.5 s at ``P = 32, M = 16``, 68 s at ``P = 64, M = 4``).
+MAX_SEARCH_P3M = 2**17
 #: the exact step runs when its MILP has at most this many order variables
 #: (``3 P M (M - 1) / 2``): ``P = 4, M = 16`` (1440) and ``P = 8, M = 8`` (672) qualify.
 MAX_EXACT_BINARIES = 1500
@@ -387,12 +385,12 @@ class ZBAuto(Schedule):
     self._cache: dict = {}
 
   def check(self, P: int, M: int, V: int = 1) -> None:
-    """Also refuse a heuristic search beyond ``P^2 M > MAX_SEARCH_P2M`` (it would take
+    """Also refuse a heuristic search beyond ``P^3 M > MAX_SEARCH_P3M`` (it would take
     minutes) and a limit below one microbatch."""
     super().check(P, M, V)
-    if P * P * M > MAX_SEARCH_P2M or P > MAX_SEARCH_P:
-      raise ScheduleNotApplicable(f"the search costs about 8 P^3 M steps; needs P^2 M <= "
-                                  f"{MAX_SEARCH_P2M} and P <= {MAX_SEARCH_P}, got P={P}, M={M}")
+    if P ** 3 * M > MAX_SEARCH_P3M:
+      raise ScheduleNotApplicable(f"the search costs about 24 P^3 M steps; needs P^3 M <= "
+                                  f"{MAX_SEARCH_P3M}, got P={P}, M={M}")
     if self.memory_limit(P) < 1:
       raise ScheduleNotApplicable(f"in-flight limit {self.memory_limit(P)} < 1 microbatch")
 
