@@ -26,7 +26,22 @@ import numpy as np
 from rpd.errors import InputError
 
 MAX_SIMULATED_STAGES = 256
+#: ``rpd schedules``: at most this many microbatches per simulated run.
+MAX_SCHEDULE_MICROBATCHES = 4096
+#: ``rpd schedules``: at most this many (device, chunk, microbatch) cells ``P V M`` per run
+#: (every schedule simulates about ``3 P V M`` actions, and its steady state more; measured
+#: on the loaded 2-core CPU: pipedream-2bw 3.9 s of CPU at ``P = 16, M = 256``, over 3 min
+#: at ``P = 64, M = 512``).
+MAX_SCHEDULE_CELLS = 2**12
 GROWTH_FACTOR = 1e6
+#: ``rpd theory stability``: largest S (measured on the loaded 2-core CPU, isotropic,
+#: ``--no-measure``: 2.4 s of CPU at S = 32, 6.6 s at 48, 17 s at 64; the measured runs add
+#: about 56 s at S = 32).
+MAX_STABILITY_STAGES = 32
+
+#: file types a figure may be written as (matplotlib's raster and vector formats).
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".eps", ".ps", ".tif",
+                   ".tiff", ".webp")
 
 
 def check_writable_dir(path: str, what: str) -> None:
@@ -50,6 +65,66 @@ def check_writable_dir(path: str, what: str) -> None:
   except OSError as e:
     raise InputError(f"{what} {path!r} is not writable ({parent!r}: "
                      f"{e.strerror or e})") from None
+
+
+def check_output_file(path: str, what: str, suffixes: tuple[str, ...] | None = None) -> None:
+  """``path`` can be written as a file: its folder exists and is writable, it is not a folder,
+  and its name ends in one of ``suffixes`` (when given). Nothing is created.
+
+  Raises:
+    InputError: one line naming ``path`` and what is wrong, before any work.
+  """
+  if not path:
+    raise InputError(f"{what} needs a file name, got {path!r}")
+  full = os.path.abspath(path)
+  if os.path.isdir(full) or path.endswith(os.sep):
+    raise InputError(f"{what} {path!r} is a folder; need a file name")
+  if suffixes is not None and os.path.splitext(path)[1].lower() not in suffixes:
+    raise InputError(f"{what} {path!r}: unknown file type; use one of {', '.join(suffixes)}")
+  folder = os.path.dirname(full)
+  if not os.path.isdir(folder):
+    raise InputError(f"{what} {path!r}: folder {os.path.dirname(path) or '.'!r} does not exist "
+                     "(create it first)")
+  check_writable_dir(folder, what)
+  if os.path.exists(full) and not os.access(full, os.W_OK):
+    raise InputError(f"{what} {path!r} exists and is not writable")
+
+
+#: ``rpd pipeline --microbatches``: the executor's plan holds a tick table per microbatch.
+MAX_PIPELINE_MICROBATCHES = 2**20
+#: ``rpd theory check --seeds``: each seed is a run of every configuration (default 8).
+MAX_THEORY_SEEDS = 64
+
+
+def check_count(value: int, what: str, limit: int, why: str) -> None:
+  """Refuse a count above its stated ``limit`` at once (one line naming value and limit)."""
+  if value > limit:
+    raise InputError(f"{what} {value}: at most {limit} ({why})")
+
+
+def check_stability_stages(S: int) -> None:
+  """``rpd theory stability --stages S``: refuse ``S > MAX_STABILITY_STAGES`` at once."""
+  if S > MAX_STABILITY_STAGES:
+    raise InputError(f"--stages {S}: the exact stability computation grows fast with S "
+                     f"(17 s of CPU at S = 64); use S <= {MAX_STABILITY_STAGES}")
+
+
+def check_schedule_size(P: int, M: int, V: int) -> None:
+  """The sizes of ``rpd schedules``, checked at once: ``P V <= MAX_SIMULATED_STAGES`` blocks,
+  ``M <= MAX_SCHEDULE_MICROBATCHES`` and ``P V M <= MAX_SCHEDULE_CELLS``.
+
+  Raises:
+    InputError: naming the size and its limit.
+  """
+  if P * V > MAX_SIMULATED_STAGES:
+    raise InputError(f"--stages {P} x --chunks {V} = {P * V} blocks: simulating a schedule of "
+                     f"S blocks costs about S^3 operations; use P V <= {MAX_SIMULATED_STAGES}")
+  if M > MAX_SCHEDULE_MICROBATCHES:
+    raise InputError(f"--microbatches {M}: at most {MAX_SCHEDULE_MICROBATCHES} per simulated run")
+  if P * V * M > MAX_SCHEDULE_CELLS:
+    raise InputError(f"--stages {P} x --chunks {V} x --microbatches {M} = {P * V * M} cells: "
+                     f"at most {MAX_SCHEDULE_CELLS} per run (each schedule simulates about "
+                     "3 P V M actions)")
 
 
 def memory_limit_bytes() -> int:

@@ -53,6 +53,12 @@ MUTANTS = [
     ("stale term dropped: weight prediction", "rpd/rules/predict.py",
      "xhat + h.astype(xhat.dtype)[:, None] * v", "xhat",
      ["tests/test_replay.py::test_weight_prediction_equals_the_numpy_replay[2]"]),
+    ("zb-auto without its hand-made seeds", "rpd/schedules/zb_auto.py",
+     "    for seed in (ZBH1(), ZBH2(), OneFOneBFlush(), GPipe()):", "    for seed in ():",
+     ["tests/test_schedules_zb_auto.py::test_issue_cases"]),
+    ("zb-auto's exact step: memory limit off by one", "rpd/schedules/zb_auto.py",
+     "    add(coef, -np.inf, limit - 1 + 1e-9)", "    add(coef, -np.inf, limit + 1e-9)",
+     ["tests/test_schedules_zb_auto.py::test_exact_step_equals_brute_force[2-dur0-0.0-1.0]"]),
 ]
 
 

@@ -184,3 +184,104 @@ def test_pipedream_table_depends_on_the_durations_and_both_commands_say_which(ca
                "F=1,B=2,W=0", "--json"]) == 0
   r = json.loads(capsys.readouterr().out)[0]
   assert r["tau_max"] == 34 and r["tau_versions_max"] == 5 and "delay_convention" in r
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--plot", "{t}/missing/x.png"], "does not exist"),
+    (["--plot", "{t}/x.txt"], "unknown file type"),
+    (["--plot", "{t}"], "is a folder"),
+    (["--pareto", "--plot", "{t}/missing/f.png"], "does not exist"),
+    (["--pareto", "--memory", "act=0.5"], "0.5"),
+    (["--pareto", "--memory", "weights=0.9"], "0.9"),
+    (["--exact", "0"], "--exact"),
+    (["--exact", "61"], "--exact"),
+])
+def test_output_paths_and_budgets_checked_before_any_work(argv, needle, tmp_path, capsys):
+  """P = 16, M = 128 takes seconds of simulation (Chimera alone, P M = 2048, several; zb-auto's
+  P^3 M = 2^19 is refused by its own size check); a bad --plot path or budget is refused
+  at once, and nothing is written."""
+  import time
+  argv = [a.replace("{t}", str(tmp_path)) for a in argv]
+  t0 = time.process_time()
+  try:
+    rc = main(["schedules", "-P", "16", "-M", "128", *argv])
+  except SystemExit as e:
+    rc = e.code
+  assert time.process_time() - t0 < 0.5
+  err = capsys.readouterr().err.strip()
+  assert rc == 2 and "\n" not in err and needle in err, err
+  assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("P, M, V, needle", [(257, 4, 1, "257"), (200, 4, 2, "400 blocks"),
+                                             (4, 5000, 1, "5000"), (16, 4096, 2, "131072")])
+def test_sizes_refused_at_once(P, M, V, needle, capsys):
+  import time
+  t0 = time.process_time()
+  rc = main(["schedules", "-P", str(P), "-M", str(M), "-V", str(V)])
+  assert time.process_time() - t0 < 0.5
+  err = capsys.readouterr().err.strip()
+  assert rc == 2 and "\n" not in err and needle in err, err
+
+
+def test_zb_auto_search_refused_beyond_its_size():
+  from rpd.schedules import ScheduleNotApplicable
+  from rpd.schedules.zb_auto import ZBAuto
+  with pytest.raises(ScheduleNotApplicable, match="P\\^3 M"):
+    ZBAuto().check(64, 4)  # 68 s of CPU measured
+  ZBAuto().check(16, 32)   # 2^17: allowed
+
+
+def test_pareto_rows_state_both_delays_and_their_convention(capsys):
+  assert main(["schedules", "-P", "4", "-M", "8", "--pareto", "--json",
+               "--schedule", "pipedream", "--schedule", "pipedream-2bw",
+               "--schedule", "zb-h1"]) == 0
+  rows = {r["schedule"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+  # by hand: PipeDream's delay in versions is S - 1 on block 0 (3 here); 2BW's is one
+  # version; a flushing schedule has none.
+  assert rows["pipedream"]["tau_versions_max"] == 3
+  assert rows["pipedream-2bw"]["tau_versions_max"] == 1
+  assert rows["zb-h1"]["tau_versions_max"] == 0 and rows["zb-h1"]["tau_max"] == 0
+  assert all("block updates" in r["delay_convention"] for r in rows.values())
+
+
+@pytest.mark.parametrize("name, S, expected", [("pipedream", 5, 4), ("pipedream", 8, 7),
+                                               ("pipedream-2bw", 4, 1), ("gpipe", 4, 0)])
+def test_delays_json_has_tau_versions_max(name, S, expected, capsys):
+  """``rpd delays --json`` states both delays: PipeDream S - 1 versions (hand derivation:
+  block 0's forward reads, then the S - 1 later microbatches already in flight update it
+  before its own update), 2BW one version, synchronous none."""
+  assert main(["delays", "-S", str(S), "--schedule", name, "--json"]) == 0
+  d = json.loads(capsys.readouterr().out)
+  assert d["tau_versions_max"] == expected and "tau_max" in d
+
+
+def test_exact_step_prints_its_bound(capsys):
+  """P = 2, M = 4, F = 2, B = 3, W = 1 at the default limit 2P - 1 = 3: 27 is optimal (the
+  solver proves it; the brute force of tests/test_schedules_zb_auto.py covers M <= 3)."""
+  assert main(["schedules", "-P", "2", "-M", "4", "--schedule", "zb-auto", "--durations",
+               "F=2,B=3,W=1", "--exact", "5"]) == 0
+  out = capsys.readouterr().out
+  line = [l for l in out.splitlines() if "exact step" in l][0]
+  assert "optimal" in line and "proved lower bound 27" in line, line
+
+
+def test_frontier_plot_keeps_every_point_apart():
+  """The README's --pareto example: pipedream-2bw, pipedream and pipemare share (8, 0%);
+  every marker gets its own place (at least 3% of the axis ranges apart) and a number."""
+  from rpd.cli.schedules import collect, frontier_layout
+  from rpd.schedules.pareto import frontier
+  rows = frontier(collect(8, 32, 2, {"F": 1, "B": 2, "W": 1}, 0.0),
+                  {"activations": 10, "weights": 2})
+  live = [r for r in rows if "skipped" not in r]
+  pts = frontier_layout(live)
+  assert sorted(n for _, _, n, _ in pts) == list(range(1, len(live) + 1))
+  xs = [x for x, *_ in pts]
+  ys = [y for _, y, *_ in pts]
+  sx, sy = max(xs) - min(xs), max(ys) - min(ys)
+  for i in range(len(pts)):
+    for j in range(i):
+      d = ((xs[i] - xs[j]) / sx) ** 2 + ((ys[i] - ys[j]) / sy) ** 2
+      assert d > 0.03 ** 2, (live[i]["schedule"], live[j]["schedule"])
+  same = [r["schedule"] for r in live if r["activations"] == 8 and r["bubble"] < 1e-12]
+  assert {"pipedream", "pipedream-2bw"} <= set(same)

@@ -145,3 +145,37 @@ def test_metrics_consistent(name):
   assert 0 <= r["tau_versions_max"] <= r["tau_max"]
   assert r["weight_memory"] >= 1 and r["activation_memory"] >= 1
   assert r["peak_activations_until_b"] <= r["peak_activations"]
+
+
+def _orders_as_strings(schedule, P, M, V):
+  out = []
+  for acts in schedule.actions(P, M, V):
+    out.append([f"{a.chunk * P + a.stage}{'I' if (a.kind == 'B' and schedule.split_backward) else a.kind}"
+                f"{a.microbatch}" for a in acts])
+  return out
+
+
+def _pytorch_cases():
+  import json
+  import pathlib
+  path = pathlib.Path(__file__).parent / "data" / "pytorch_interleaved_orders.json"
+  return sorted(json.loads(path.read_text()).items())
+
+
+@pytest.mark.parametrize("key, expected", _pytorch_cases(), ids=[k for k, _ in _pytorch_cases()])
+def test_interleaved_orders_equal_pytorch(key, expected):
+  """Interleaved 1F1B and interleaved zero bubble, including M not a multiple of P (P = 8
+  with M = 6, 10, 15; P = 5 with M = 6, 24; ...), equal PyTorch's per-rank compute orders.
+  The expected orders (tests/data/pytorch_interleaved_orders.json) were written by
+  tests/data/pytorch_interleaved_orders.py, a restatement of PyTorch's algorithm (per-stage
+  microbatch counters) without torch; rpd numbers passes in closed form instead."""
+  kind, *dims = key.split()
+  P, M, V = (int(d.split("=")[1]) for d in dims)
+  name = {"1f1b": "interleaved-1f1b", "zb": "interleaved-zb"}[kind]
+  assert _orders_as_strings(get_schedule(name), P, M, V) == expected
+
+
+def test_interleaved_refuses_what_pytorch_refuses():
+  for name in ("interleaved-1f1b", "interleaved-zb"):
+    with pytest.raises(ValueError, match="rounds"):
+      get_schedule(name).actions(4, 9, 2)   # 2 rounds do not divide 9

@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
   except InputError as e:
     print(f"rpd {args.command}: error: {e}", file=sys.stderr)
     return EXIT_BAD_INPUT
+  except ModuleNotFoundError as e:  # any dependency missing: one line naming its extra
+    from rpd.optional import hint
+    print(f"rpd {args.command}: error: {hint(e, f'rpd {args.command}')}", file=sys.stderr)
+    return EXIT_BAD_INPUT
   except KeyboardInterrupt:
     print(f"rpd {args.command}: interrupted; finished results are kept", file=sys.stderr)
     return 130

@@ -51,12 +51,17 @@ def run(args) -> int:
   from rpd.guards import check_simulated_stages
   check_simulated_stages(S, "--stages")
   tau = schedule.delay_table(S, durations=_DURATIONS)
+  from rpd.schedules.metrics import versions_delay_max
+  n_long = schedule.steady_state_microbatches(S, 1)
+  tau_versions = versions_delay_max(schedule, schedule.timed(S, n_long, 1, _DURATIONS)) \
+      if not schedule.semantics.synchronous else 0
   cf = closed_form(args.schedule)
   out = {
       "schedule": args.schedule,
       "stages": S,
       "tau": tau.tolist(),
       "tau_max": int(tau.max()),
+      "tau_versions_max": int(tau_versions),
       "tau_mean": float(tau.mean()),
       "own_block": [int(tau[k, k]) for k in range(S)],
       "conventions": "rows = updated block, columns = read block, 0-based; "
@@ -79,7 +84,9 @@ def run(args) -> int:
   print(" " * 6 + "".join(f"{f'j={j}':>{width + 3}}" for j in range(S)))
   for i_, row in enumerate(tau):
     print(f"i={i_:<4}" + "".join(f"{v:>{width + 3}}" for v in row))
-  print(f"tau_max = {out['tau_max']}, mean = {out['tau_mean']:.4g} (in block updates)")
+  print(f"tau_max = {out['tau_max']}, mean = {out['tau_mean']:.4g} (in block updates); "
+        f"tau_versions_max = {out['tau_versions_max']} (in versions: updates of the read block)")
+  print("convention: " + DELAY_CONVENTION)
   print("durations of the timing pass: F = B = W = 1 (an unsplit backward is B = F); the table "
         "depends on F:B (PipeDream S = 6: tau_max 33 with B = F, 34 with B = 2F, the default of "
         "`rpd schedules`)")

@@ -71,6 +71,9 @@ def _default_out(args) -> str:
 
 def _check(args):
   """Argument checks that need no JAX (``InputError`` on bad input); returns ``(M, V)``."""
+  from rpd.guards import MAX_PIPELINE_MICROBATCHES, check_count
+  check_count(args.microbatches, "--microbatches", MAX_PIPELINE_MICROBATCHES,
+              "the executor plans every microbatch's ticks")
   from rpd.pipeline.plan import REFUSED, default_V
   from rpd.schedules import SCHEDULES
   if args.devices is not None and args.devices != args.stages:

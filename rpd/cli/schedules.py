@@ -6,6 +6,7 @@ import argparse
 from rpd import jsonout
 from rpd.cli import positive_int
 from rpd.errors import InputError
+from rpd.schedules.memory import parse_memory_model
 
 NAME = "schedules"
 HELP = "bubble, memory, weight versions and staleness of every pipeline schedule"
@@ -55,8 +56,9 @@ def parse_memory(text: str | None) -> dict[str, float]:
       v = float(value)
     except ValueError:
       raise InputError(f"--memory {key.strip()} must be a number, got {value!r}") from None
-    if not (v > 0 and v != float("inf")):
-      raise InputError(f"--memory {key.strip()} must be finite and > 0, got {value!r}")
+    if not (v >= 1 and v != float("inf")):
+      raise InputError(f"--memory {key.strip()} must be finite and >= 1 (one microbatch's "
+                       f"activations, one weight copy), got {value!r}")
     if name in out:
       raise InputError(f"--memory gives {key.strip()} twice ({part!r})")
     out[name] = v
@@ -91,6 +93,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  help="with --pareto: largest tolerated delay in versions (optimizer steps)")
   p.add_argument("--json", action="store_true", help="print JSON (a list of objects; with --pareto one object); NaN "
                  "and +-Infinity are written as null")
+  p.add_argument("--memory-model", default="rpd", metavar="rpd|zb|zb:R",
+                 help="activation memory accounting: rpd (default: a microbatch's activations "
+                      "count whole from F to the end of W) or zb (the Zero Bubble paper's: B "
+                      "frees M_B - M_W, a pending W holds M_W = R M_B; zb alone: R = 0.4324, "
+                      "the authors' GPT setting); used by the peak memory column, --pareto, "
+                      "--memory and zb-auto's limit")
+  p.add_argument("--exact", type=float, default=None, metavar="SECONDS",
+                 help="zb-auto: after its seeded search, run the exact step (a MILP, HiGHS) "
+                      "for at most SECONDS (0 < SECONDS <= 60) when P and M are small; prints "
+                      "the lower bound it proves")
 
 
 def _latency(text: str) -> float:
@@ -104,20 +116,55 @@ def _latency(text: str) -> float:
 
 
 def collect(P: int, M: int, V: int, durations: dict, latency: float,
-            names: list[str] | None = None) -> list[dict]:
+            names: list[str] | None = None, exact: float | None = None,
+            memory=None) -> list[dict]:
   """Metrics of every (selected) schedule; a schedule that does not apply is reported
-  as ``{"schedule": name, "skipped": reason}``."""
+  as ``{"schedule": name, "skipped": reason}``. With ``exact`` (seconds), zb-auto runs its
+  exact step and its row gets ``exact`` (status, makespan, proved bound, heuristic)."""
+  import dataclasses
+
   from rpd.schedules import SCHEDULES, ScheduleNotApplicable
   from rpd.schedules.metrics import schedule_metrics
+  from rpd.schedules.zb_auto import ZBAuto
   out = []
   for name in names or list(SCHEDULES):
     s = SCHEDULES[name]
+    if isinstance(s, ZBAuto) and (exact is not None or memory is not None):
+      s = ZBAuto(s.limit, exact=exact is not None, time_limit=exact or 2.0, memory=memory)
     v = V if s.chunked else 1
     try:
-      out.append(schedule_metrics(s, P, M, v, durations, latency))
+      row = schedule_metrics(s, P, M, v, durations, latency, memory=memory)
     except ScheduleNotApplicable as e:
       out.append({"schedule": name, "semantics": s.semantics.name, "skipped": str(e)})
+      continue
+    if isinstance(s, ZBAuto) and s.exact:
+      s.search(P, M, row["durations"], latency)  # cached: the exact step of this row
+      row["exact"] = dataclasses.asdict(s.last_exact)
+    out.append(row)
   return out
+
+
+def print_exact(rows: list[dict]) -> None:
+  """One line per row that ran zb-auto's exact step: status, makespans and proved bound."""
+  for r in rows:
+    e = r.get("exact")
+    if e:
+      found = "none" if e["makespan"] is None else f"{e['makespan']:g}"
+      print(f"{r['schedule']}: exact step {e['status']} ({e['binaries']} order variables, "
+            f"{e['seconds']:.2f} s): heuristic {e['heuristic']:g}, solver {found}, proved "
+            f"lower bound {e['bound']:.6g}")
+
+
+def check_sizes(args, names) -> None:
+  """Sizes and output path of ``rpd schedules``, checked before any work."""
+  from rpd.guards import FIGURE_SUFFIXES, check_output_file, check_schedule_size
+  from rpd.schedules import SCHEDULES
+  chunked = any(SCHEDULES[n].chunked for n in (names or SCHEDULES))
+  check_schedule_size(args.stages, args.microbatches, args.chunks if chunked else 1)
+  if args.plot is not None:
+    check_output_file(args.plot, "--plot", FIGURE_SUFFIXES)
+  if args.exact is not None and not 0 < args.exact <= 60:
+    raise InputError(f"--exact must be a number of seconds in (0, 60], got {args.exact:g}")
 
 
 def plot_timelines(P: int, M: int, V: int, durations: dict, latency: float, rows: list[dict],
@@ -166,9 +213,39 @@ def plot_timelines(P: int, M: int, V: int, durations: dict, latency: float, rows
   plt.close(fig)
 
 
+def frontier_layout(rows: list[dict]) -> list[tuple[float, float, int, float]]:
+  """Marker positions and numbers for the frontier plot: ``(x, y, n, angle)`` per applicable
+  row.
+
+  ``x`` = activations, ``y`` = bubble in %. Rows at the same point are spread on a small
+  circle around it (radius 4% of the axis ranges), so no marker hides another, and their
+  number is written outward at ``angle`` (radians; ``pi/4`` for a lone point); ``n``
+  (1, 2, ...) numbers the rows in order, for the table beside the plot.
+  """
+  import math
+  live = [r for r in rows if "skipped" not in r]
+  xs = [r["activations"] for r in live]
+  ys = [100 * r["bubble"] for r in live]
+  sx = max(max(xs) - min(xs), 1.0) if xs else 1.0
+  sy = max(max(ys) - min(ys), 1.0) if ys else 1.0
+  groups: dict = {}
+  for i, (x, y) in enumerate(zip(xs, ys)):
+    groups.setdefault((round(x, 6), round(y, 6)), []).append(i)
+  out = [None] * len(live)
+  for (x, y), members in groups.items():
+    k = len(members)
+    for j, i in enumerate(members):
+      a = 2 * math.pi * j / k + math.pi / 4
+      rad = 0.0 if k == 1 else 0.04
+      out[i] = (x + rad * sx * math.cos(a), y + rad * sy * math.sin(a), i + 1, a)
+  return out
+
+
 def plot_frontier(rows: list[dict], title: str, path: str) -> None:
   """Scatter of bubble against activation memory; colour = staleness (versions), marker by
-  status (frontier filled, dominated hollow, over budget a cross)."""
+  status (frontier filled, dominated hollow, over budget a cross). Every point carries a
+  number (coincident points are spread apart, :func:`frontier_layout`) and a table beside
+  the plot lists the numbered rows, so no label collides with another."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -176,32 +253,35 @@ def plot_frontier(rows: list[dict], title: str, path: str) -> None:
   live = [r for r in rows if "skipped" not in r]
   if not live:
     raise InputError("no schedule applies to these options; nothing to plot")
-  fig, ax = plt.subplots(figsize=(8, 5.5))
+  fig, (ax, tab) = plt.subplots(1, 2, figsize=(13, 6), gridspec_kw={"width_ratios": [3, 2]})
   vmax = max(1.0, max(r["staleness"] for r in live))
   cmap = plt.get_cmap("viridis")
-  for r in live:
+  import math
+  for r, (x, y, n, a) in zip(live, frontier_layout(live)):
     col = cmap(r["staleness"] / vmax)
     if r["status"] == "frontier":
-      ax.scatter(r["activations"], 100 * r["bubble"], s=80, color=col, edgecolor="k", zorder=3)
+      ax.scatter(x, y, s=80, color=col, edgecolor="k", zorder=3)
     elif r["status"] == "dominated":
-      ax.scatter(r["activations"], 100 * r["bubble"], s=80, facecolor="none", edgecolor=col,
-                 linewidth=1.5, zorder=2)
+      ax.scatter(x, y, s=80, facecolor="none", edgecolor=col, linewidth=1.5, zorder=2)
     else:
-      ax.scatter(r["activations"], 100 * r["bubble"], s=80, marker="x", color=col, zorder=2)
-  spots: dict = {}  # one label per point: schedules with equal coordinates share it
-  for r in live:
-    spots.setdefault((round(r["activations"], 6), round(100 * r["bubble"], 6)), []).append(
-        f"{r['schedule']} (w{r['weights']:g}, v{r['staleness']:g})")
-  for (x, y), labels in spots.items():
-    ax.annotate("\n".join(labels), (x, y), fontsize=7, xytext=(4, 3),
-                textcoords="offset points", va="bottom")
-  ax.margins(x=0.25, y=0.1)
+      ax.scatter(x, y, s=80, marker="x", color=col, zorder=2)
+    ax.annotate(str(n), (x, y), fontsize=7, ha="center", va="center",
+                xytext=(11 * math.cos(a), 11 * math.sin(a)), textcoords="offset points")
+  ax.margins(x=0.15, y=0.15)
   sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, vmax))
   fig.colorbar(sm, ax=ax, label="staleness: delay in versions")
   ax.set_xlabel("peak activations per device (microbatch device-shares)")
   ax.set_ylabel("bubble (% idle, continuous operation)")
-  ax.set_title(title + "\nfilled: frontier, hollow: dominated, x: over budget; "
-               "w = weight copies, v = versions of delay", fontsize=8)
+  ax.set_title(title + "\nfilled: frontier, hollow: dominated, x: over budget; points at "
+               "the same place are spread apart", fontsize=8)
+  tab.axis("off")
+  lines = [f"{'#':>2} {'schedule':<20}{'act':>6}{'bub%':>7}{'w':>4}{'v':>4}  status"]
+  for r, (_, _, n, _) in zip(live, frontier_layout(live)):
+    lines.append(f"{n:>2} {r['schedule'][:20]:<20}{r['activations']:>6.3g}"
+                 f"{100 * r['bubble']:>7.2f}{r['weights']:>4.3g}{r['staleness']:>4.3g}  "
+                 f"{r['status']}")
+  tab.text(0.0, 1.0, "\n".join(lines), family="monospace", fontsize=7, va="top",
+           transform=tab.transAxes)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -220,25 +300,33 @@ def run_pareto(args, P: int, M: int, V: int, durations: dict, latency: float,
   budget = parse_memory(args.memory)
   if args.max_staleness is not None:
     budget["staleness"] = args.max_staleness
-  rows = collect(P, M, V, durations, latency, names)
-  limit = int(budget["activations"]) if "activations" in budget else None
+  memory = parse_memory_model(args.memory_model)
+  rows = collect(P, M, V, durations, latency, names, args.exact, memory)
+  limit = budget.get("activations")
   if limit and limit != 2 * P - 1 and (not names or "zb-auto" in names):
+    name = f"zb-auto(limit={limit:g})"
+    auto = ZBAuto(limit, exact=args.exact is not None, time_limit=args.exact or 2.0,
+                  memory=memory)
     try:
-      r = schedule_metrics(ZBAuto(limit), P, M, 1, durations, latency, tables=False)
-      r["schedule"] = f"zb-auto(limit={limit})"
+      r = schedule_metrics(auto, P, M, 1, durations, latency, tables=False, memory=memory)
+      r["schedule"] = name
+      if auto.exact:
+        import dataclasses
+        auto.search(P, M, r["durations"], latency)  # cached: the exact step of this row
+        r["exact"] = dataclasses.asdict(auto.last_exact)
       rows.append(r)
-    except ScheduleNotApplicable:
-      pass
+    except ScheduleNotApplicable as e:
+      rows.append({"schedule": name, "semantics": auto.semantics.name, "skipped": str(e)})
   marked = frontier(rows, budget)
   if args.plot:
     plot_frontier(marked, f"P = {P}, M = {M}, durations {durations or 'F=B=W=1'}", args.plot)
   if args.json:
     print(jsonout.dumps({"P": P, "M": M, "V": V, "durations": durations, "latency": latency,
-                 "budget": budget, "delay_convention": DELAY_CONVENTION, "rows": marked}))
+                 "budget": budget, "memory_model": memory.name, "delay_convention": DELAY_CONVENTION, "rows": marked}))
     return 0
   print(f"P = {P} devices, M = {M} microbatches, V = {V} chunks (chunked schedules), "
         f"durations {durations or 'F=B=W=1'}, latency {latency:g}, budget "
-        f"{budget or 'none'}")
+        f"{budget or 'none'}, memory model {memory.name}")
   head = (f"{'schedule':<22}{'bubble':>8}{'act':>7}{'weights':>8}{'versions':>9}"
           f"{'tau_max':>8}  status")
   print(head)
@@ -254,6 +342,7 @@ def run_pareto(args, P: int, M: int, V: int, durations: dict, latency: float,
   print("bubble = idle fraction in continuous operation; act = peak activations per device "
         "and weights = weight copies per device, both in device-shares; versions = delay in "
         "versions (optimizer steps); tau_max = delay in block updates. " + DELAY_CONVENTION)
+  print_exact(marked)
   if args.plot:
     print(f"frontier plot written to {args.plot}")
   return 0
@@ -271,20 +360,24 @@ def run(args) -> int:
     if bad:
       raise InputError(f"unknown schedule {bad[0]!r}; known: {', '.join(SCHEDULES)}")
   P, M, V = args.stages, args.microbatches, args.chunks
+  check_sizes(args, names)
+  parse_memory_model(args.memory_model)
   if args.pareto:
     return run_pareto(args, P, M, V, durations, latency, names)
   if args.memory is not None or args.max_staleness is not None:
     raise InputError("--memory and --max-staleness go with --pareto")
-  rows = collect(P, M, V, durations, latency, names)
+  memory = parse_memory_model(args.memory_model)
+  rows = collect(P, M, V, durations, latency, names, args.exact, memory)
   if args.plot:
     plot_timelines(P, M, V, durations, latency, rows, args.plot)
   if args.json:
     print(jsonout.dumps(rows))
     return 0
   print(f"P = {P} devices, M = {M} microbatches, V = {V} chunks (interleaved only), "
-        f"durations {durations or 'F=B=W=1'}, latency {latency:g}")
+        f"durations {durations or 'F=B=W=1'}, latency {latency:g}, memory model {memory.name}")
   head = (f"{'schedule':<17}{'semantics':<16}{'makespan':>9}{'bubble':>8}{'b/comp':>8}"
-          f"{'steady':>8}{'peak act':>9}{'versions':>9}{'tau_max':>8}{'tau_ver':>8}")
+          f"{'steady':>8}{'peak act':>9}{'peak mem':>9}{'versions':>9}{'tau_max':>8}"
+          f"{'tau_ver':>8}")
   print(head)
   print("-" * len(head))
   for r in rows:
@@ -294,15 +387,18 @@ def run(args) -> int:
     print(f"{r['schedule']:<17}{r['semantics']:<16}{r['makespan']:>9.4g}"
           f"{100 * r['bubble_ratio']:>7.2f}%{100 * r['bubble_over_compute']:>7.2f}%"
           f"{100 * r['steady_bubble_ratio']:>7.2f}%{r['peak_activations']:>9}"
+          f"{r['peak_memory']:>9.4g}"
           f"{r['weight_versions']:>9}{r['tau_max']:>8}{r['tau_versions_max']:>8}"
           f"{'' if r['tau_steady'] else '*'}")
   print("bubble = idle / (P * makespan); b/comp = idle / compute; steady = bubble in "
         "continuous operation (no flush); peak act = microbatch activations held (F start to "
-        "last backward end); versions = weight versions of a block kept; tau_max = delay in "
+        "last backward end); peak mem = the same under the memory model (units of one "
+        "microbatch's M_B; zb: B frees M_B - M_W); versions = weight versions of a block kept; tau_max = delay in "
         "block updates, tau_ver = delay in versions (optimizer steps); * = the delay table "
         "varies between microbatches (no steady state), the entrywise maximum is shown. "
         "Delays depend on the durations (PipeDream S = 6: tau_max 33 with B = F, 34 with "
         "B = 2F). Convention: " + DELAY_CONVENTION)
+  print_exact(rows)
   if args.plot:
     print(f"timelines written to {args.plot}")
   return 0

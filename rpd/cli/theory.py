@@ -148,6 +148,8 @@ def _show(args) -> int:
 
 
 def _check(args) -> int:
+  from rpd.guards import MAX_THEORY_SEEDS, check_count
+  check_count(args.seeds or 0, "--seeds", MAX_THEORY_SEEDS, "each seed reruns every configuration")
   import jax
   jax.config.update("jax_enable_x64", True)
   try:
@@ -187,7 +189,9 @@ def _finite(obj):
 
 
 def _stability(args) -> int:
+  from rpd.guards import check_stability_stages
   from rpd.theory import stability
+  check_stability_stages(args.stages)
   if args.problem == "rank1" and args.stages > stability.RANK1_MAX_S["mean"]:
     raise InputError(f"--stages {args.stages}: the rank1 problem is computed densely, "
                      f"S <= {stability.RANK1_MAX_S['mean']}")

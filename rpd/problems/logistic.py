@@ -140,11 +140,8 @@ def load_logistic(path: str, S: int, *, batch: int = 64, lam: float = 0.0,
 def load_breast_cancer(S: int, *, batch: int = 64, lam: float = 0.0, dtype=None) -> Logistic:
   """scikit-learn's bundled Wisconsin breast cancer data (569 x 30), standardized, with an
   intercept column (``d = 31``). Needs the optional extra ``pip install 'rpd[data]'``."""
-  try:
-    from sklearn.datasets import load_breast_cancer as _load
-  except ImportError:
-    raise ValueError("logistic:breast_cancer needs scikit-learn: pip install 'rpd[data]'") from None
-  data = _load()
+  from rpd.optional import require
+  data = require("sklearn.datasets", "logistic:breast_cancer").load_breast_cancer()
   X = (data.data - data.data.mean(0)) / data.data.std(0)
   X = np.concatenate([X, np.ones((X.shape[0], 1))], axis=1)
   return _build(X, _labels(data.target, "breast_cancer"), S, batch, lam,

@@ -145,8 +145,8 @@ def make_mlp(S: int, *, hidden: int = 32, n_layers: int = 8, batch: int = 32,
     raise ValueError(f"mlp needs n_layers >= 2, got {n_layers}")
   if not 1 <= S <= n_layers:
     raise ValueError(f"mlp needs 1 <= S <= n_layers={n_layers}, got S={S}")
-  from sklearn.datasets import load_digits
-  data = load_digits()
+  from rpd.optional import require
+  data = require("sklearn.datasets", "the mlp problem (scikit-learn's digits)").load_digits()
   X = jnp.asarray(data.data / 16.0, dtype or jnp.zeros(()).dtype)
   y = jnp.asarray(data.target, jnp.int32)
   bs = _layout(int(X.shape[1]), hidden, 10, n_layers, S).block_sizes

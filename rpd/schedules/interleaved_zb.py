@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from rpd.schedules.core import Action, Schedule
-from rpd.schedules.interleaved import check_interleaved, interleaved_pass
+from rpd.schedules.interleaved import check_interleaved, interleaved_pass, round_size
 from rpd.schedules.semantics import SYNC_FLUSH
 
 
@@ -19,7 +19,9 @@ class InterleavedZeroBubble(Schedule):
   right after the backward of pass ``k + p`` (ZB-H1's deferral of ``p`` passes on device
   ``p``); the last ``p`` weight passes close the device's list. This is the order of
   PyTorch's ``ScheduleInterleavedZeroBubble`` (the paper's ZB-1p with ``V`` chunks).
-  Synchronous, one update per batch; needs ``M`` a multiple of ``P``.
+  Synchronous, one update per batch. ``M`` not a multiple of ``P``: PyTorch's rounds of
+  ``n = M / max(1, M // P)`` microbatches replace ``P`` in the numbering and the warm-up
+  (``(V - 1) n + P - 1 - p``), as in :class:`~rpd.schedules.interleaved.Interleaved1F1B`.
 
   With ``V = 1`` chunk it is ZB-H1 with one fewer warm-up forward per device.
   """
@@ -31,7 +33,7 @@ class InterleavedZeroBubble(Schedule):
   reference = "Qi et al. 2024 (Zero Bubble, ZB-1p interleaved); PyTorch pipelining"
 
   def check(self, P: int, M: int, V: int = 1) -> None:
-    """Needs ``V >= 2`` and ``M`` a multiple of ``P`` (as interleaved 1F1B)."""
+    """Needs ``V >= 2`` and ``M`` a multiple of ``max(1, M // P)`` (as interleaved 1F1B)."""
     super().check(P, M, V)
     check_interleaved("interleaved zero bubble", P, M, V)
 
@@ -39,13 +41,14 @@ class InterleavedZeroBubble(Schedule):
     """Per-device lists (see the class docstring)."""
     self.check(P, M, V)
     total = M * V
+    n = round_size(P, M)
 
     def pass_of(k: int, forward: bool, p: int, kind: str) -> Action:
-      return interleaved_pass(P, V, k, forward, p, kind)
+      return interleaved_pass(P, V, k, forward, p, kind, n)
 
     out = []
     for p in range(P):
-      warm = min((V - 1) * P + P - 1 - p, total)
+      warm = min((V - 1) * n + P - 1 - p, total)
       acts = [pass_of(k, True, p, "F") for k in range(warm)]
       n_w = 0
 

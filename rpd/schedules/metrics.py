@@ -258,19 +258,19 @@ def versions_delay_max(schedule: Schedule, timed: TimedSchedule) -> int:
   upd = {b: np.sort([timed.end[(k, m, b)] for m in range(M)]) for b in range(S)}
   best = 0
   for m in range(M // 3, max(M // 3 + 1, (2 * M) // 3)):
+    ends = np.array([timed.end[(k, m, i)] for i in range(S)]) - _EPS
     for j in range(S):
       read = timed.start[("F", m, j)]
       lo = np.searchsorted(upd[j], read + _EPS, side="right")
-      for i in range(S):
-        # updates of j strictly before m's update of i (for i = j: not m's own update)
-        hi = np.searchsorted(upd[j], timed.end[(k, m, i)] - _EPS, side="left")
-        best = max(best, int(hi - lo))
+      # updates of j strictly before m's update of each i (for i = j: not m's own update)
+      hi = np.searchsorted(upd[j], ends, side="left")
+      best = max(best, int(hi.max() - lo))
   return best
 
 
 def schedule_metrics(schedule: Schedule, P: int, M: int, V: int = 1,
                      durations: Mapping[str, float] | None = None, latency: float = 0.0,
-                     tables: bool = True) -> dict:
+                     tables: bool = True, memory=None) -> dict:
   """All metrics of ``schedule`` for ``P`` devices, ``M`` microbatches, ``V`` chunks.
 
   Args:
@@ -279,6 +279,8 @@ def schedule_metrics(schedule: Schedule, P: int, M: int, V: int = 1,
     durations: ``{"F": .., "B": .., "W": ..}`` per block (see :func:`timing_durations`).
     latency: point-to-point latency.
     tables: include the delay tables (lists) in the result.
+    memory: the activation memory model (:mod:`rpd.schedules.memory`, default ``rpd``):
+      ``peak_memory`` and ``activation_memory`` are counted under it.
 
   Returns:
     dict with ``schedule``, ``semantics``, ``makespan``, the bubble metrics of
@@ -313,7 +315,11 @@ def schedule_metrics(schedule: Schedule, P: int, M: int, V: int = 1,
   out["weight_versions"] = max(versions)
   out["weight_versions_per_stage"] = versions
   out["weight_memory"] = float(max(versions) * schedule.replicas)
-  out["activation_memory"] = out["peak_activations"] / (V if schedule.chunked else 1)
+  from rpd.schedules.memory import RPD
+  memory = memory or RPD
+  out["memory_model"] = memory.name
+  out["peak_memory"] = float(max(memory.peak(timed)))
+  out["activation_memory"] = out["peak_memory"] / (V if schedule.chunked else 1)
   out["tau_versions_max"] = versions_delay_max(schedule, long)
   out["delay_convention"] = DELAY_CONVENTION
   try:

@@ -55,8 +55,9 @@ def frontier(rows: Sequence[Mapping], budget: Mapping[str, float] | None = None)
     budget: optional limits ``{"activations", "weights", "staleness"}``.
 
   Returns:
-    one dict per row: ``schedule``, the costs, ``tau_max`` (block updates), ``status`` and
-    its reason.
+    one dict per row: ``schedule``, the costs, both delays (``tau_max`` in block updates,
+    ``tau_versions_max`` in versions) with the row's ``delay_convention``, ``status`` and
+    its reason (and zb-auto's ``exact`` step when it ran).
   """
   budget = dict(budget or {})
   out = []
@@ -66,8 +67,10 @@ def frontier(rows: Sequence[Mapping], budget: Mapping[str, float] | None = None)
       continue
     c = costs(r)
     out.append({"schedule": r["schedule"], "semantics": r["semantics"], **c,
-                "tau_max": r["tau_max"], "makespan": r["makespan"],
-                "over": over_budget(c, budget)})
+                "tau_max": r["tau_max"], "tau_versions_max": r["tau_versions_max"],
+                "delay_convention": r["delay_convention"], "makespan": r["makespan"],
+                "over": over_budget(c, budget),
+                **({"exact": r["exact"]} if "exact" in r else {})})
   live = [o for o in out if "skipped" not in o and not o["over"]]
   for o in out:
     if "skipped" in o:
