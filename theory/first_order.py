@@ -1,0 +1,263 @@
+"""A step-size limit of order ``1/(L S)``: the own-block stale-read lemma, derived by sympy.
+
+Why the certificates of :mod:`rpd.theory.theorem` stop at ``S^-2`` / ``S^-3/2``. Their
+stage 1 bounds the gradient mismatch of the chosen block by the *whole* stale error,
+``E||grad_i f(x^k) - grad_i f(x_hat^k)||^2 <= L^2 E||x^k - x_hat^k||^2`` (fact
+``smoothness``). The whole stale error sums ``S`` blocks, each moved about ``tau / S`` times
+in the read window: ``E||x - x_hat||^2 ~ S (gamma tau / S)^2 G``, so the condition reads
+``(gamma L)^2 tau^2 / S <~ 1``, i.e. ``gamma <~ S^-3/2 / L`` with ``tau ~ S^2`` (variant
+``block``). On the isotropic quadratic only the chosen block's *own* stale error enters the
+mismatch, ``(gamma tau / S)^2 G``: the factor ``S`` is the coupling between blocks.
+
+This module splits the mismatch along that line. Assumption A7 (block smoothness, a
+refinement of A1): for all ``x, y`` and blocks ``i``,
+
+    ||grad_i f(x) - grad_i f(y)|| <= L_d ||x_i - y_i|| + L_c ||x - y||      (A7)
+
+(``L_d, L_c <= L`` always hold, so A7 costs nothing; a quadratic has ``L_d = max_i ||H_ii||``,
+``L_c = max_i ||H_{i, -i}||``, the largest off-diagonal block row; a separable ``f =
+sum_i f_i(x_i)`` has ``L_c = 0``). Then, with ``D_own = E||(x^k - x_hat^k)_{i_k}||^2``
+(the chosen block's own stale error) and Young's ``beta > 0``,
+
+    Dg <= (1 + beta) L_d^2 D_own + (1 + 1/beta) L_c^2 D.                      (coupled)
+
+The own-block lemma (:func:`own_block_lemma`), derived step by step below with A6:
+
+    D_own <= gamma^2 / S^2 [ (1 + alpha) tau W_k + (1 + 1/alpha) ((S - 1) W_k + tau sigma2) ]
+
+for every ``alpha > 0``, and the whole stale error obeys ``S`` times the same right side
+(same steps over all ``S`` blocks). The certificate machinery of :mod:`rpd.theory.theorem`
+(stage 1 with the fact ``coupled`` in place of ``smoothness``; stage 2 with both lemmas and
+the window count) gives the step-size condition
+
+    L gamma + gamma^2 tau c_alpha ((1 + beta) L_d^2 + (1 + 1/beta) S L_c^2) / S^2 <= 1,
+    c_alpha = (1 + alpha) tau + (1 + 1/alpha) (S - 1),
+
+minimized by ``alpha* = sqrt((S - 1)/tau)``, ``beta* = sqrt(S) L_c / L_d`` (sympy solves
+both), where ``tau c_alpha* = tau (sqrt(tau) + sqrt(S - 1))^2`` and the bracket becomes
+``(L_d + sqrt(S) L_c)^2``: with ``tau ~ S^2`` the limit is of order
+``1 / ((L_d + sqrt(S) L_c) S)``, i.e. ``1/(L S)`` when the coupling is weak
+(``L_c <= L_d / sqrt(S)``) and ``S^-3/2 / L`` at worst (``L_c = L``, the ``block`` variant's
+order). Nothing here is typed in: :func:`derive` returns the condition, its root and the rate.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import sympy as sp
+
+from rpd.theory import theorem as th
+from rpd.theory.theorem import (SD, SG, SN, SW, D_, Delta, Dg_, F0, FK, Fact, G_, K, L, N_, S,
+                                W, gamma, sigma2, tau)
+
+alpha = sp.Symbol("alpha", positive=True)  # Young: mean over blocks vs martingale
+beta = sp.Symbol("beta", positive=True)  # Young: own block vs the rest
+Ld = sp.Symbol("L_d", nonnegative=True)
+Lc = sp.Symbol("L_c", nonnegative=True)
+Do_ = sp.Symbol("D_own", real=True)  # E||(x^k - x_hat^k)_{i_k}||^2
+SDo = sp.Symbol("SD_own", real=True)  # its sum over k
+u = sp.Symbol("u", positive=True)  # L gamma
+
+ASSUMPTION_A7 = th.Assumption(
+    "A7 (block smoothness)", "||grad_i f(x) - grad_i f(y)|| <= L_d ||x_i - y_i|| + L_c ||x - y|| "
+    "for all x, y, i (always true with L_d = L_c = L; quadratic: L_d = max_i ||H_ii||, L_c = "
+    "max_i ||H_{i,-i}||; separable f: L_c = 0)", (Ld, Lc))
+
+
+def selection_variance() -> sp.Expr:
+  """``E (1[i_l = j] - 1/S)^2`` for ``i_l ~ U{1..S}``: the two outcomes, weighted."""
+  p = 1 / S
+  return sp.factor(p * (1 - p) ** 2 + (1 - p) * p ** 2)
+
+
+def own_block_steps() -> dict:
+  """The own-block lemma, one expression per step (per unit ``gamma^2``).
+
+  Block ``i`` of ``x^k - x_hat^k`` for the chosen ``i`` is ``-gamma sum_{l in w} 1[i_l = i]
+  (u_i^l + e_i^l)`` with ``w`` the read window of block ``i`` (at most ``tau`` indices, fixed
+  given ``i`` by A6), ``u_i^l = grad_i f`` at the point block ``i`` would read at ``l``
+  (``F_l``-measurable). ``1[i_l = i] = 1/S + (1[i_l = i] - 1/S)`` splits the sum into the
+  mean ``a = (1/S) sum_l u_i^l`` and the martingale ``m = sum_l xi^l``, ``xi^l = (1[i_l = i] -
+  1/S) u_i^l + 1[i_l = i] e_i^l``, ``E[xi^l | F_l] = 0``.
+
+  Returns:
+    dict of expressions; ``U`` stands for ``sum_{l in w} E||u_i^l||^2`` and ``s2`` for
+    ``sigma_i^2``:
+    ``young`` (coefficients of ``E||a||^2`` and ``E||m||^2``), ``mean`` (Cauchy-Schwarz:
+    ``E||a||^2 <= (tau / S^2) U``), ``martingale`` (orthogonal increments, noise independent
+    of ``i_l``: ``E||m||^2 = sum_l [var U_l + (1/S) s2]``), ``per_block`` (the sum), then
+    ``rhs``: averaged over the uniform ``i`` (``(1/S) sum_i``) with ``sum_i U_i <= S W_k``
+    (each block's window lies in the last ``tau`` steps and ``sum_i E||u_i^l||^2 = S G_l``) and
+    ``sum_i tau_i s2_i <= tau sigma2``.
+  """
+  U, s2 = sp.symbols("U s2", nonnegative=True)
+  young = (1 + alpha, 1 + 1 / alpha)
+  mean = tau / S ** 2 * U
+  var = selection_variance()
+  martingale = var * U + tau * s2 / S  # each of the <= tau indices carries E 1[i_l=i] s2 = s2/S
+  per_block = young[0] * mean + young[1] * martingale
+  # (1/S) sum_i: U -> S W / S = W  and  tau s2 -> tau sigma2 / S
+  rhs = sp.expand(per_block.subs({U: W, s2: sigma2 / S}))
+  return {"young": young, "mean": mean, "selection_variance": var, "martingale": martingale,
+          "per_block": per_block, "rhs": gamma ** 2 * rhs}
+
+
+def own_block_lemma() -> sp.Expr:
+  """THE own-block stale-read formula ``E||(x^k - x_hat^k)_{i_k}||^2 <= rhs`` (affine in W)."""
+  return own_block_steps()["rhs"]
+
+
+def whole_lemma() -> sp.Expr:
+  """The whole stale error ``E||x^k - x_hat^k||^2 <= S * own_block_lemma()``: the same steps
+  over the ``S`` blocks ``j`` of the read of the chosen ``i`` (``sum_j`` of ``S`` own-type
+  sums, each ``<= S W``), averaged over ``i``."""
+  return sp.expand(S * own_block_lemma())
+
+
+def one_step_facts() -> tuple[Fact, ...]:
+  """Stage 1: :func:`rpd.theory.theorem.one_step_facts` with ``smoothness`` replaced by the
+  fact ``coupled`` (A7 and Young's ``beta``)."""
+  facts = tuple(f for f in th.one_step_facts() if f.name != "smoothness")
+  coupled = Fact("coupled", Dg_ - (1 + beta) * Ld ** 2 * Do_ - (1 + 1 / beta) * Lc ** 2 * D_,
+                 "le", "a7_young",
+                 "Dg <= (1 + beta) L_d^2 D_own + (1 + 1/beta) L_c^2 D  (A7, then Young)")
+  return facts + (coupled,)
+
+
+@functools.cache
+def one_step() -> sp.Expr:
+  """The one-step inequality ``expr <= 0`` in ``F_k1, F_k, N, G, D_own, D``."""
+  facts = one_step_facts()
+  ineq, _ = th._certificate(facts[0].expr, facts[1:], th._ONE_STEP_ELIMINATED)
+  return ineq
+
+
+def summed_facts() -> tuple[Fact, ...]:
+  """Stage 2: the step summed over ``k``, both lemmas summed, the window count, ``f >= f*``."""
+  step = one_step()
+  zero = {th.Fk1: 0, th.Fk: 0, N_: 0, G_: 0, D_: 0, Do_: 0}
+  coef = {q: step.coeff(q) for q in (th.Fk1, th.Fk, N_, G_, D_, Do_)}
+  if coef[th.Fk1] != 1 or coef[th.Fk] != -1:
+    raise AssertionError("one-step inequality is not of the form F_k1 - F_k + ...")
+  summed = (FK - F0) + coef[N_] * SN + coef[G_] * SG + coef[D_] * SD + coef[Do_] * SDo \
+      + K * step.subs(zero)
+  cWo, c0o = th._affine_in_W(own_block_lemma())
+  cW, c0 = th._affine_in_W(whole_lemma())
+  return (
+      Fact("summed_step", summed, "le", "telescoping", "sum_k of the one-step inequality"),
+      Fact("own_block", SDo - (cWo * SW + K * c0o), "le", "own_block_lemma",
+           f"D_own <= {own_block_lemma()}, summed over k"),
+      Fact("whole", SD - (cW * SW + K * c0), "le", "whole_lemma",
+           f"D <= {whole_lemma()}, summed over k"),
+      Fact("window_count", SW - th.window_count_bound(SG), "le", "window_count",
+           "sum_k W_k <= tau sum_k G_k"),
+      Fact("lower_bound", F0 - FK - Delta, "le", "assumption A2", "f(x^0) - E f(x^K) <= Delta"),
+  )
+
+
+@functools.cache
+def derive() -> dict:
+  """The theorem under A1-A7 for every ``alpha, beta > 0``, and its best step-size limit.
+
+  Returns:
+    dict: ``final`` (certificate result ``<= 0``), ``condition`` (``>= 0`` needed, in
+    ``gamma``), ``bound`` (right side of ``(1/K) sum_k E||grad f(x^k)||^2``), ``alpha_star``,
+    ``beta_star`` (sympy minimizers of the condition's ``gamma^2`` coefficient),
+    ``quadratic_coef`` (that coefficient at the optimum, ``q`` in ``L gamma + q gamma^2 <= 1``),
+    ``gamma_max`` (positive root at the optimum), ``bound_mb`` (the bound with ``K = S K_mb``).
+  """
+  facts = summed_facts()
+  final, mult = th._certificate(facts[0].expr, facts[1:], (SD, SDo, SW, FK, F0))
+  cN, cG = final.coeff(SN), final.coeff(SG)
+  c0 = sp.expand(final - cN * SN - cG * SG)
+  if c0.has(SN) or c0.has(SG) or not cN.is_positive:
+    raise AssertionError(f"unexpected final form: {final}")
+  # cG SG >= 0 can be dropped iff cG >= 0; cG = (gamma/2) * condition
+  condition = sp.expand(cG / (gamma / 2))
+  bound = sp.expand(-c0 / (cN * K))
+  quad = sp.expand(-condition.coeff(gamma, 2))
+  if sp.expand(condition - (1 - L * gamma - quad * gamma ** 2)) != 0:
+    raise AssertionError(f"condition is not 1 - L gamma - q gamma^2: {condition}")
+  a_roots = [x for x in sp.solve(sp.diff(quad, alpha), alpha)
+             if x.subs({S: 4, tau: 14}).is_positive]
+  b_roots = [x for x in sp.solve(sp.diff(quad, beta), beta)
+             if x.subs({S: 4, Ld: 1, Lc: 1}).is_positive]
+  if len(a_roots) != 1 or len(b_roots) != 1:
+    raise AssertionError(f"minimizers: {a_roots}, {b_roots}")
+  a_star, b_star = a_roots[0], b_roots[0]
+  # sqrt-free substitution tau = t^2, S = r^2 + 1 lets factor() simplify exactly (fast)
+  t, r = sp.symbols("t r", positive=True)
+  q_tr = sp.factor(sp.expand(sp.factor(quad).subs({alpha: a_star, beta: b_star})
+                             .subs({tau: t ** 2, S: r ** 2 + 1})))
+  q_star = q_tr.subs({t: sp.sqrt(tau), r: sp.sqrt(S - 1)})
+  q = sp.Symbol("q", positive=True)
+  roots = [x for x in sp.solve(sp.Eq(1 - L * gamma - q * gamma ** 2, 0), gamma)
+           if x.subs({L: 1, q: 1}).is_positive]
+  if len(roots) != 1:
+    raise AssertionError(f"step-size roots: {roots}")
+  pos = [roots[0].subs(q, q_star)]
+  K_mb = sp.Symbol("K_mb", positive=True)
+  return {"facts": facts, "multipliers": mult, "final": final, "condition": condition,
+          "quadratic_coef_factored": sp.factor(quad),
+          "bound": bound, "bound_mb": sp.expand(bound.subs(K, S * K_mb)),
+          "quadratic_coef": quad, "alpha_star": a_star, "beta_star": b_star,
+          "quadratic_coef_star": q_star, "gamma_max": pos[0]}
+
+
+def gamma_max(S_: int, tau_: int, L_: float = 1.0, Ld_: float | None = None,
+              Lc_: float = 0.0) -> float:
+  """The proved step-size limit at ``(S, tau, L, L_d, L_c)`` (``L_d = L`` unless given;
+  ``L_c = 0``: separable, e.g. any block-diagonal ``H``). ``1/L`` when ``tau = 0``."""
+  Ld_ = L_ if Ld_ is None else Ld_
+  if tau_ == 0:
+    return 1.0 / L_
+  expr = derive()["gamma_max"]
+  return float(expr.subs({S: S_, tau: tau_, L: L_, Ld: Ld_, Lc: Lc_}))
+
+
+def block_constants(H: np.ndarray, S_: int) -> tuple[float, float, float]:
+  """``(L, L_d, L_c)`` of a quadratic with Hessian ``H`` (blocks as
+  :func:`rpd.theory.lemma_exact.blocks`): ``||H||``, ``max_i ||H_ii||``, ``max_i
+  ||H_{i,-i}||``."""
+  from rpd.theory.lemma_exact import blocks
+  parts = blocks(H.shape[0], S_)
+  nrm = lambda M: float(np.linalg.norm(M, 2)) if M.size else 0.0
+  Ld_ = max(nrm(H[np.ix_(p, p)]) for p in parts)
+  Lc_ = max(nrm(H[np.ix_(p, np.setdiff1d(np.arange(H.shape[0]), p))]) for p in parts)
+  return nrm(H), Ld_, Lc_
+
+
+def own_block_bound(m: dict, gamma_: float, alpha_: float = 1.0) -> np.ndarray:
+  """The own-block lemma's right side at every ``k`` from exact moments ``m``
+  (:func:`rpd.theory.lemma_exact.stale_moments`), ``W_k`` over the last ``tau`` steps."""
+  from rpd.theory.lemma_exact import window_sums
+  fn = sp.lambdify((gamma, tau, S, W, sigma2, alpha), own_block_lemma(), "numpy")
+  Wk = window_sums(m["G"], m["tau"])
+  return np.array([fn(gamma_, m["tau"], m["S"], w, m["sigma2"], alpha_) for w in Wk], float)
+
+
+def isotropic_table(S_values=range(2, 33)) -> list[dict]:
+  """Proved limit (``H = L I``: ``L_d = L``, ``L_c = 0``) next to the exact mean-square
+  threshold of rpd (:func:`rpd.theory.stability.thresholds`), ``L = 1``."""
+  from rpd.theory import stability
+  rows = []
+  for s in S_values:
+    t = int(stability.delay_table(s).max())
+    g = gamma_max(s, t)
+    ex = stability.thresholds("rpd", s)["mean_square_threshold"]
+    rows.append({"S": s, "tau": t, "gamma_max": g, "S_gamma_max": s * g, "exact": ex,
+                 "ratio": ex / g})
+  return rows
+
+
+if __name__ == "__main__":
+  d = derive()
+  print("condition >= 0: 1 - L gamma - q gamma^2, q =", d["quadratic_coef_factored"])
+  print("alpha* =", d["alpha_star"], " beta* =", d["beta_star"])
+  print("q* =", d["quadratic_coef_star"])
+  print("gamma_max =", d["gamma_max"])
+  print("bound =", d["bound"])
+  for r in isotropic_table():
+    print(f"S={r['S']:2d} tau={r['tau']:4d} gamma_max={r['gamma_max']:.5g} "
+          f"S*gamma_max={r['S_gamma_max']:.4f} exact={r['exact']:.5g} ratio={r['ratio']:.3f}")
