@@ -251,18 +251,6 @@ def isotropic_table(S_values=range(2, 33)) -> list[dict]:
   return rows
 
 
-if __name__ == "__main__":
-  d = derive()
-  print("condition >= 0: 1 - L gamma - q gamma^2, q =", d["quadratic_coef_factored"])
-  print("alpha* =", d["alpha_star"], " beta* =", d["beta_star"])
-  print("q* =", d["quadratic_coef_star"])
-  print("gamma_max =", d["gamma_max"])
-  print("bound =", d["bound"])
-  for r in isotropic_table():
-    print(f"S={r['S']:2d} tau={r['tau']:4d} gamma_max={r['gamma_max']:.5g} "
-          f"S*gamma_max={r['S_gamma_max']:.4f} exact={r['exact']:.5g} ratio={r['ratio']:.3f}")
-
-
 # --- checks that hunt: the own-block lemma against exact moments ---------------------------
 
 OWN_TARGETS = ("lemma", "lemma_alpha_star", "half_mean", "half_martingale", "tau_half_mean")
@@ -329,3 +317,44 @@ def own_search(target: str, n_random: int = 120, n_climb: int = 90, seed: int = 
     if r > r0:
       r0, i0 = r, inst
   return r0, i0
+
+
+STORE = __import__("pathlib").Path(__file__).with_name("first_order_adversarial.json")
+
+
+def load_store() -> dict:
+  """``{target: Instance}``: the best instance of each own-block target found by
+  :func:`own_search` (``python -m rpd.theory.first_order --search --write``)."""
+  import json
+  from rpd.theory.adversary import Instance
+  return {t: Instance.from_json(d) for t, d in json.loads(STORE.read_text()).items()}
+
+
+def evaluate_store() -> dict:
+  """``{target: own_ratio}`` of every stored instance under its own target."""
+  return {t: own_ratio(inst, own_target_fn(t)) for t, inst in load_store().items()}
+
+
+def _main(argv) -> None:
+  if "--search" in argv:
+    import json
+    found = {t: own_search(t, min_S=2) for t in OWN_TARGETS}
+    for t, (r, inst) in found.items():
+      print(f"{t}: max D_own / bound = {r:.4f} ({inst.label}, S = {inst.H.shape[0]})")
+    if "--write" in argv:
+      STORE.write_text(json.dumps({t: inst.to_json() for t, (r, inst) in found.items()},
+                                  indent=1) + "\n")
+    return
+  d = derive()
+  print("condition >= 0: 1 - L gamma - q gamma^2, q =", d["quadratic_coef_factored"])
+  print("alpha* =", d["alpha_star"], " beta* =", d["beta_star"])
+  print("q* =", d["quadratic_coef_star"])
+  print("gamma_max =", d["gamma_max"])
+  print("bound =", d["bound"])
+  for r in isotropic_table():
+    print(f"S={r['S']:2d} tau={r['tau']:4d} gamma_max={r['gamma_max']:.5g} "
+          f"S*gamma_max={r['S_gamma_max']:.4f} exact={r['exact']:.5g} ratio={r['ratio']:.3f}")
+
+
+if __name__ == "__main__":
+  _main(__import__("sys").argv[1:])
