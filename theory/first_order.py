@@ -414,7 +414,8 @@ def markdown_lines() -> list[str]:
       f"`E 1[i_l = i] ||e_i^l||^2 <= sigma_i^2 / S`: `E||m||^2 <= {st_['martingale']}` "
       "(`s2 = sigma_i^2`). (d) Average over the uniform `i`: each window lies in the last "
       "`tau` steps, `(1/S) sum_i sum_{l in w_i} E||u_i^l||^2 <= W_k` (`sum_i E||u_i^l||^2 = "
-      f"S G_l`) and `(1/S) sum_i tau sigma_i^2 = tau sigma2 / S`: **`D_own <= {own_block_lemma()}`**.",
+      "S G_l`) and `(1/S) sum_i tau sigma_i^2 = tau sigma2 / S`: "
+      f"**`D_own <= {own_block_lemma()}`**.",
       f"3. *Whole lemma*: the same steps over all `S` blocks of the read: `D <= S x` (step 2) "
       f"`= {whole_lemma()}`; at `alpha = 1` this is exactly variant `block`'s formula (test "
       "`test_whole_lemma_at_alpha_1_is_the_block_variant`).",

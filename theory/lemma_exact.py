@@ -96,7 +96,8 @@ def stale_moments(H, c, Sigma, T, gamma, x0, K, order: str = "uniform") -> dict:
       ``cyclic``.
 
   Returns:
-    dict with arrays ``D``, ``D_own``, ``Dg``, ``G``, ``N`` (length ``K + 1``), ``tau`` (max delay), ``sigma2``
+    dict with arrays ``D``, ``D_own``, ``Dg``, ``G``, ``N`` (length ``K + 1``), ``tau``
+    (max delay), ``sigma2``
     (``tr Sigma``), ``S``.
   """
   H = np.asarray(H, float)
