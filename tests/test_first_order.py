@@ -98,3 +98,35 @@ def test_halved_martingale_constant_is_refuted():
   r = fo.evaluate_store()
   assert r["half_martingale"] > 1.0
   assert r["lemma"] <= 1.0 and r["lemma_alpha_star"] <= 1.0
+
+
+def test_theorem_bound_holds_on_psd_adversarial_instances():
+  """Stored adversarial instances (S >= 2) made PSD (H -> |H|), their own delay tables
+  (static or time-varying), gamma = gamma_max(S, tau, L, L_d, L_c): bound >= exact mean N."""
+  from rpd.theory import adversary
+  d = fo.derive()
+  insts = [i for e in adversary.load_store().values() for i in e.values()]
+  insts += list(fo.load_store().values())
+  n = 0
+  for inst in insts:
+    S_ = inst.H.shape[0]
+    w, V = np.linalg.eigh(inst.H)
+    if S_ < 2 or np.abs(w).max() < 1e-9:
+      continue
+    H = (V * np.abs(w)) @ V.T
+    Lf, Ld_, Lc_ = fo.block_constants(H, S_)
+    T, K_ = np.asarray(inst.T), 100
+    if T.ndim == 3 and T.shape[0] < K_ + 1:
+      T = np.concatenate([T, np.broadcast_to(T[-1], (K_ + 1 - T.shape[0],) + T.shape[1:])])
+    t = int(T.max())
+    g = fo.gamma_max(S_, t, Lf, Ld_, Lc_)
+    x0 = inst.x0 if np.abs(inst.x0).sum() else np.ones(S_)
+    c = H @ np.linalg.pinv(H) @ inst.c  # in the range of H: f bounded below
+    m = le.stale_moments(H, c, inst.Sigma, T, g, x0, K_)
+    f = lambda x: 0.5 * x @ H @ x - c @ x
+    vals = {S: S_, tau: t, gamma: g, L: Lf, fo.Ld: Ld_, fo.Lc: Lc_, sigma2: m["sigma2"],
+            Delta: f(x0) - f(np.linalg.pinv(H) @ c), K: K_,
+            fo.alpha: np.sqrt((S_ - 1) / t), fo.beta: max(np.sqrt(S_) * Lc_ / Ld_, 1e-9)}
+    assert m["N"][:K_].mean() <= float(d["bound"].subs(vals)), inst.label
+    n += 1
+  assert n >= 4
