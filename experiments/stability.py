@@ -110,6 +110,15 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
     p, _ = loglog_slope(S_arr, y)
     fits[f"gamma_max {v}"] = p
     ax1.plot(S_arr, y, linestyle=ls, color="k", label=f"theorem gamma_max ({v}): S^{p:.2f}")
+  from rpd.theory import first_order as fo  # proved under A7 (theory/THEOREM.md)
+  from rpd.theory import stability as st
+  y = np.array([fo.gamma_max(int(S), int(st.delay_table(int(S)).max()),
+                             *fo.block_constants(st.hessian(cfg["problem"], int(S), cfg["L"]),
+                                                 int(S))) for S in S_arr])
+  p, _ = loglog_slope(S_arr, y)
+  fits["gamma_max first_order"] = p
+  ax1.plot(S_arr, y, "-", color="k", lw=2,
+           label=f"theorem gamma_max (A7, own-block lemma): S^{p:.2f}")
   ax1.set(xscale="log", yscale="log", xlabel="stages S", ylabel="step size gamma (L = 1)",
           title="Step sizes: upper-bound conditions vs exact and measured thresholds")
   ax1.set_xscale("log", base=2)
@@ -147,7 +156,9 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
              f"measured pipedream S^{fits.get('pipedream measured', float('nan')):.2f}), while the "
              f"theorem's step-size limits scale as S^{fits['gamma_max cs']:.2f} (cs), "
              f"S^{fits['gamma_max martingale']:.2f} (martingale) and "
-             f"S^{fits['gamma_max block']:.2f} (block); the exact stale excess at fixed gamma "
+             f"S^{fits['gamma_max block']:.2f} (block), and the own-block theorem's (A7, "
+             f"theory/first_order.py) as S^{fits['gamma_max first_order']:.2f}; "
+             f"the exact stale excess at fixed gamma "
              f"grows as S^{fits.get('pipedream exact stale excess', float('nan')):.2f} (pipedream) "
              f"and S^{fits.get('rpd exact stale excess', float('nan')):.2f} (rpd) against "
              f"S^{fits['bound stale term cs']:.2f} (cs) and "

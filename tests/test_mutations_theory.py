@@ -19,6 +19,8 @@ ADV = "tests/test_lemma_adversarial.py::test_lemma_holds_on_every_adversarial_in
 HAND = "tests/test_lemma_adversarial.py::test_step_size_condition_is_the_hand_derivation"
 FACT = "tests/test_theorem.py::test_every_atomic_fact_passes_its_check"
 WINDOW = f"{FACT}[window_count]"
+FO = "tests/test_first_order.py"
+FO_HAND = f"{FO}::test_step_size_condition_is_the_hand_derivation"
 
 # (name, file, original text, mutated text, tests that must catch it)
 MUTANTS = [
@@ -58,6 +60,17 @@ MUTANTS = [
     ("noise per block: sigma2 / (2 S)", "theory/lemmas.py",
      "  target = sp.Sum(sl[_i], (_i, 1, S_)) / S_", "  target = sp.Sum(sl[_i], (_i, 1, S_)) / (2 * S_)",
      [f"{FACT}[noise_per_block]"]),
+    ("first_order: mean part halved (the key constant of the 1/(L S) limit)",
+     "theory/first_order.py", "  mean = tau / S ** 2 * U", "  mean = tau / S ** 2 * U / 2",
+     [FO_HAND]),
+    ("first_order: tau/2 in the mean part", "theory/first_order.py",
+     "  mean = tau / S ** 2 * U", "  mean = tau / 2 / S ** 2 * U", [FO_HAND]),
+    ("first_order: martingale part halved", "theory/first_order.py",
+     "  young = (1 + alpha, 1 + 1 / alpha)", "  young = (1 + alpha, (1 + 1 / alpha) / 2)",
+     [f"{FO}::test_halved_martingale_constant_is_refuted"]),
+    ("first_order: tau/2 in the noise part", "theory/first_order.py",
+     "  martingale = var * U + tau * s2 / S", "  martingale = var * U + tau / 2 * s2 / S",
+     [FO_HAND]),
     ("exact moments: window sum one step short", "theory/lemma_exact.py",
      "G[max(0, k - tau):k].sum()", "G[max(0, k - tau + 1):k].sum()", [f"{ADV}[cs]"]),
 ]

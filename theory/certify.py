@@ -222,8 +222,9 @@ def render_markdown() -> str:
       f"{1 / max(adversarial_worst()):.3f}. Halving the noise constant b of any variant is "
       "refuted by an instance; halving a is refuted for cs, and for martingale / block the "
       "halved lemma is attained (ratio 1) but never exceeded: it may be true.",
-      "- **Open (the issue's Asked 1):** a step-size limit of order `1/(L S)`. See the "
-      "section below.",
+      "- **Proved under A7, open without it (the issue's Asked 1):** a step-size limit of "
+      "order `1/(L S)` for weakly coupled blocks (`L_c <= L_d / sqrt(S)`); for coupled "
+      "blocks the proved order is `S^-3/2 / L`. See the section below.",
       "",
   ]
   lines += open_problem_lines()

@@ -24,7 +24,10 @@ large nearly equal numbers. From ``Z^k``:
 
 * ``D_k = E||x^k - x_hat^k||^2 = E_i tr(P_{k,i} Z^k P_{k,i}')`` (the lemma's left side),
 * ``G_k = E||grad_{i_k} f(x_hat^k)||^2 = E_i tr(Q_{k,i} Z^k Q_{k,i}')``,
-* ``N_k = E||grad f(x^k)||^2``.
+* ``N_k = E||grad f(x^k)||^2``,
+* ``D_own_k = E||(x^k - x_hat^k)_{i_k}||^2`` (the chosen block's own stale error only;
+  :mod:`rpd.theory.first_order`),
+* ``Dg_k = E||grad_{i_k} f(x^k) - grad_{i_k} f(x_hat^k)||^2 = E_i ||(H P_{k,i} z)_i||^2``.
 
 The lemma's right side at ``k`` uses ``W_k = sum_{l=max(0,k-tau)}^{k-1} G_l``,
 ``tau = max T`` and ``sigma2 = tr Sigma`` in each variant's one formula
@@ -93,7 +96,8 @@ def stale_moments(H, c, Sigma, T, gamma, x0, K, order: str = "uniform") -> dict:
       ``cyclic``.
 
   Returns:
-    dict with arrays ``D``, ``G``, ``N`` (length ``K + 1``), ``tau`` (max delay), ``sigma2``
+    dict with arrays ``D``, ``D_own``, ``Dg``, ``G``, ``N`` (length ``K + 1``), ``tau``
+    (max delay), ``sigma2``
     (``tr Sigma``), ``S``.
   """
   H = np.asarray(H, float)
@@ -115,7 +119,7 @@ def stale_moments(H, c, Sigma, T, gamma, x0, K, order: str = "uniform") -> dict:
   R = np.zeros((d, n))
   R[:, 0] = -c
   R[:, 1:1 + d] = H
-  D, G, N = np.zeros(K + 1), np.zeros(K + 1), np.zeros(K + 1)
+  D, G, N, Do, Dg = (np.zeros(K + 1) for _ in range(5))
   cache = {}
   quad = lambda M: float(np.einsum("ij,ij->", M @ Z, M))  # tr(M Z M')
   for k in range(K + 1):
@@ -126,6 +130,8 @@ def stale_moments(H, c, Sigma, T, gamma, x0, K, order: str = "uniform") -> dict:
     sel = range(S) if order == "uniform" else (k % S,)
     w = 1.0 / len(sel)
     D[k] = w * sum(quad(maps[i][1]) for i in sel)
+    Do[k] = w * sum(quad(maps[i][1][parts[i]]) for i in sel)
+    Dg[k] = w * sum(quad(H[parts[i]] @ maps[i][1]) for i in sel)
     G[k] = w * sum(quad(maps[i][0]) for i in sel)
     N[k] = quad(R)
     if k == K:
@@ -145,8 +151,8 @@ def stale_moments(H, c, Sigma, T, gamma, x0, K, order: str = "uniform") -> dict:
       acc[:, rows] -= gamma * M2.T
       acc[np.ix_(rows, rows)] += np.block([[C, C], [C, C]])
     Z = BZB + w * acc
-  return {"D": D, "G": G, "N": N, "tau": int(Ts.max()), "sigma2": float(np.trace(Sigma)),
-          "S": S}
+  return {"D": D, "D_own": Do, "Dg": Dg, "G": G, "N": N, "tau": int(Ts.max()),
+          "sigma2": float(np.trace(Sigma)), "S": S}
 
 
 def window_sums(G: np.ndarray, tau: int) -> np.ndarray:

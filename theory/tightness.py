@@ -98,49 +98,13 @@ def markdown_lines(adversarial_tightest: float) -> list[str]:
   """The THEOREM.md section on the order-1/(L S) theorem and the tightness question
   (``adversarial_tightest``: the block lemma's tightest bound/lhs on the adversarial
   instances)."""
+  from rpd.theory import first_order
   m = measurements()
   fmt = lambda xs: ", ".join(f"{x:.4g}" for x in xs)
   st, mp = m["stale"], m["mean_part"]["isotropic"]
   lines = [
-      "## Open: a step-size limit of order 1/(L S), and is Theta(S^4/K) tight?", "",
-      "**Status: not proved.** The certificates above square the stale error (Young / "
-      "Cauchy-Schwarz) and give `gamma_max ~ S^-2 / L` (cs, martingale) and `S^-3/2 / L` "
-      "(block); the exact mean-square thresholds are `~ 1.5 / (L S)` "
-      "(`rpd theory stability`).", "",
-      "**The first-order route (issue 17), step by step, and where it stops.** On a "
-      "quadratic, `grad_i f(x_hat^(i)) = grad_i f(x) - (H (x - x_hat^(i)))_i`, so the descent "
-      "lemma's inner product is `||grad_i f||^2 - <grad_i f, (H (x - x_hat^(i)))_i>` with no "
-      "squaring. Block `j` of `x - x_hat^(i)` is `gamma sum_{l in window_ij} 1[i_l = j] "
-      "g_j^l`; write `1[i_l = j] = 1/S + (1[i_l = j] - 1/S)` and `g_j^l = grad_j f(x) + "
-      "(grad_j f(x_hat^l) - grad_j f(x)) + e_j^l`:",
-      "1. *mean part* `gamma (rho o H) grad f`, `rho_ij = tau_ij / S`: contributes "
-      "`(gamma/S) grad f' (rho o H) grad f <= (gamma mu / S) ||grad f||^2`, so the descent "
-      "factor is `1 - gamma mu`. This step is an identity plus a Rayleigh bound (valid).",
-      "2. *drift* (`grad f(x_hat^l) - grad f(x)`): Young, then the window count with the "
-      "mean weights `1/S` gives a relative correction `(gamma L tau / S)^2 ~ (gamma L S)^2` "
-      "(valid when summed over k: each `l` lies in at most `tau` windows).",
-      "3. *selection martingale and noise* (`(1[i_l = j] - 1/S) g_j^l` and `e_j^l`): these "
-      "are martingale differences with respect to the past of step `l`, but the inner "
-      "product pairs them with `grad_i f(x^k)`, and `x^k` is *after* the window, so it "
-      "depends on `i_l` and `e^l` (feedback inside the read window). The cross term does "
-      "not vanish; bounding it by Young re-squares it. **This is the step that resists.** "
-      "Evidence that it is real and not an artefact: the adversarial instances "
-      "(`theory/adversary.py`) are exactly such feedback, and they move the block lemma's "
-      "tightest exact ratio from 2 (benign instances, Young's factor) to "
-      f"{adversarial_tightest:.3f}. What would decide it: a bound `E<grad_i f(x^k), (H M)_i> <= c gamma L (gamma L "
-      "S) E||grad f||^2 + noise` for the window martingale `M`, or an extra assumption that "
-      "removes the feedback (e.g. the gradient evaluated at the read point of the *next* "
-      "window, as in a two-timescale argument), neither of which is proved here.",
-      "4. With 1-3, the condition would read `1 - gamma mu - c (gamma L S)^2 - gamma L >= 0`, "
-      "i.e. `gamma <= c'/(L S)` since `mu = Theta(L S)` below. Not claimed.", "",
-      "Mean part, measured exactly (`H = L I`, PipeDream table, L = 1): `1/mu` at "
-      f"S = {m['S']}: {fmt(mp['inv_mu'])}; exact mean-square threshold of rpd: "
-      f"{fmt(mp['exact_ms_rpd'])}. (For `H = L I` only the own delays `tau_jj` enter; "
-      "`1/mu = S / (L max_j tau_jj)`.) Rank one `H = (L/S) 11'`, S = "
-      f"{m['mean_part']['rank1']['S']}: `1/mu` {fmt(m['mean_part']['rank1']['inv_mu'])}; "
-      f"exact mean threshold of rpd {fmt(m['mean_part']['rank1']['exact_mean_rpd'])}. In "
-      "both families `1/mu` lies below the exact threshold, as a valid limit must; it is a "
-      "measured quantity of the route, not a proved limit.", "",
+      *first_order.markdown_lines(),
+      "## Is Theta(S^4/K) tight?", "",
       "**Tightness of Theta(S^4/K) (issue 17, Asked 2), exact.** Stale coefficient `a2 / "
       "(L^2 sigma2)` of the stationary excess on the isotropic quadratic (see the module "
       "docstring of `theory/tightness.py`), with the largest own delay `tau_jj`:", "",
