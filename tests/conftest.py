@@ -9,6 +9,12 @@ import jax  # noqa: E402  (must come after XLA_FLAGS)
 
 jax.config.update("jax_enable_x64", True)
 
+from rpd import cache as _cache  # noqa: E402
+
+# Compiled programs from earlier runs of the suite (and of rpd) where the user's cache folder
+# exists (rpd creates it on its first run); never created here, never required.
+_cache.enable(create=False)
+
 
 import pytest  # noqa: E402
 
