@@ -6,7 +6,8 @@ written to a folder in the user's cache directory and a later process (a second
 compiling again. The folder is, in this order: ``$RPD_CACHE_DIR``; ``$XDG_CACHE_HOME/rpd/jax``;
 ``~/.cache/rpd/jax``. It is never inside the repository. The cache key is a hash of the
 program, the jax/jaxlib versions, the XLA flags and the backend, so a stale entry is never
-used; deleting the folder is always safe.
+used; deleting the folder is always safe. ``--no-cache`` (every subcommand) or the environment
+variable ``RPD_NO_CACHE=1`` turns it off.
 
 JAX's defaults write only programs that took at least one second to compile; here every
 program is written (``jax_persistent_cache_min_compile_time_secs = 0``, no size minimum),
@@ -18,6 +19,7 @@ import os
 import sys
 
 ENV_DIR = "RPD_CACHE_DIR"
+ENV_OFF = "RPD_NO_CACHE"  # set (non-empty, not "0"): as --no-cache
 NO_CACHE_HELP = ("do not read or write the persistent compilation cache (by default compiled "
                  "programs are kept in $RPD_CACHE_DIR, else $XDG_CACHE_HOME/rpd/jax, else "
                  "~/.cache/rpd/jax)")
@@ -64,8 +66,13 @@ def enable(path: str | None = None, *, create: bool = True) -> str | None:
 
 def configure(on: bool) -> str | None:
   """The command line's switch: :func:`enable` (creating the folder) if ``on``, else
-  :func:`disable`. Before JAX is imported it sets JAX's environment variables instead, so a
-  command that never uses JAX does not import it. Returns the folder in use or ``None``."""
+  :func:`disable` (also when ``$RPD_NO_CACHE`` is set). Before JAX is imported it sets JAX's
+  environment variables instead, so a command that never uses JAX does not import it.
+
+  Returns:
+    the folder in use, or ``None`` if the cache is off.
+  """
+  on = on and os.environ.get(ENV_OFF, "") in ("", "0")
   if "jax" in sys.modules:
     if on:
       return enable()

@@ -12,8 +12,10 @@ jax.config.update("jax_enable_x64", True)
 from rpd import cache as _cache  # noqa: E402
 
 # Compiled programs from earlier runs of the suite (and of rpd) where the user's cache folder
-# exists (rpd creates it on its first run); never created here, never required.
-_cache.enable(create=False)
+# exists (rpd creates it on its first run); never created here (nor by the commands the tests
+# run: RPD_NO_CACHE), never required.
+if _cache.enable(create=False) is None:
+  os.environ[_cache.ENV_OFF] = "1"
 
 
 import pytest  # noqa: E402
