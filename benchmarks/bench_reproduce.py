@@ -86,6 +86,8 @@ def child(argv: list[str], stats_path: str) -> int:
         e["cpu"] += _cpu_self() - c0
         for key in ("trace", "compile", "programs", "cache_hits"):
           e[key] += acc[key] - s0[key]
+        with open(stats_path + ".partial", "w") as f:  # what finished, if the run is stopped
+          json.dump({"experiments": per, "total_in_process": dict(acc, cpu=_cpu_self())}, f)
 
     setattr(module, attr, timed)
 
@@ -176,7 +178,6 @@ def show(res: dict, stated: dict) -> None:
 
 def main() -> int:
   if len(sys.argv) > 2 and sys.argv[1] == "--child":
-    sys.path.insert(0, ROOT)
     return child(sys.argv[4:], sys.argv[2])
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--full", action="store_true", help="full resolution (no --quick)")
