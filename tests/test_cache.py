@@ -73,11 +73,19 @@ def test_rpd_fills_the_cache_and_no_cache_leaves_it_alone(tmp_path):
 
 
 def test_rpd_no_cache_environment_variable_turns_it_off(tmp_path):
-  """RPD_NO_CACHE=1 acts as --no-cache (checked before JAX is imported: no compiling)."""
+  """RPD_NO_CACHE=1 acts as --no-cache; without it the settings are passed to JAX through its
+  environment variables before JAX is imported (how the command line starts), and JAX then
+  has them: the folder, and every program written (no minimum compile time or size)."""
   code = ("import os, sys; from rpd import cache; print(cache.configure(True), "
-          "os.environ.get('JAX_ENABLE_COMPILATION_CACHE'), 'jax' in sys.modules)")
-  env = dict(os.environ, RPD_CACHE_DIR=str(tmp_path / "c"))
-  for off, want in (("1", "None false False"), ("0", f"{tmp_path / 'c'} true False")):
+          "'jax' in sys.modules); import jax; c = jax.config; "
+          "print(c.jax_enable_compilation_cache, c.jax_compilation_cache_dir, "
+          "c.jax_persistent_cache_min_compile_time_secs, "
+          "c.jax_persistent_cache_min_entry_size_bytes)")
+  env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
+  env.update(RPD_CACHE_DIR=str(tmp_path / "c"))
+  c = tmp_path / "c"
+  for off, want in (("1", f"None False\nFalse None 1.0 0"),
+                    ("0", f"{c} False\nTrue {c} 0.0 -1")):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(env, RPD_NO_CACHE=off), timeout=60).stdout.strip()
     assert out == want
