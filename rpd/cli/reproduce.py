@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   """Options of ``rpd reproduce``."""
   p.add_argument("--quick", action="store_true",
                  help="lower resolution: fewer stages, step sizes, seeds and iterations "
-                      "(measured: about 200 s of CPU time, 3-4 min on an idle 2-core CPU)")
+                      "(its measured time: paper_figures/README.md; "
+                      "benchmarks/bench_reproduce.py measures it)")
   p.add_argument("--out", default="paper_figures",
                  help="output directory (default: paper_figures)")
   p.add_argument("--only", default=None,
