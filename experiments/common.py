@@ -328,6 +328,45 @@ def save_figure(fig, out_dir: str, name: str) -> list[str]:
   return paths
 
 
+# XLA:CPU options that make a compiled program give the same bits on every x86-64 machine with
+# AVX2 and at any thread count (measured: LocalSGD's final losses changed in the 7th digit with
+# the instruction set, and the character LM's by up to 20% at a chaotic step size, see
+# BENCHMARKS.md). YNNPACK (XLA's default library for dots on CPU) picks its kernels by the
+# running CPU and splits work by the thread count: the empty list turns it off, so dots use
+# XLA's own emitter or single-threaded Eigen; the code generator targets AVX2 with 256-bit
+# vectors whatever the CPU offers. Same CPU time measured with and without them.
+DETERMINISTIC_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",
+                           "--xla_cpu_multi_thread_eigen=false")
+X86_XLA_FLAGS = ("--xla_cpu_max_isa=AVX2", "--xla_cpu_prefer_vector_width=256")
+
+
+def deterministic_xla_flags() -> tuple[str, ...]:
+  """The XLA flags of :data:`DETERMINISTIC_XLA_FLAGS` (plus the x86 ones on x86-64)."""
+  x86 = platform.machine().lower() in ("x86_64", "amd64")
+  return DETERMINISTIC_XLA_FLAGS + (X86_XLA_FLAGS if x86 else ())
+
+
+def pin_xla_cpu() -> bool:
+  """Add :func:`deterministic_xla_flags` to ``XLA_FLAGS`` before JAX starts its backend.
+
+  Returns ``True`` if the flags are in effect: added now, or already in ``XLA_FLAGS`` when
+  the backend had started. ``False`` if the backend started without them (a process that ran
+  JAX code before; its numbers can differ from the command line's in the last digits).
+  """
+  flags = os.environ.get("XLA_FLAGS", "").split()
+  want = [f for f in deterministic_xla_flags() if f not in flags]
+  if not want:
+    return True
+  started = False
+  if "jax" in sys.modules:
+    from jax._src import xla_bridge
+    started = bool(getattr(xla_bridge, "_backends", None))
+  if started:
+    return False
+  os.environ["XLA_FLAGS"] = " ".join(flags + want)
+  return True
+
+
 def setup_jax(x64: bool = False) -> None:
   """CPU defaults for the experiments (float32 unless ``x64``)."""
   import jax

@@ -65,9 +65,22 @@ def reference_f_star(problem) -> float | None:
   return float(f(w))
 
 
+def _init(problem, key):
+  return problem.init(key)
+
+
+_init_jit = None
+
+
 def _x0(problem, init_seed: int):
+  """``problem.init(key(init_seed))`` through one jitted function that takes the problem as an
+  argument: problems that differ only in their data share its compiled program (a new
+  ``jax.jit(problem.init)`` per batch compiled a new program every time)."""
   import jax
-  return jax.jit(problem.init)(jax.random.key(init_seed))
+  global _init_jit
+  if _init_jit is None:
+    _init_jit = jax.jit(_init)
+  return _init_jit(problem, jax.random.key(init_seed))
 
 
 def batch_configs(base: dict, problem_spec: dict, rule_spec: str, S: int, gammas, seeds,

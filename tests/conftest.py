@@ -9,6 +9,23 @@ import jax  # noqa: E402  (must come after XLA_FLAGS)
 
 jax.config.update("jax_enable_x64", True)
 
+from rpd import cache as _cache  # noqa: E402
+
+# The persistent compilation cache (rpd.cache): the user's folder where it exists (rpd creates
+# it on its first run), else a folder of the test suite in the temporary directory (never the
+# user's: the suite does not create it). Both pytest-xdist workers and the commands the tests
+# run share it, and a program compiled by one test module is loaded, not compiled again, after
+# the per-module jax.clear_caches() below. Never required: without a writable folder the
+# suite runs without it (RPD_NO_CACHE).
+_dir = _cache.cache_dir()
+if not os.path.isdir(_dir):
+  import tempfile
+  _dir = os.path.join(tempfile.gettempdir(), f"rpd-test-jax-cache-{os.getuid()}")
+if _cache.enable(_dir) is None:
+  os.environ[_cache.ENV_OFF] = "1"
+else:
+  os.environ[_cache.ENV_DIR] = _dir
+
 
 import pytest  # noqa: E402
 

@@ -33,7 +33,10 @@ DRIVER = textwrap.dedent("""
 
 
 def _start(out):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  # The six runs share one persistent compilation cache (rpd.cache) of this test: the first
+  # compiles, the others load its programs (a run's numbers do not depend on it).
+  env = dict(os.environ, JAX_PLATFORMS="cpu", RPD_CACHE_DIR=str(out.parent / "jax-cache"))
+  env.pop("RPD_NO_CACHE", None)
   return subprocess.Popen([sys.executable, "-c", DRIVER, str(out)], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, env=env)
 

@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     module = importlib.import_module(module_name)
     p = sub.add_parser(name, help=module.HELP, description=module.HELP)
     module.add_arguments(p)
+    from rpd.cache import NO_CACHE_HELP
+    p.add_argument("--no-cache", dest="_no_cache", action="store_true", help=NO_CACHE_HELP)
     p.set_defaults(_module=module_name)
   return parser
 
@@ -107,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
   """Entry point of the ``rpd`` console script and ``python -m rpd``."""
   parser = build_parser()
   args = parser.parse_args(argv)
+  from rpd import cache  # compiled programs kept between runs unless --no-cache
+  cache.configure(not args._no_cache)
   try:
     return int(importlib.import_module(args._module).run(args) or 0)
   except InputError as e:

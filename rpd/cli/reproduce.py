@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   """Options of ``rpd reproduce``."""
   p.add_argument("--quick", action="store_true",
                  help="lower resolution: fewer stages, step sizes, seeds and iterations "
-                      "(measured: about 200 s of CPU time, 3-4 min on an idle 2-core CPU)")
+                      "(its measured time: paper_figures/README.md; "
+                      "benchmarks/bench_reproduce.py measures it)")
   p.add_argument("--out", default="paper_figures",
                  help="output directory (default: paper_figures)")
   p.add_argument("--only", default=None,
@@ -99,7 +100,49 @@ def _devices() -> str:
   return f"{len(devs)} JAX {devs[0].platform.upper()} device{'s' if len(devs) > 1 else ''}"
 
 
-def _readme(out_dir: str, mode: str, entries: list[dict], total_s: float, cpu_s: float) -> str:
+class _Programs:
+  """Counts the programs JAX compiles and those the persistent cache served (jax.monitoring;
+  the listeners are registered once per process, each run counts from its start)."""
+
+  _counts = None
+
+  def __init__(self):
+    if _Programs._counts is None:
+      import jax.monitoring as mon
+      counts = _Programs._counts = {"compiled": 0, "cached": 0}
+
+      def duration(event, secs, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+          counts["compiled"] += 1
+
+      def hit(event, **_):
+        if event == "/jax/compilation_cache/cache_hits":
+          counts["cached"] += 1
+
+      mon.register_event_duration_secs_listener(duration)
+      mon.register_event_listener(hit)
+    self._start = dict(_Programs._counts)
+
+  @property
+  def compiled(self) -> int:
+    return _Programs._counts["compiled"] - self._start["compiled"]
+
+  @property
+  def cached(self) -> int:
+    return _Programs._counts["cached"] - self._start["cached"]
+
+  def sentence(self) -> str:
+    if self.compiled == 0:
+      return "no program compiled (every configuration reused)"
+    if self.cached == 0:
+      return (f"{self.compiled} programs compiled, none from the persistent compilation "
+              "cache (an empty or disabled cache: the time of a fresh clone's first run)")
+    return (f"{self.compiled} programs, {self.cached} of them loaded from the persistent "
+            "compilation cache (a warm cache: faster than a fresh clone's first run)")
+
+
+def _readme(out_dir: str, mode: str, entries: list[dict], total_s: float, cpu_s: float,
+            programs: str = "") -> str:
   cmd = "rpd reproduce" + (" --quick" if mode == "quick" else "")
   lines = [
       "# Figures of the staleness theory, reproduced",
@@ -110,7 +153,7 @@ def _readme(out_dir: str, mode: str, entries: list[dict], total_s: float, cpu_s:
       "",
       f"Mode: **{mode}**. Total runtime of the run that wrote this file: {total_s:.0f} s wall, "
       f"{cpu_s:.0f} s CPU time (user + system; wall time grows when the machine is shared) on "
-      f"{os.cpu_count()} CPU cores with {_devices()} (a resumed run reuses finished "
+      f"{os.cpu_count()} CPU cores with {_devices()}; {programs} (a resumed run reuses finished "
       "configurations and is faster; `results/*.jsonl` hold each row's metadata; they are "
       "not committed, so a fresh clone recomputes everything).",
       "",
@@ -145,6 +188,8 @@ def run(args) -> int:
     if bad:
       raise InputError(f"--only: unknown experiment {bad[0]!r}; known: {', '.join(EXPERIMENTS)}")
   out_dir = args.out
+  from rpd.experiments.common import pin_xla_cpu
+  pin_xla_cpu()  # same bits on every machine (before JAX starts its backend)
   from rpd.guards import check_writable_dir
   check_writable_dir(out_dir, "--out")
   if args.text is not None:
@@ -166,6 +211,7 @@ def _run(args, names: list[str], out_dir: str) -> int:
   from rpd.experiments.common import ResultsStore  # JAX's default dtype: float32 from the shell
   mode = "quick" if args.quick else "full"
   entries, table = [], []
+  programs = _Programs()
   t_all, cpu0 = time.time(), sum(os.times()[:2])
   for name in EXPERIMENTS:
     driver = importlib.import_module(f"rpd.experiments.{name}")
@@ -188,7 +234,8 @@ def _run(args, names: list[str], out_dir: str) -> int:
   total = time.time() - t_all
   _csv(os.path.join(out_dir, "results.csv"), table)
   with open(os.path.join(out_dir, "README.md"), "w") as f:
-    f.write(_readme(out_dir, mode, entries, total, sum(os.times()[:2]) - cpu0))
+    f.write(_readme(out_dir, mode, entries, total, sum(os.times()[:2]) - cpu0,
+                    programs.sentence()))
   from rpd.experiments.stamp import write_stamp  # which code made these (SOURCES.json)
   write_stamp(out_dir, mode, [e["name"] for e in entries])
   summary = {"mode": mode, "out": out_dir, "runtime_s": round(total, 1),
