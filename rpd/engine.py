@@ -56,11 +56,11 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from rpd.errors import DelayRangeError
+from rpd.keys import sample_key, select_key  # noqa: F401 (re-exported)
 from rpd.problems.base import Problem
 from rpd.rules.base import Rule
 
 AXIS = "stage"
-_SAMPLE_OFFSET = 1 << 20  # sample keys of microbatches n >= -2**20 are fold_in(root, n + offset)
 
 OPTIMIZERS: dict[str, Callable[[], optax.GradientTransformation]] = {
     "sgd": optax.identity,
@@ -91,16 +91,6 @@ def get_optimizer(optimizer) -> optax.GradientTransformation:
 def _named_optimizer(name: str) -> optax.GradientTransformation:
   # One instance per name, so that the compiled program is reused across runs.
   return OPTIMIZERS[name]()
-
-
-def select_key(key: jax.Array, k) -> jax.Array:
-  """The key an iteration rule receives at iteration ``k``."""
-  return jax.random.fold_in(jax.random.split(key)[0], k)
-
-
-def sample_key(key: jax.Array, n) -> jax.Array:
-  """The key of the stochastic sample of iteration (or microbatch) ``n``."""
-  return jax.random.fold_in(jax.random.split(key)[1], jnp.asarray(n) + _SAMPLE_OFFSET)
 
 
 @dataclasses.dataclass

@@ -49,8 +49,11 @@ import abc
 import dataclasses
 from typing import Any, NamedTuple
 
+import numpy as np
 import jax
 import jax.numpy as jnp
+
+from rpd.keys import sample_key, select_key
 
 
 class Rule(abc.ABC):
@@ -74,6 +77,12 @@ class Rule(abc.ABC):
   def updates_per_step(self) -> int:
     """Block updates (iterations) per engine step."""
 
+  @property
+  def updates_per_gradient(self) -> int:
+    """Block updates per stochastic gradient (1: one block per gradient; a program rule
+    applies each microbatch's gradient to all ``S`` blocks)."""
+    return 1
+
   @abc.abstractmethod
   def zero_delay(self) -> "Rule":
     """The same rule with all delays zero (reproduces its zero-delay algorithm)."""
@@ -93,6 +102,13 @@ class Rule(abc.ABC):
   @abc.abstractmethod
   def buffer_floats(self, D: int) -> int:
     """Numbers held in delay buffers with padded block width ``D``."""
+
+  def reference(self, x0, grad, gamma: float, K: int, key) -> np.ndarray:
+    """``x^K`` of plain SGD under this rule (and its mitigation) in float64 NumPy, written
+    from the rule's definition, independently of :meth:`step`; the common suite checks the
+    engine against it for every registered rule. ``grad``: the exact gradient
+    ``(S, D) -> (S, D)``; ``key``: the run key (for the rule's documented random draws)."""
+    raise NotImplementedError(f"rule {self.name} has no NumPy reference")
 
   @property
   def spec(self) -> str:
@@ -153,20 +169,54 @@ class Hook:
     """Numbers the mitigation stores on top of the rule's buffers."""
     return 0
 
+  def reference(self, S: int, D: int) -> "HookReference":
+    """The mitigation's semantics in plain float64 NumPy (:class:`HookReference`), written
+    independently of :meth:`read` / :meth:`grad` / :meth:`observe`; the common suite checks
+    the engine against it on two base rules. Every registered mitigation defines it."""
+    raise NotImplementedError(f"mitigation {self.name} has no NumPy reference")
 
-IDENTITY = Hook()
+
+class HookReference:
+  """A mitigation's NumPy reference (identity here), called by the rules' references.
+
+  For every block update, in time order: ``read(point_SxD, h_S)`` when the gradient is
+  taken (``h``: updates of each block the read missed), ``grad(g_row, x_row, point_row,
+  tau_row, c)`` before the step (``tau_row``: iterations between the read of each block and
+  this update; ``c``: block updates before this one), ``observe(b, delta_row)`` after it.
+  """
+
+  def read(self, point, h):
+    return point
+
+  def grad(self, g_row, x_row, point_row, tau_row, c):
+    return g_row
+
+  def observe(self, b, delta_row):
+    pass
+
+
+class _Identity(Hook):
+  def reference(self, S, D):
+    return HookReference()
+
+
+IDENTITY = _Identity()
 
 
 def with_hook(rule: Rule, hook: Hook) -> Rule:
-  """``rule`` with mitigation ``hook``; its name is ``"<hook>:<rule>"``."""
+  """``rule`` with mitigation ``hook``; its name is ``"<hook>:<rule>"``.
+
+  A hook with a ``unit`` field (delays counted in gradients) gets the rule's
+  ``updates_per_gradient``.
+  """
   if getattr(rule, "hook", IDENTITY) is not IDENTITY:
     raise ValueError(f"rule {rule.name} already has a mitigation")
   if "hook" not in {f.name for f in dataclasses.fields(rule)}:
     raise ValueError(f"rule {rule.name} takes no mitigation: declare the field "
                      "`hook: Hook = IDENTITY` in its dataclass")
-  out = dataclasses.replace(rule, hook=hook)
-  object.__setattr__(out, "name", f"{hook.name}:{rule.name}")
-  return out
+  if "unit" in {f.name for f in dataclasses.fields(hook)}:
+    hook = dataclasses.replace(hook, unit=rule.updates_per_gradient)
+  return dataclasses.replace(rule, hook=hook, name=f"{hook.name}:{rule.name}")
 
 
 def keep_hook(rule: Rule, new: Rule) -> Rule:
@@ -244,7 +294,6 @@ class IterationRule(Rule):
 
   def _read(self, state: IterationState, x, key, k, ctx):
     """``(i, tau, x_hat_loc, next select state)`` of iteration ``k``."""
-    from rpd.engine import select_key
     i, tau, sel = self.select(state.select, select_key(key, k), k)
     tau_loc = ctx.local(tau)
     xhat = state.log.read(x, tau_loc, k)
@@ -253,7 +302,6 @@ class IterationRule(Rule):
     return i, tau, xhat, sel
 
   def step(self, carry, key, ctx):
-    from rpd.engine import sample_key
     state = carry.rule
     k = carry.k
     i, tau, xhat_loc, sel = self._read(state, carry.x, key, k, ctx)
@@ -273,10 +321,58 @@ class IterationRule(Rule):
   def read_point(self, carry, key, ctx):
     return ctx.gather(self._read(carry.rule, carry.x, key, carry.k, ctx)[2])
 
+  # The NumPy reference of the family: a subclass writes reference_select.
+
+  def reference_init(self) -> Any:
+    """The NumPy state of :meth:`reference_select` (default: none)."""
+    return None
+
+  def reference_select(self, state, key, k: int):
+    """``(i_k, tau_k (S,) ints, state)`` of iteration ``k`` in plain NumPy / Python, written
+    from the rule's definition, not from :meth:`select` (random draws follow the documented
+    key convention, :func:`rpd.keys.select_key`)."""
+    raise NotImplementedError(f"rule {self.name} has no NumPy reference")
+
+  def reference(self, x0, grad, gamma: float, K: int, key) -> np.ndarray:
+    """``x^K`` of plain SGD under this rule, in float64 NumPy, from the definition.
+
+    ``x^{k+1}_i = x^k_i - gamma T(g_i(P(x_hat^k)))`` for ``i = i_k``, with
+    ``x_hat^k_j = x^{max(k - tau_kj, 0)}_j`` from the whole iterate history (no undo log),
+    ``P`` / ``T`` the mitigation's reference read and gradient (identity without one).
+
+    Args:
+      x0: ``(S, D)`` start; grad: exact gradient ``(S, D) -> (S, D)`` (float64 NumPy);
+      gamma: step size; K: iterations; key: the run key.
+    """
+    x = np.array(x0, np.float64)
+    hist, blocks = [x.copy()], []
+    mit = self.hook.reference(self.S, x.shape[1])
+    state = self.reference_init()
+    for k in range(K):
+      i, tau, state = self.reference_select(state, key, k)
+      tau = np.asarray(tau, np.int64)
+      start = np.maximum(k - tau, 0)
+      xhat = np.stack([hist[start[j]][j] for j in range(self.S)])
+      h = np.array([sum(b == j for b in blocks[start[j]:]) for j in range(self.S)])
+      point = mit.read(xhat, h)
+      g = mit.grad(grad(point)[i], x[i], point[i], tau, k)
+      new = x[i] - gamma * g
+      mit.observe(i, new - x[i])
+      x[i] = new
+      hist.append(x.copy())
+      blocks.append(i)
+    return x
+
 
 def uniform_block(key: jax.Array, S: int) -> jax.Array:
   """``i ~ Uniform{0, ..., S-1}`` (int32 scalar)."""
   return jax.random.randint(key, (), 0, S, dtype=jnp.int32)
+
+
+def reference_uniform_block(key, k: int, S: int) -> int:
+  """The block a uniform rule draws at iteration ``k`` (the documented convention:
+  ``randint(select_key(key, k), (), 0, S)``), as a Python int, for NumPy references."""
+  return int(jax.random.randint(select_key(key, k), (), 0, S, dtype=jnp.int32))
 
 
 def check_S(S: int) -> None:
