@@ -43,7 +43,7 @@ from rpd.rules.registry import Param, register_mitigation
 MODES = ("1p", "inv")
 
 
-@register_mitigation("adapt", params=(Param("mode", MODES, "1p", meta="1p|inv"),),
+@register_mitigation("adapt", params=(Param("mode", MODES, "1p", meta="MODE"),),
                      help="delay-adaptive step gamma/(1+tau) (1p) or gamma/max(tau,1) (inv), "
                           "tau = max_j tau_ij in gradients",
                      examples=("adapt:pipedream", "adapt:inv:rpd", "adapt:2bw"))

@@ -78,6 +78,12 @@ class Rule(abc.ABC):
     """Block updates (iterations) per engine step."""
 
   @property
+  def schedule_name(self) -> str | None:
+    """The registered pipeline schedule this rule trains under (its timing gives
+    ``sim_time``, :func:`rpd.simtime.rule_time_per_microbatch`), or ``None``."""
+    return getattr(self, "timing", None)
+
+  @property
   def updates_per_gradient(self) -> int:
     """Block updates per stochastic gradient (1: one block per gradient; a program rule
     applies each microbatch's gradient to all ``S`` blocks)."""
@@ -313,7 +319,7 @@ class IterationRule(Rule):
       g_i = self.hook.grad(state.hook, g_i[None], carry.x[li][None], xhat_loc[li][None],
                            tau[None])[0]
     x_before = carry.x
-    carry = ctx.update_block(carry, i, g_i, xhat=xhat, tau=tau)
+    carry = ctx.apply(carry, i[None], g_i[None], k[None], tau=tau[None], xhat=xhat)
     hstate = observe_updates(self.hook, state.hook, x_before, carry.x, li[None], owned[None])
     log = state.log.push(k, li, owned, x_before[li])
     return carry._replace(rule=IterationState(sel, log, hstate))

@@ -31,8 +31,8 @@ class ProgramState(NamedTuple):
 
   Attributes:
     slots: ``(R, S_loc, D)`` microbatch slots (stashed reads, then pending gradients).
-    read_k: ``(R, S)`` int32, iteration at which each slot's block was read (instrumented
-      runs; the realized delays).
+    read_k: ``(R, S)`` int32, iteration at which each slot's block was read (the realized
+      delays).
     n: int32, the microbatch whose gradient event starts the next period.
     xhat: ``(R, S_loc, D)`` the read point of each slot's gradient (kept for the metrics
       and for mitigations that change the gradient), else ``None``.
@@ -159,12 +159,13 @@ class ProgramRule(Rule):
     n, slots, read_k, xhat_slots, hstate = st.n, st.slots, st.read_k, st.xhat, st.hook
     k0 = carry.k
     table = prog.delay_table() if self.hook.changes_grad else None
-    u_time = {}  # iteration offset (time order) of each update of the period
+    at = {}  # place in the period (updates before it, in time order) of each read and update
     for kind, o, b in prog.events:
-      if kind == "U":
-        u_time[(o, b)] = len(u_time)
-    # A read hook's state follows every update, so its gradient events keep time order.
-    reorder = not (ctx.track or ctx.instrument or self.hook.changes_read)
+      if kind != "G":
+        at[(kind, o, b)] = sum(kd == "U" for kd, _, _ in at)
+    # A read hook's state follows every update, so its gradient events keep time order;
+    # per-iteration metrics need the iterates in time order.
+    reorder = not (ctx.track or self.hook.changes_read)
     for kind, members in _groups(prog.events, reorder=reorder):
       if kind == "G":
         r = (n + members) % R
@@ -183,8 +184,8 @@ class ProgramRule(Rule):
           slots = slots.at[rs, dst].set(carry.x[lbs], mode="drop")
         else:
           slots = slots.at[rs, lbs].set(carry.x[lbs])
-        if ctx.instrument:
-          read_k = read_k.at[rs, bs].set(carry.k)
+        read_k = read_k.at[rs, bs].set(k0 + np.array([at[("R",) + m] for m in members],
+                                                     np.int32))
         continue
       # updates of distinct blocks, each with its microbatch's pending gradient
       g_rows = slots[rs, lbs]
@@ -192,15 +193,9 @@ class ProgramRule(Rule):
         g_rows = self.hook.grad(hstate, g_rows, carry.x[lbs], xhat_slots[rs, lbs],
                                 jnp.asarray(table[bs], jnp.int32))
       x_before = carry.x
-      pos = k0 + np.array([u_time[m] for m in members], np.int32)
-      if len(members) == 1:
-        r = rs[0]
-        carry = ctx.update_block(
-            carry, bs[0], g_rows[0], at=pos[0],
-            xhat=ctx.gather(xhat_slots[r]) if ctx.track else None,
-            tau=(carry.k - read_k[r]) if ctx.instrument else None)
-      else:
-        carry = ctx.update_blocks(carry, bs, g_rows, pos)
+      pos = k0 + np.array([at[("U",) + m] for m in members], np.int32)
+      carry = ctx.apply(carry, bs, g_rows, pos, tau=pos[:, None] - read_k[rs],
+                        xhat=ctx.gather(xhat_slots[rs[0]]) if ctx.track else None)
       hstate = self.hook.observe(hstate, lbs, owned, carry.x[lbs] - x_before[lbs]) \
           if self.hook.observes else hstate
     return carry._replace(rule=ProgramState(slots, read_k, n + prog.q, xhat_slots, hstate))
@@ -240,6 +235,7 @@ class Synchronous(ProgramRule):
   S: int
   name: str = "sync"
   hook: Hook = IDENTITY
+  timing: str | None = None  # the flushing schedule it stands for (schedule:gpipe)
 
   def __post_init__(self):
     check_S(self.S)
@@ -273,7 +269,7 @@ class PipeDreamRule(ProgramRule):
   def program(self) -> Program:
     return schedule_program("pipedream", self.S, 1)
 
-  timeline_schedule = "pipedream"
+  schedule_name = "pipedream"  # type: ignore[assignment]
 
   def reference(self, x0, grad, gamma, K, key):
     return _program_reference(self, x0, grad, gamma, K, key)
@@ -342,7 +338,7 @@ def timeline_reference(schedule: str, S: int, x0, grad, gamma: float, K: int, mi
 def _program_reference(self, x0, grad, gamma, K, key):
   """NumPy reference: the schedule's timeline (:func:`timeline_reference`)."""
   x0 = np.asarray(x0)
-  return timeline_reference(self.timeline_schedule, self.S, x0, grad, gamma, K,
+  return timeline_reference(self.schedule_name, self.S, x0, grad, gamma, K,
                             self.hook.reference(self.S, x0.shape[1]))
 
 

@@ -36,7 +36,7 @@ class ScheduleRule(ProgramRule):
     return schedule_program(self.schedule, self.S, 1)
 
   @property
-  def timeline_schedule(self) -> str:
+  def schedule_name(self) -> str:
     return self.schedule
 
   reference = _program_reference
@@ -64,8 +64,8 @@ def schedule_rule(name: str, S: int):
   from rpd.schedules import get_schedule
   sched = get_schedule(name)
   if sched.semantics.synchronous:
-    return Synchronous(S, f"schedule:{name}")
+    return Synchronous(S, f"schedule:{name}", timing=name)
   if (sched.semantics.asynchronous and sched.semantics.stashes):
     return ScheduleRule(S, name, f"schedule:{name}")
   table = np.asarray(sched.delay_table(S, 1))
-  return TableDelay(S, table, "cyclic", f"schedule:{name}")
+  return TableDelay(S, table, "cyclic", f"schedule:{name}", timing=name)

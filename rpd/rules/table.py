@@ -50,6 +50,7 @@ class TableDelay(IterationRule):
   order: str = "cyclic"
   name: str = "table"
   hook: Hook = IDENTITY
+  timing: str | None = None  # the schedule whose forward delays the table is
 
   def __post_init__(self):
     check_S(self.S)
@@ -63,7 +64,7 @@ class TableDelay(IterationRule):
 
   def zero_delay(self) -> "TableDelay":
     return keep_hook(self, TableDelay(self.S, np.zeros((self.S, self.S), np.int64), self.order,
-                                      self.name))
+                                      self.name, timing=self.timing))
 
   def select(self, state, key, k):
     if self.order == "cyclic":

@@ -50,6 +50,11 @@ class DoubleBuffered(IterationRule):
       raise ValueError(f"2bw lag must be an integer >= 0, got {self.lag!r}")
 
   @property
+  def schedule_name(self):
+    """PipeDream-2BW's schedule (``LAG = 1`` only)."""
+    return "pipedream-2bw" if self.lag == 1 else None
+
+  @property
   def tau_max(self) -> int:
     return 0 if self.lag == -1 else (self.lag + 1) * self.S - 1
 
