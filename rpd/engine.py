@@ -23,19 +23,15 @@ Design
   instrumentation in one place). The engine advances ``k`` and checks the count: a step
   that applies a number of block updates other than ``rule.updates_per_step`` raises
   :class:`rpd.engine_context.UpdateCountError` when it is traced; realized blocks and delays
-  are scan outputs (fixed-size arrays of the carry), never lists filled while tracing. The delay buffers live in the
-  rule families that need them: iteration rules keep an undo log of the last ``tau_max``
-  block updates (:class:`rpd.rules.buffers.UndoLog`, ``tau_max * D`` numbers), program
-  rules keep ``R`` microbatch slots of ``S x D`` (:mod:`rpd.rules.program_rule`,
-  PipeDream ``R = S``: ``S d`` numbers, below the ``(S + 1) d`` budget).
-* The scan carry is one named structure, :class:`Carry`.
+  are scan outputs (fixed-size arrays of the carry), never lists filled while tracing.
+* Delay buffers live in the rule families: iteration rules keep an undo log of the last
+  ``tau_max`` block updates (:class:`rpd.rules.buffers.UndoLog`), program rules ``R``
+  microbatch slots of ``S x D`` (:mod:`rpd.rules.program_rule`; PipeDream ``R = S``).
 * Delay check: every delay vector a rule hands to ``Context.apply`` must lie in
   ``[0, tau_max]``; the first violation is recorded and :func:`run` raises
   :class:`rpd.errors.DelayRangeError` naming it.
-* Optimizers are applied per block: the optimizer gives a direction (SGD: the gradient;
-  ``"momentum"``: heavy ball; ``"adam"``: Adam's scaling; or any optax
-  ``GradientTransformation``), each block keeps its own optimizer state, and the engine
-  applies ``x_i <- x_i - gamma * direction_i``.
+* Optimizers (:mod:`rpd.optimizers`) act per block: ``x_i <- x_i - gamma * direction_i``,
+  each block with its own optimizer state.
 * Divergence: a non-finite value in an updated block sets ``diverged`` and the iteration
   ``diverged_at``; later updates are skipped, so a sweep carries on.
 * Sharding: with ``mesh`` (a 1-D mesh with axis ``"stage"``), ``x``, the optimizer state and
@@ -57,49 +53,21 @@ from typing import Any, Callable
 import numpy as np
 import jax
 import jax.numpy as jnp
-import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from rpd.engine_context import AXIS, Carry, Context, UpdateCountError, sq
+from rpd.engine_context import AXIS, Carry, Context, UpdateCountError
+from rpd.engine_core import (_check_K, _metric_dict, _run_local,
+                             buffer_floats, on_mesh, step_shapes)
+from rpd.engine_segments import run_segmented
 from rpd.errors import DelayRangeError
 from rpd.keys import sample_key, select_key
+from rpd.optimizers import OPTIMIZERS, get_optimizer
 from rpd.problems.base import Problem
 from rpd.rules.base import Rule
 
 __all__ = ["run", "sweep", "RunResult", "get_optimizer", "OPTIMIZERS", "sample_key",
            "select_key", "buffer_floats", "step_shapes", "Carry", "Context",
            "UpdateCountError"]
-
-OPTIMIZERS: dict[str, Callable[[], optax.GradientTransformation]] = {
-    "sgd": optax.identity,
-    "momentum": lambda: optax.trace(decay=0.9),
-    "adam": optax.scale_by_adam,
-}
-
-
-def get_optimizer(optimizer) -> optax.GradientTransformation:
-  """The direction transformation for ``optimizer`` (a name in ``OPTIMIZERS`` or optax).
-
-  The engine multiplies the direction by ``-gamma``: ``"sgd"`` is ``x - gamma g``,
-  ``"momentum"`` heavy ball with ``beta = 0.9`` (``v <- g + 0.9 v``), ``"adam"`` Adam with
-  optax's defaults. A user's ``GradientTransformation`` is used as a direction (give it no
-  learning rate of its own).
-
-  Raises:
-    ValueError: unknown name.
-  """
-  if isinstance(optimizer, optax.GradientTransformation):
-    return optimizer
-  if optimizer not in OPTIMIZERS:
-    raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-  return _named_optimizer(optimizer)
-
-
-@functools.lru_cache(maxsize=None)
-def _named_optimizer(name: str) -> optax.GradientTransformation:
-  # One instance per name, so that the compiled program is reused across runs.
-  return OPTIMIZERS[name]()
-
 
 @dataclasses.dataclass
 class RunResult:
@@ -136,129 +104,6 @@ class RunResult:
   stopped: bool = False
 
 
-def buffer_floats(rule: Rule, D: int) -> int:
-  """Numbers held in the delay buffers for ``rule`` with padded block width ``D``."""
-  return rule.buffer_floats(D)
-
-
-def _check_K(rule: Rule, K: int, record_every: int | None) -> tuple[int, int]:
-  """Validate ``K`` and ``record_every``; return ``(records, steps_per_record)``."""
-  ups = rule.updates_per_step
-  if not isinstance(K, (int, np.integer)) or K < 1:
-    raise ValueError(f"K (steps) must be an integer >= 1, got {K!r}")
-  if K % ups:
-    raise ValueError(f"K={K} must be a multiple of {ups} for rule {rule.name} "
-                     f"({ups} block updates per step)")
-  steps = K // ups
-  if record_every is None:
-    per = 1
-    while steps // per > 128 or steps % per:
-      per += 1
-    record_every = per * ups
-  if (not isinstance(record_every, (int, np.integer)) or record_every < 1
-      or record_every % ups or K % record_every):
-    raise ValueError(f"record_every={record_every!r} must divide K={K} and be a multiple "
-                     f"of {ups} (block updates per step of rule {rule.name})")
-  return K // record_every, record_every // ups
-
-
-def _context(problem, rule, tx, gamma, n_dev, track) -> Context:
-  S = rule.S
-  return Context(problem=problem, tx=tx, gamma=gamma, tau_max=int(rule.tau_max), S=S,
-                 S_loc=S // (n_dev or 1), sharded=n_dev is not None, track=track)
-
-
-def _init_carry(ctx: Context, rule: Rule, x0_loc, key) -> Carry:
-  i32 = lambda v: jnp.full((), v, jnp.int32)
-  ups = rule.updates_per_step
-  return Carry(x=x0_loc, opt=jax.vmap(ctx.tx.init)(x0_loc), rule=rule.init(x0_loc, key, ctx),
-               k=i32(0), diverged=jnp.zeros((), bool), diverged_at=i32(-1),
-               bad_delay_at=i32(-1), bad_delay=i32(0), sums=jnp.zeros((3,), x0_loc.dtype),
-               out_block=jnp.zeros((ups,), jnp.int32),
-               out_tau=jnp.full((ups, rule.S), -1, jnp.int32))
-
-
-def _metrics(problem, x, xhat):
-  gf = problem.full_grad(x)
-  return jnp.stack([problem.full_loss(x), sq(gf), sq(x - xhat),
-                    sq(gf - problem.full_grad(xhat))])
-
-
-def _record(ctx: Context, rule: Rule, carry: Carry, key):
-  """Metrics at the current iterate: ``(values (7,), k)``."""
-  xhat = rule.read_point(carry, key, ctx)
-  m = _metrics(ctx.problem, ctx.gather(carry.x), xhat)
-  k = carry.k
-  avg = carry.sums / jnp.maximum(k, 1).astype(carry.sums.dtype)
-  avg = jnp.where(k > 0, avg, jnp.nan)
-  return jnp.concatenate([m, avg]), k
-
-
-def _step(ctx: Context, rule: Rule, key, carry: Carry, instrument: bool):
-  """One engine step: the rule's updates, counted; ``k`` advanced by the engine.
-
-  Returns ``(carry, realized (blocks, taus) of the step, or None)``.
-
-  Raises:
-    UpdateCountError: (while tracing) the step applied a number of block updates other
-      than ``rule.updates_per_step``.
-  """
-  ctx = dataclasses.replace(ctx, applied=0)
-  k0 = carry.k
-  carry = rule.step(carry, key, ctx)
-  ups = rule.updates_per_step
-  if ctx.applied != ups:
-    raise UpdateCountError(f"rule {rule.name} applied {ctx.applied} block updates in a step; "
-                           f"its updates_per_step is {ups}")
-  carry = carry._replace(k=k0 + ups)
-  return carry, ((carry.out_block, carry.out_tau) if instrument else None)
-
-
-def _steps(ctx, rule, key, carry, n: int, instrument: bool):
-  """``n`` steps in a ``lax.scan``: ``(carry, stacked realized or None)``."""
-  return jax.lax.scan(lambda c, _: _step(ctx, rule, key, c, instrument), carry, None,
-                      length=n)
-
-
-def _flat_realized(outs, S):
-  """Stacked per-step realized ``(blocks, taus)`` -> ``((K,), (K, S))``."""
-  return (outs[0].reshape(-1), outs[1].reshape(-1, S))
-
-
-def _run_local(problem, rule, tx, n_dev, K, record_every, track, instrument, x0_loc, gamma,
-               key):
-  """The whole run on this device's blocks (called directly, or inside ``shard_map``)."""
-  n_rec, inner = _check_K(rule, K, record_every)
-  ctx = _context(problem, rule, tx, gamma, n_dev, track)
-  carry = _init_carry(ctx, rule, x0_loc, key)
-  m0 = _record(ctx, rule, carry, key)
-
-  def outer(carry, _):
-    carry, out = _steps(ctx, rule, key, carry, inner, instrument)
-    return carry, (_record(ctx, rule, carry, key), out)
-
-  carry, (recs, outs) = jax.lax.scan(outer, carry, None, length=n_rec)
-  vals = jnp.concatenate([m0[0][None], recs[0]])
-  ks = jnp.concatenate([m0[1][None], recs[1]])
-  realized = _flat_realized(outs, rule.S) if instrument else None
-  return (carry.x, vals, ks, carry.diverged, carry.diverged_at, carry.bad_delay_at,
-          carry.bad_delay, realized)
-
-
-_NAMES = ("loss", "grad_norm_sq", "stale_x_err", "stale_grad_err",
-          "avg_grad_norm_sq", "avg_stale_x_err", "avg_stale_grad_err")
-
-
-def on_mesh(f, mesh, args, in_specs, out_specs):
-  """``f(*args, n_dev)`` directly (``mesh=None``, ``n_dev = None``) or under
-  :func:`jax.shard_map` over the ``"stage"`` axis of ``mesh`` (the one place that sets it up)."""
-  if mesh is None:
-    return f(*args, None)
-  n_dev = mesh.shape[AXIS]
-  return jax.shard_map(lambda *a: f(*a, n_dev), mesh=mesh, in_specs=in_specs,
-                       out_specs=out_specs, check_vma=False)(*args)
-
-
 @functools.partial(jax.jit, static_argnames=("rule", "tx", "K", "record_every", "track",
                                              "instrument", "mesh"))
 def _run_jit(problem, x0, gamma, key, *, rule, tx, K, record_every, track, instrument, mesh):
@@ -281,20 +126,6 @@ def _validate(problem: Problem, rule: Rule, gamma, mesh):
     n_dev = mesh.shape[AXIS]
     if rule.S % n_dev:
       raise ValueError(f"device count {n_dev} does not divide S={rule.S}")
-
-
-def _metric_dict(vals, ks):
-  metrics = {"k": np.asarray(ks)}
-  for c, name in enumerate(_NAMES):
-    metrics[name] = vals[..., c]
-  return metrics
-
-
-def _metric_dict(vals, ks):
-  metrics = {"k": np.asarray(ks)}
-  for c, name in enumerate(_NAMES):
-    metrics[name] = vals[..., c]
-  return metrics
 
 
 def _result(out, rule, problem, K, many: bool, stopped: bool = False) -> RunResult:
@@ -360,7 +191,6 @@ def run(problem: Problem, rule: Rule, *, gamma: float, K: int, key: jax.Array,
   if mesh is not None:
     x0 = jax.device_put(x0, NamedSharding(mesh, P(AXIS)))
   if callback is not None:
-    from rpd.engine_segments import run_segmented
     out, stopped, k_done = run_segmented(problem, rule, tx, int(K), record_every,
                                          track_average, instrument, mesh, x0, gamma, key,
                                          callback)
@@ -407,27 +237,3 @@ def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd
   out = _sweep_jit(problem, x0s, jnp.asarray(gammas, x0s.dtype), keys, rule=rule, tx=tx,
                    K=int(K), record_every=record_every, track=track_average)
   return _result(out, rule, problem, int(K), many=True)
-
-
-def step_shapes(problem: Problem, rule: Rule, optimizer="sgd"):
-  """Shapes and dtypes of the scan carry before and after one engine step.
-
-  The common rule suite checks they are equal (a rule's state must keep its shape and
-  dtype, or the scan would not compile).
-
-  Returns:
-    ``(before, after)``: pytrees of ``jax.ShapeDtypeStruct``.
-  """
-  tx = get_optimizer(optimizer)
-
-  def init(x0, key, gamma):
-    return _init_carry(_context(problem, rule, tx, gamma, None, False), rule, x0, key)
-
-  def one(x0, key, gamma):
-    ctx = _context(problem, rule, tx, gamma, None, False)
-    return _step(ctx, rule, key, _init_carry(ctx, rule, x0, key), False)[0]
-
-  x0 = problem.init(jax.random.key(0))
-  key = jax.random.key(0)
-  gamma = jnp.asarray(0.1, x0.dtype)
-  return jax.eval_shape(init, x0, key, gamma), jax.eval_shape(one, x0, key, gamma)

@@ -9,8 +9,9 @@ import numpy as np
 import jax
 from jax.sharding import PartitionSpec as P
 
-from rpd.engine import (AXIS, _check_K, _context, _init_carry, _metric_dict, _record,
-                        _steps, on_mesh)
+from rpd.engine_context import AXIS
+from rpd.engine_core import (_check_K, _context, _init_carry, _metric_dict, _record, _steps,
+                             on_mesh)
 
 # Segmented runs: the same steps, a record at a time, the carry kept between calls. Under
 # shard_map every leaf of the carry gets a leading device axis (sharded over it).
