@@ -156,3 +156,42 @@ def test_readme_mitigation_example():
     assert res.x_SxD.shape == (2, S, 2)
   finally:
     RULES.pop("trust", None)
+
+
+@frozen
+class _TwoUpdates(IterationRule):
+  """A buggy rule: its step applies two block updates (updates_per_step says one)."""
+
+  S: int
+  name: str = "two-updates"
+
+  @property
+  def tau_max(self):
+    return 0
+
+  def zero_delay(self):
+    return self
+
+  def select(self, state, key, k):
+    return uniform_block(key, self.S), jnp.zeros((self.S,), jnp.int32), state
+
+  def step(self, carry, key, ctx):
+    return super().step(super().step(carry, key, ctx), key, ctx)
+
+
+@frozen
+class _NoUpdate(_TwoUpdates):
+  """A buggy rule: its step applies no block update."""
+
+  name: str = "no-update"
+
+  def step(self, carry, key, ctx):
+    return carry
+
+
+@pytest.mark.parametrize("cls,n", [(_TwoUpdates, 2), (_NoUpdate, 0)])
+def test_a_step_with_the_wrong_update_count_raises(cls, n):
+  prob = get_problem("quadratic", 2, d=4)
+  with pytest.raises(engine.UpdateCountError,
+                     match=rf"applied {n} block updates in a step; its updates_per_step is 1"):
+    run(prob, cls(2), gamma=0.1, K=8, key=jax.random.key(0))
