@@ -56,13 +56,14 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from rpd.engine_context import AXIS, Carry, Context, UpdateCountError
-from rpd.engine_core import (_check_K, _metric_dict, _run_local,
+from rpd.engine_core import (_check_K, _metric_dict, _run_local, traced,
                              buffer_floats, on_mesh, step_shapes)
 from rpd.engine_segments import run_segmented
 from rpd.errors import DelayRangeError
 from rpd.keys import sample_key, select_key
 from rpd.optimizers import OPTIMIZERS, get_optimizer
 from rpd.problems.base import Problem
+from rpd.rules import hyper
 from rpd.rules.base import Rule
 
 __all__ = ["run", "sweep", "RunResult", "get_optimizer", "OPTIMIZERS", "sample_key",
@@ -187,16 +188,17 @@ def run(problem: Problem, rule: Rule, *, gamma: float, K: int, key: jax.Array,
   x0 = jnp.asarray(x0)
   if x0.shape != (problem.S, problem.D):
     raise ValueError(f"x0 must have shape {(problem.S, problem.D)}, got {x0.shape}")
-  gamma = jnp.asarray(gamma, x0.dtype)
+  skeleton, theta = traced(rule, gamma, x0.dtype)  # numeric hyperparameters are traced
   if mesh is not None:
     x0 = jax.device_put(x0, NamedSharding(mesh, P(AXIS)))
   if callback is not None:
-    out, stopped, k_done = run_segmented(problem, rule, tx, int(K), record_every,
-                                         track_average, instrument, mesh, x0, gamma, key,
+    out, stopped, k_done = run_segmented(problem, skeleton, tx, int(K), record_every,
+                                         track_average, instrument, mesh, x0, theta, key,
                                          callback)
     return _result(out, rule, problem, k_done, many=False, stopped=stopped)
-  out = _run_jit(problem, x0, gamma, key, rule=rule, tx=tx, K=int(K), record_every=record_every,
-                 track=track_average, instrument=instrument, mesh=mesh)
+  out = _run_jit(problem, x0, theta, key, rule=skeleton, tx=tx, K=int(K),
+                 record_every=record_every, track=track_average, instrument=instrument,
+                 mesh=mesh)
   return _result(out, rule, problem, int(K), many=False)
 
 
@@ -207,14 +209,19 @@ def _sweep_jit(problem, x0s, gammas, keys, *, rule, tx, K, record_every, track):
 
 
 def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd",
-          record_every: int | None = None, x0=None, track_average: bool = False) -> RunResult:
+          record_every: int | None = None, x0=None, track_average: bool = False,
+          variants=None) -> RunResult:
   """Run a batch of ``(gamma, seed)`` configurations as one vmapped, compiled program.
 
-  Equal to calling :func:`run` with ``key = jax.random.key(seed)`` for each pair.
+  Equal to calling :func:`run` with ``key = jax.random.key(seed)`` for each pair (and rule
+  ``variants[n]`` when given).
 
   Args:
     gammas: step sizes, shape ``(N,)``.
     seeds: integer seeds, shape ``(N,)``.
+    variants: optional ``N`` rules that differ from ``rule`` only in traced
+      hyperparameters (:mod:`rpd.rules.hyper`: ``dc``'s lambda, ``pipemare``'s decay),
+      e.g. ``[get_rule(f"dc:{lam}:pipedream", S) for lam in lams]``: one program for all.
     (others as in :func:`run`; a given ``x0`` is shared by all configurations, by default
     each starts at ``problem.init(key)`` of its own key, as :func:`run` does.)
 
@@ -234,6 +241,14 @@ def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd
     x0s = jax.vmap(problem.init)(keys)  # as run() does with each key
   else:
     x0s = jnp.broadcast_to(jnp.asarray(x0), (len(seeds),) + jnp.shape(x0))
-  out = _sweep_jit(problem, x0s, jnp.asarray(gammas, x0s.dtype), keys, rule=rule, tx=tx,
+  skeleton, (g, hv) = traced(rule, gammas, x0s.dtype)
+  if variants is not None:
+    if len(variants) != len(seeds) or any(hyper.split(v)[0] != skeleton for v in variants):
+      raise ValueError("variants must be one rule per configuration, each differing from "
+                       "rule only in traced hyperparameters")
+    hv = jnp.asarray(np.stack([hyper.values(v) for v in variants]), x0s.dtype)
+  else:
+    hv = jnp.broadcast_to(hv, (len(seeds),) + hv.shape)
+  out = _sweep_jit(problem, x0s, (g, hv), keys, rule=skeleton, tx=tx,
                    K=int(K), record_every=record_every, track=track_average)
   return _result(out, rule, problem, int(K), many=True)

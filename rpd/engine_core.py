@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from rpd.engine_context import AXIS, Carry, Context, UpdateCountError, sq
 from rpd.optimizers import get_optimizer
 from rpd.problems.base import Problem
+from rpd.rules import hyper
 from rpd.rules.base import Rule
 
 _NAMES = ("loss", "grad_norm_sq", "stale_x_err", "stale_grad_err",
@@ -44,6 +45,19 @@ def _check_K(rule: Rule, K: int, record_every: int | None) -> tuple[int, int]:
     raise ValueError(f"record_every={record_every!r} must divide K={K} and be a multiple "
                      f"of {ups} (block updates per step of rule {rule.name})")
   return K // record_every, record_every // ups
+
+
+def bind(rule: Rule, theta):
+  """The traced parameters ``theta = (gamma, hyper)``: ``(rule with its traced
+  hyperparameters filled in, gamma)`` (:mod:`rpd.rules.hyper`)."""
+  gamma, hv = theta
+  return hyper.merge(rule, hv), gamma
+
+
+def traced(rule: Rule, gamma, dtype):
+  """``(skeleton rule, theta)``: the static rule and the traced ``(gamma, hyper)``."""
+  skeleton, hv = hyper.split(rule)
+  return skeleton, (jnp.asarray(gamma, dtype), jnp.asarray(hv, dtype))
 
 
 def _context(problem, rule, tx, gamma, n_dev, track) -> Context:
@@ -109,9 +123,11 @@ def _flat_realized(outs, S):
   return (outs[0].reshape(-1), outs[1].reshape(-1, S))
 
 
-def _run_local(problem, rule, tx, n_dev, K, record_every, track, instrument, x0_loc, gamma,
+def _run_local(problem, rule, tx, n_dev, K, record_every, track, instrument, x0_loc, theta,
                key):
-  """The whole run on this device's blocks (called directly, or inside ``shard_map``)."""
+  """The whole run on this device's blocks (called directly, or inside ``shard_map``);
+  ``theta = (gamma, traced hyperparameters)``."""
+  rule, gamma = bind(rule, theta)
   n_rec, inner = _check_K(rule, K, record_every)
   ctx = _context(problem, rule, tx, gamma, n_dev, track)
   carry = _init_carry(ctx, rule, x0_loc, key)

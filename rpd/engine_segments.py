@@ -11,7 +11,7 @@ from jax.sharding import PartitionSpec as P
 
 from rpd.engine_context import AXIS
 from rpd.engine_core import (_check_K, _context, _init_carry, _metric_dict, _record, _steps,
-                             on_mesh)
+                             bind, on_mesh)
 
 # Segmented runs: the same steps, a record at a time, the carry kept between calls. Under
 # shard_map every leaf of the carry gets a leading device axis (sharded over it).
@@ -27,10 +27,11 @@ def _dev_out(tree):
 
 @functools.partial(jax.jit, static_argnames=("rule", "tx", "track", "instrument", "mesh"))
 def _start_jit(problem, x0, gamma, key, *, rule, tx, track, instrument, mesh):
-  def f(problem, x0_loc, gamma, key, n_dev):
-    ctx = _context(problem, rule, tx, gamma, n_dev, track)
-    carry = _init_carry(ctx, rule, x0_loc, key)
-    return (carry if n_dev is None else _dev_out(carry)), _record(ctx, rule, carry, key)
+  def f(problem, x0_loc, theta, key, n_dev):
+    rule_, gamma = bind(rule, theta)
+    ctx = _context(problem, rule_, tx, gamma, n_dev, track)
+    carry = _init_carry(ctx, rule_, x0_loc, key)
+    return (carry if n_dev is None else _dev_out(carry)), _record(ctx, rule_, carry, key)
   return on_mesh(f, mesh, (problem, x0, gamma, key), (P(), P(AXIS), P(), P()),
                  (P(AXIS), P()))
 
@@ -39,11 +40,12 @@ def _start_jit(problem, x0, gamma, key, *, rule, tx, track, instrument, mesh):
                                              "instrument", "mesh"), donate_argnames=("carry",))
 def _segment_jit(problem, carry, gamma, key, *, rule, tx, inner, record, track, instrument,
                  mesh):
-  def f(problem, carry, gamma, key, n_dev):
-    ctx = _context(problem, rule, tx, gamma, n_dev, track)
+  def f(problem, carry, theta, key, n_dev):
+    rule_, gamma = bind(rule, theta)
+    ctx = _context(problem, rule_, tx, gamma, n_dev, track)
     carry = carry if n_dev is None else _dev_in(carry)
-    carry, outs = _steps(ctx, rule, key, carry, inner, instrument)
-    rec = _record(ctx, rule, carry, key) if record else None
+    carry, outs = _steps(ctx, rule_, key, carry, inner, instrument)
+    rec = _record(ctx, rule_, carry, key) if record else None
     return (carry if n_dev is None else _dev_out(carry)), rec, outs
   out_specs = (P(AXIS), (P(), P()) if record else None, (P(), P()) if instrument else None)
   return on_mesh(f, mesh, (problem, carry, gamma, key), (P(), P(AXIS), P(), P()), out_specs)

@@ -57,7 +57,7 @@ def test_readme_rules_table_is_generated_and_current():
   end = readme.index("<!-- end rules table -->")
   body = readme[readme.index("\n", start) + 1:end]
   assert [l.strip() for l in body.strip().splitlines()] == markdown_table().splitlines(), (
-      "README rules table is stale: regenerate with python -m rpd.rules.registry")
+      "README rules table is stale: regenerate with python -m rpd.rules")
 
 
 def test_cli_help_lists_every_rule(capsys):

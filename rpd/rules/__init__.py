@@ -21,7 +21,8 @@ from rpd.rules.registry import RULES, Param, register_mitigation, register_rule
 def _import_all() -> None:
   """Import every module of this package (each registers what it defines)."""
   for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-    importlib.import_module(f"{__name__}.{info.name}")
+    if not info.name.startswith("_"):
+      importlib.import_module(f"{__name__}.{info.name}")
 
 
 _import_all()

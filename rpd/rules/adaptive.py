@@ -46,7 +46,8 @@ MODES = ("1p", "inv")
 @register_mitigation("adapt", params=(Param("mode", MODES, "1p", meta="MODE"),),
                      help="delay-adaptive step gamma/(1+tau) (1p) or gamma/max(tau,1) (inv), "
                           "tau = max_j tau_ij in gradients",
-                     examples=("adapt:pipedream", "adapt:inv:rpd", "adapt:2bw"))
+                     examples=("adapt:pipedream", "adapt:inv:rpd", "adapt:2bw",
+                               "adapt:predict:dc:0.5:rpd"))
 @dataclasses.dataclass(frozen=True)
 class DelayAdaptive(Hook):
   """``g_i / (1 + max_j tau_ij)`` (``1p``) or ``g_i / max(max_j tau_ij, 1)`` (``inv``).
@@ -78,7 +79,7 @@ class DelayAdaptive(Hook):
   def reference(self, S, D):
     ref = HookReference()
 
-    def grad(g, x, point, tau, c):
+    def grad(g, x, point, tau, c, b):
       gradients = max(tau) // self.unit  # delay in gradients
       return g / (1 + gradients) if self.mode == "1p" else g / max(gradients, 1)
     ref.grad = grad

@@ -158,6 +158,8 @@ class Hook:
   changes_read: bool = False
   changes_grad: bool = False
   observes: bool = False
+  #: numeric fields traced in the compiled program (a sweep over them does not recompile)
+  hyper: tuple = ()
 
   def init(self, x0: jax.Array) -> Any:
     return ()
@@ -167,6 +169,13 @@ class Hook:
 
   def grad(self, state, g_rows, x_rows, xhat_rows, tau_rows):
     return g_rows
+
+  def update(self, state, g_rows, x_rows, xhat_rows, tau_rows, *, blocks, k):
+    """The gradient transform with its state, ``(g_rows, state)`` (in the style of optax's
+    ``update``; default: :meth:`grad`, state unchanged). A mitigation that keeps state on
+    the gradient (e.g. delay-compensated momentum) overrides this; ``blocks`` are the rows'
+    local block indices, ``k`` their iterations."""
+    return self.grad(state, g_rows, x_rows, xhat_rows, tau_rows), state
 
   def observe(self, state, lbs, owned, delta_rows):
     return state
@@ -187,14 +196,15 @@ class HookReference:
 
   For every block update, in time order: ``read(point_SxD, h_S)`` when the gradient is
   taken (``h``: updates of each block the read missed), ``grad(g_row, x_row, point_row,
-  tau_row, c)`` before the step (``tau_row``: iterations between the read of each block and
-  this update; ``c``: block updates before this one), ``observe(b, delta_row)`` after it.
+  tau_row, c, b)`` before the step (``tau_row``: iterations between the read of each block
+  and this update; ``c``: block updates before this one; ``b``: the block),
+  ``observe(b, delta_row)`` after it.
   """
 
   def read(self, point, h):
     return point
 
-  def grad(self, g_row, x_row, point_row, tau_row, c):
+  def grad(self, g_row, x_row, point_row, tau_row, c, b):
     return g_row
 
   def observe(self, b, delta_row):
@@ -209,26 +219,103 @@ class _Identity(Hook):
 IDENTITY = _Identity()
 
 
+@dataclasses.dataclass(frozen=True)
+class Chain(Hook):
+  """Mitigations applied in turn (``outer:inner:BASE``: ``inner`` first, then ``outer``).
+
+  Reads and gradients pass through the hooks from the innermost to the outermost; each
+  keeps its own state (a tuple); every hook observes every update.
+  """
+
+  hooks: tuple = ()
+  name: str = "chain"
+
+  @property
+  def changes_read(self):
+    return any(h.changes_read for h in self.hooks)
+
+  @property
+  def changes_grad(self):
+    return any(h.changes_grad for h in self.hooks)
+
+  @property
+  def observes(self):
+    return any(h.observes for h in self.hooks)
+
+  def init(self, x0):
+    return tuple(h.init(x0) for h in self.hooks)
+
+  def read(self, state, xhat, h):
+    for hook, s in zip(self.hooks, state):
+      xhat = hook.read(s, xhat, h) if hook.changes_read else xhat
+    return xhat
+
+  def update(self, state, g_rows, x_rows, xhat_rows, tau_rows, *, blocks, k):
+    out = []
+    for hook, s in zip(self.hooks, state):
+      if hook.changes_grad:
+        g_rows, s = hook.update(s, g_rows, x_rows, xhat_rows, tau_rows, blocks=blocks, k=k)
+      out.append(s)
+    return g_rows, tuple(out)
+
+  def grad(self, state, g_rows, x_rows, xhat_rows, tau_rows):
+    raise TypeError("a Chain transforms gradients with update (it may keep state)")
+
+  def observe(self, state, lbs, owned, delta_rows):
+    return tuple(h.observe(s, lbs, owned, delta_rows) if h.observes else s
+                 for h, s in zip(self.hooks, state))
+
+  def buffer_floats(self, S, D):
+    return sum(h.buffer_floats(S, D) for h in self.hooks)
+
+  def reference(self, S, D):
+    return _ChainReference([h.reference(S, D) for h in self.hooks])
+
+
+class _ChainReference(HookReference):
+  def __init__(self, refs):
+    self.refs = refs
+
+  def read(self, point, h):
+    for r in self.refs:
+      point = r.read(point, h)
+    return point
+
+  def grad(self, g_row, x_row, point_row, tau_row, c, b):
+    for r in self.refs:
+      g_row = r.grad(g_row, x_row, point_row, tau_row, c, b)
+    return g_row
+
+  def observe(self, b, delta_row):
+    for r in self.refs:
+      r.observe(b, delta_row)
+
+
 def with_hook(rule: Rule, hook: Hook) -> Rule:
   """``rule`` with mitigation ``hook``; its name is ``"<hook>:<rule>"``.
 
   A hook with a ``unit`` field (delays counted in gradients) gets the rule's
-  ``updates_per_gradient``.
+  ``updates_per_gradient``. On a rule that already has mitigations the hooks chain
+  (:class:`Chain`): the new one is applied after them.
   """
-  if getattr(rule, "hook", IDENTITY) is not IDENTITY:
-    raise ValueError(f"rule {rule.name} already has a mitigation")
   if "hook" not in {f.name for f in dataclasses.fields(rule)}:
     raise ValueError(f"rule {rule.name} takes no mitigation: declare the field "
                      "`hook: Hook = IDENTITY` in its dataclass")
   if "unit" in {f.name for f in dataclasses.fields(hook)}:
     hook = dataclasses.replace(hook, unit=rule.updates_per_gradient)
-  return dataclasses.replace(rule, hook=hook, name=f"{hook.name}:{rule.name}")
+  name = f"{hook.name}:{rule.name}"
+  old = rule.hook
+  if old is not IDENTITY:
+    hook = Chain((old.hooks if isinstance(old, Chain) else (old,)) + (hook,))
+  return dataclasses.replace(rule, hook=hook, name=name)
 
 
 def keep_hook(rule: Rule, new: Rule) -> Rule:
   """``new`` with ``rule``'s mitigation (for ``zero_delay`` of a mitigated rule)."""
   hook = getattr(rule, "hook", IDENTITY)
-  return new if hook is IDENTITY else with_hook(new, hook)
+  if hook is IDENTITY:
+    return new
+  return dataclasses.replace(new, hook=hook, name=f"{hook.name}:{new.name}")
 
 
 def observe_updates(hook: Hook, hstate, x_before, x_after, lbs, owned):
@@ -315,12 +402,15 @@ class IterationRule(Rule):
     g = ctx.grad(xhat, sample_key(key, k))
     li, owned = ctx.own(i)
     g_i = g[i]
+    hstate = state.hook
     if self.hook.changes_grad:
-      g_i = self.hook.grad(state.hook, g_i[None], carry.x[li][None], xhat_loc[li][None],
-                           tau[None])[0]
+      g_rows, hstate = self.hook.update(hstate, g_i[None], carry.x[li][None],
+                                        xhat_loc[li][None], tau[None], blocks=li[None],
+                                        k=k[None])
+      g_i = g_rows[0]
     x_before = carry.x
     carry = ctx.apply(carry, i[None], g_i[None], k[None], tau=tau[None], xhat=xhat)
-    hstate = observe_updates(self.hook, state.hook, x_before, carry.x, li[None], owned[None])
+    hstate = observe_updates(self.hook, hstate, x_before, carry.x, li[None], owned[None])
     log = state.log.push(k, li, owned, x_before[li])
     return carry._replace(rule=IterationState(sel, log, hstate))
 
@@ -361,7 +451,7 @@ class IterationRule(Rule):
       xhat = np.stack([hist[start[j]][j] for j in range(self.S)])
       h = np.array([sum(b == j for b in blocks[start[j]:]) for j in range(self.S)])
       point = mit.read(xhat, h)
-      g = mit.grad(grad(point)[i], x[i], point[i], tau, k)
+      g = mit.grad(grad(point)[i], x[i], point[i], tau, k, i)
       new = x[i] - gamma * g
       mit.observe(i, new - x[i])
       x[i] = new

@@ -29,9 +29,10 @@ class DelayCompensation(Hook):
   lam: float = 0.04
   name: str = "dc"
   changes_grad: bool = True
+  hyper = ("lam",)  # traced: a sweep over lambda is one compiled program
 
   def __post_init__(self):
-    if not (isinstance(self.lam, (int, float)) and self.lam >= 0 and self.lam < float("inf")):
+    if not (isinstance(self.lam, (int, float)) and 0 <= self.lam < float("inf")):
       raise ValueError(f"dc lambda must be a finite number >= 0, got {self.lam!r}")
 
   def grad(self, state, g_rows, x_rows, xhat_rows, tau_rows):
@@ -40,5 +41,5 @@ class DelayCompensation(Hook):
   def reference(self, S, D):
     ref = HookReference()
     lam = float(self.lam)
-    ref.grad = lambda g, x, point, tau, c: g + lam * g * g * (x - point)
+    ref.grad = lambda g, x, point, tau, c, b: g + lam * g * g * (x - point)
     return ref

@@ -75,6 +75,7 @@ class PipeMare(Hook):
   changes_read: bool = True
   changes_grad: bool = True
   observes: bool = True
+  hyper = ("decay",)  # traced: a sweep over the decay is one compiled program
 
   def __post_init__(self):
     if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
@@ -120,7 +121,7 @@ class _PipeMareReference(HookReference):
   def read(self, point, h):
     return point + np.asarray(h, np.float64)[:, None] * self.delta
 
-  def grad(self, g, x, point, tau, c):
+  def grad(self, g, x, point, tau, c, b):
     if not self.hook.warmup:
       return g
     p = 1.0 - min(c / self.hook.warmup, 1.0)

@@ -190,8 +190,9 @@ class ProgramRule(Rule):
       # updates of distinct blocks, each with its microbatch's pending gradient
       g_rows = slots[rs, lbs]
       if self.hook.changes_grad:
-        g_rows = self.hook.grad(hstate, g_rows, carry.x[lbs], xhat_slots[rs, lbs],
-                                jnp.asarray(table[bs], jnp.int32))
+        g_rows, hstate = self.hook.update(
+            hstate, g_rows, carry.x[lbs], xhat_slots[rs, lbs], jnp.asarray(table[bs], jnp.int32),
+            blocks=lbs, k=k0 + np.array([at[("U",) + m] for m in members], np.int32))
       x_before = carry.x
       pos = k0 + np.array([at[("U",) + m] for m in members], np.int32)
       carry = ctx.apply(carry, bs, g_rows, pos, tau=pos[:, None] - read_k[rs],
@@ -327,7 +328,7 @@ def timeline_reference(schedule: str, S: int, x0, grad, gamma: float, K: int, mi
     if m not in g_of:
       point[m] = mit.read(stash.get(m, x0).copy(), h)
       g_of[m] = grad(point[m])
-    g = mit.grad(g_of[m][b], x[b], point[m][b], tau[(m, b)], c)
+    g = mit.grad(g_of[m][b], x[b], point[m][b], tau[(m, b)], c, b)
     new = x[b] - gamma * g
     mit.observe(b, new - x[b])
     x[b] = new
@@ -352,7 +353,7 @@ def _sync_reference(self, x0, grad, gamma, K, key):
     point = mit.read(x.copy(), np.zeros(self.S, int))
     g = grad(point)
     for b in range(self.S):
-      gb = mit.grad(g[b], x[b], point[b], np.full(self.S, b), c)
+      gb = mit.grad(g[b], x[b], point[b], np.full(self.S, b), c, b)
       new = x[b] - gamma * gb
       mit.observe(b, new - x[b])
       x[b] = new

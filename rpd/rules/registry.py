@@ -252,7 +252,3 @@ def examples() -> list[str]:
   """Every example spec of every registered entry (the common suite's parameters)."""
   return [x for e in sorted(RULES.values(), key=_order) for x in e.examples]
 
-
-if __name__ == "__main__":  # python -m rpd.rules.registry: the README's rules table
-  import rpd.rules  # noqa: F401  (fills the registry, the module rpd.rules.registry)
-  print(rpd.rules.registry.markdown_table())
