@@ -195,3 +195,22 @@ def test_a_step_with_the_wrong_update_count_raises(cls, n):
   with pytest.raises(engine.UpdateCountError,
                      match=rf"applied {n} block updates in a step; its updates_per_step is 1"):
     run(prob, cls(2), gamma=0.1, K=8, key=jax.random.key(0))
+
+
+def test_engine_is_small_and_rules_do_not_import_it():
+  """No import circle (rules import the key helpers from rpd.keys, never the engine);
+  engine.py at most 400 lines, no function of the engine modules over 60 lines."""
+  import ast
+  import pathlib
+  root = pathlib.Path(engine.__file__).parent
+  for f in (root / "rules").glob("*.py"):
+    for node in ast.walk(ast.parse(f.read_text())):
+      if isinstance(node, ast.ImportFrom):
+        assert not (node.module or "").startswith("rpd.engine"), (f, node.module)
+      elif isinstance(node, ast.Import):
+        assert not any(a.name.startswith("rpd.engine") for a in node.names), f
+  assert len((root / "engine.py").read_text().splitlines()) <= 400
+  for name in ("engine.py", "engine_core.py", "engine_context.py", "engine_segments.py"):
+    for node in ast.walk(ast.parse((root / name).read_text())):
+      if isinstance(node, ast.FunctionDef):
+        assert node.end_lineno - node.lineno < 60, (name, node.name)

@@ -19,17 +19,19 @@ A rule is a small, frozen, hashable object (a static argument of the compiled pr
   (``S_loc x D``; all ``S`` unsharded).
 * ``step(carry, key, ctx) -> carry``: one engine step (``updates_per_step`` iterations). It
   reads ``carry.x``, ``carry.k`` and its own ``carry.rule``, takes stochastic gradients
-  with ``ctx.grad(point, key)`` at the points it chooses, and applies block updates only
-  through ``ctx.update_block`` / ``ctx.update_blocks`` (which run the optimizer, the
-  divergence check, the delay check and the metrics); it returns the carry with its new
-  state in ``carry.rule``.
+  with ``ctx.grad(point, key)`` at the points it chooses, and hands its block updates to
+  ``ctx.apply(carry, blocks, g_rows, pos, tau=...)`` (which runs the optimizer, the
+  divergence and delay checks, the metrics and records the realized delays); it returns the
+  carry with its new state in ``carry.rule``. The engine advances ``carry.k`` after the
+  step and raises ``UpdateCountError`` unless it applied ``updates_per_step`` updates.
 * ``read_point(carry, key, ctx) -> x_hat``: the (gathered, ``S x D``) point the next
   iteration reads, for the ``stale_x_err`` / ``stale_grad_err`` metrics.
-* ``tau_max``, ``updates_per_step``, ``buffer_floats(D)``, ``zero_delay()``.
+* ``tau_max``, ``updates_per_step``, ``buffer_floats(D)``, ``zero_delay()``, and
+  ``reference(x0, grad, gamma, K, key)``: the rule's semantics once more in float64 NumPy.
 
-``ctx`` (:class:`rpd.engine.Context`) carries the static pieces of the run: the problem,
+``ctx`` (:class:`rpd.engine_context.Context`) carries the static pieces of the run: the problem,
 the block layout (``ctx.S``, ``ctx.S_loc``, ``ctx.local``, ``ctx.gather``, ``ctx.own``),
-and the flags ``ctx.track`` / ``ctx.instrument``.
+and the flag ``ctx.track``.
 
 Two families implement the protocol and are what one normally extends:
 
