@@ -1,93 +1,113 @@
-"""Which mitigation tames the staleness? Critical step size and stale-read error against S.
+"""Which mitigation trains faster? Each rule at its own tuned step size, against S.
 
-For every rule of the config (the bases ``pipedream`` and ``rpd`` and the mitigations of the
-zoo on them: ``adapt``, ``pipemare``, ``predict``, ``2bw``) and every problem: the largest
-stable step size ``gamma_crit(S)`` by :mod:`rpd.experiments.critical_gamma`'s vectorised
-bisection (a round depends on the config and the previous rounds only; reruns skip finished
-work), its exponent ``gamma_crit ~ S^p`` fitted on log-log axes, and the stale-read error
-``||x_hat^k - x^k||^2`` (mean of the records at ``K / 2`` and ``K``) at the fixed step
-``gamma_lo``, read from the bisection's first grid (no extra runs). A rule stable up to
-``gamma_hi`` has its estimate censored at the largest stable gamma (said so in the finding).
-The finding of each mitigation is computed from these numbers against its base rule.
+For every problem, rule and S (config :mod:`rpd.experiments.configs.mitigations`): one
+vmapped :func:`rpd.engine.sweep` over the step-size grid and seeds (one compiled program),
+``K = microbatches * S`` block updates. Per rule: the tuned gamma (lowest mean final loss
+over seeds; a diverged run counts as infinite), the loss reached after ``K`` at that gamma
+(excess over ``f*`` where ``f*`` is known: quadratic, logistic regression) and the
+microbatches it takes to reach a target (``target_frac`` of the largest decrease any rule
+reaches at that S; read at the record points). Secondary panel: the largest stable nominal
+gamma of the grid, and for ``adapt`` its effective step ``gamma * mean_b 1/(1 + tau_b)``
+(the delay-scaled step its update actually takes). The finding compares every mitigation
+with its base rule from these numbers, including where none helps.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from rpd.experiments import critical_gamma as cg
-from rpd.experiments.common import Progress, ResultsStore, loglog_slope, save_figure
+from rpd.experiments.common import Progress, ResultsStore, save_figure
 from rpd.experiments.runner import run_engine_batch
 
-FIGURE_DOC = ("Mitigations against S: the largest stable step size (bisection, left) and the "
-              "stale-read error at a fixed step size (right), on a quadratic and a full-batch "
-              "logistic regression; every mitigation next to its base rule.")
-
-BASE_OF = {"adapt:pipedream": "pipedream", "adapt:rpd": "rpd", "pipemare:pipedream": "pipedream",
-           "predict:pipedream": "pipedream", "2bw": "pipedream"}
+FIGURE_DOC = ("Mitigations at their own tuned step size against S: loss reached after K "
+              "microbatches (left), microbatches to a common target (middle), and, secondary, "
+              "the largest stable nominal step size with adapt's effective step (right); "
+              "quadratic, logistic regression, transformer LM.")
 
 
 def _spec(prob: dict) -> dict:
-  return {k: v for k, v in prob.items() if k != "label"}
+  return {k: v for k, v in prob.items() if k not in ("label", "stages")}
 
 
-def bracket(cfg: dict, store: ResultsStore, prob: dict, rule: str, S: int, rounds: int):
-  """``(lo, hi)`` from the runs of rounds ``< rounds`` only (as critical_gamma's bracket)."""
-  rows = store.select(experiment=cfg["name"], problem=_spec(prob), rule=rule, S=S,
-                      K=cg.K_for(cfg, S))
-  res = sorted((r["config"]["gamma"], cg._stable(r["result"])) for r in rows
-               if r["config"]["round"] < rounds)
-  unstable = [g for g, ok in res if not ok]
-  hi = min(unstable) if unstable else None
-  below = [g for g, ok in res if ok and (hi is None or g < hi)]
-  return (max(below) if below else None), hi
+def _stages(cfg, prob):
+  return prob.get("stages", cfg["stages"])
+
+
+def _K(cfg, S):
+  return cfg["microbatches"] * S
 
 
 def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
-  """Bisection per (problem, rule, S): round ``r``'s grid depends on the config and on the
-  runs of rounds ``< r`` only, so a rerun asks for exactly the same configurations."""
-  bar = Progress(len(cfg["problems"]) * len(cfg["rules"]) * len(cfg["stages"]) * cfg["rounds"],
+  """One sweep per (problem, rule, S) over ``gammas x seeds``; reruns skip finished work."""
+  bar = Progress(sum(len(_stages(cfg, p)) for p in cfg["problems"]) * len(cfg["rules"]),
                  cfg["name"], progress)
+  g, s = np.meshgrid(cfg["gammas"], cfg["seeds"], indexing="ij")
   ran = 0
   for prob in cfg["problems"]:
     for rule in cfg["rules"]:
-      for S in cfg["stages"]:
-        K = cg.K_for(cfg, S)
-        for rnd in range(cfg["rounds"]):
-          gs = cg.grids(cfg, *bracket(cfg, store, prob, rule, S, rnd), rnd)
-          if gs is not None:
-            ran += run_engine_batch(store, {"experiment": cfg["name"], "round": rnd},
-                                    _spec(prob), rule, S, gs, np.full(len(gs), cfg["seed"]),
-                                    K, K // 2)
-          bar.update()
+      for S in _stages(cfg, prob):
+        K = _K(cfg, S)
+        ran += run_engine_batch(store, {"experiment": cfg["name"]}, _spec(prob), rule, S,
+                                g.ravel(), s.ravel(), K, K // cfg["n_records"])
+        bar.update()
   bar.close()
   return ran
 
 
-def _stale_err(cfg, store, prob, rule, S) -> float:
-  """Mean of ``||x_hat - x||^2`` at the records ``K / 2`` and ``K`` of the run at ``gamma_lo``."""
-  rows = store.select(experiment=cfg["name"], round=0, problem=_spec(prob), rule=rule, S=S,
-                      K=cg.K_for(cfg, S))
-  rows = [r for r in rows if r["config"]["gamma"] == min(x["config"]["gamma"] for x in rows)]
-  if not rows or rows[0]["result"]["diverged"]:
+def _curves(cfg, store, prob, rule, S):
+  """``(k (R,), loss (G, R) mean over seeds; inf where any seed diverged), f*``."""
+  rows = store.select(experiment=cfg["name"], problem=_spec(prob), rule=rule, S=S,
+                      K=_K(cfg, S))
+  curves, k, f_star = [], None, None
+  for gamma in cfg["gammas"]:
+    rs = [r["result"] for r in rows if r["config"]["gamma"] == gamma]
+    loss = np.array([np.asarray(r["loss"], float) for r in rs])
+    bad = any(r["diverged"] for r in rs) | ~np.all(np.isfinite(loss), axis=0)
+    curves.append(np.where(bad, np.inf, loss.mean(axis=0)))
+    k = np.asarray(rs[0]["k"], float)
+    f_star = rs[0].get("f_star")
+  return k, np.array(curves), f_star
+
+
+def tuned(cfg, store, prob, rule, S) -> dict:
+  """The rule at its tuned gamma: ``gamma``, ``final`` (excess) loss, ``curve``, ``k``,
+  ``stable_gamma`` (largest grid gamma that did not diverge or grow)."""
+  k, curves, f_star = _curves(cfg, store, prob, rule, S)
+  excess = curves - (f_star or 0.0)
+  n = int(np.argmin(excess[:, -1]))
+  ok = np.isfinite(curves[:, -1]) & (curves[:, -1] <= curves[:, 0])
+  stable = max([g for g, o in zip(cfg["gammas"], ok) if o], default=np.nan)
+  return dict(gamma=cfg["gammas"][n], final=float(excess[n, -1]), curve=excess[n], k=k,
+              stable_gamma=stable, start=float(excess[n, 0]))
+
+
+def effective_factor(rule_spec: str, S: int) -> float:
+  """``mean_b 1 / (1 + tau_b)``, ``tau_b`` the delay in gradients the ``adapt`` mitigation
+  divides the step of block ``b``'s update by (from the rule's delay table); 1 otherwise."""
+  from rpd.rules import get_rule
+  rule = get_rule(rule_spec, S)
+  hooks = getattr(rule.hook, "hooks", (rule.hook,))
+  adapt = [h for h in hooks if type(h).__name__ == "DelayAdaptive"]
+  if not adapt:
+    return 1.0
+  base = get_rule(rule_spec.partition(":")[2] or "pipedream", S)
+  if hasattr(base, "program"):
+    table = base.program().delay_table()
+  elif getattr(base, "tau", None) is not None:
+    table = np.asarray(base.tau)
+  else:
     return float("nan")
-  return float(np.mean(np.asarray(rows[0]["result"]["stale_x_err"], float)[1:]))
+  tau = table.max(axis=-1) // adapt[0].unit  # delay of each row in gradients
+  den = 1 + tau if adapt[0].mode == "1p" else np.maximum(tau, 1)
+  return float(np.mean(1.0 / den))
 
 
-def _crit(cfg, store, prob, rule):
-  S = np.array(cfg["stages"])
-  br = [bracket(cfg, store, prob, rule, int(s), cfg["rounds"]) for s in S]
-  # stable up to gamma_hi: the estimate is censored at the largest stable gamma
-  est = np.array([np.nan if lo is None else lo if hi is None else np.sqrt(lo * hi)
-                  for lo, hi in br])
-  ok = np.isfinite(est)
-  p = loglog_slope(S[ok], est[ok])[0] if ok.sum() >= 2 else float("nan")
-  return est, p
+def _to_target(t, target, S):
+  hit = np.flatnonzero(t["curve"] <= target)
+  return float(t["k"][hit[0]] / S) if hit.size else np.inf
 
 
-def _crit_censored(cfg, store, prob, rule) -> bool:
-  """Whether the largest S of ``rule`` never became unstable (estimate = a lower bound)."""
-  lo, hi = bracket(cfg, store, prob, rule, int(cfg["stages"][-1]), cfg["rounds"])
-  return lo is not None and hi is None
+def _verdict(r, tie):
+  return ("helps" if r < 1 - tie else "hurts" if r > 1 + tie else "makes no difference")
 
 
 def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
@@ -95,49 +115,62 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  S = np.array(cfg["stages"])
   probs = cfg["problems"]
-  fig, axes = plt.subplots(len(probs), 2, figsize=(10, 3.8 * len(probs)), squeeze=False)
-  table, sentences = [], []
+  fig, axes = plt.subplots(len(probs), 3, figsize=(14, 3.6 * len(probs)), squeeze=False)
+  table, sentences, helped = [], [], {}
   for row, prob in zip(axes, probs):
-    crit, err = {}, {}
+    S_all = _stages(cfg, prob)
+    res = {(r, S): tuned(cfg, store, prob, r, S) for r in cfg["rules"] for S in S_all}
+    for S in S_all:  # the target of each S: a fraction of the largest decrease reached
+      start = res[(cfg["rules"][0], S)]["start"]
+      best = min(res[(r, S)]["final"] for r in cfg["rules"])
+      target = start - cfg["target_frac"] * (start - best)
+      for r in cfg["rules"]:
+        res[(r, S)]["to_target"] = _to_target(res[(r, S)], target, S)
     for n, rule in enumerate(cfg["rules"]):
-      est, p = _crit(cfg, store, prob, rule)
-      e = np.array([_stale_err(cfg, store, prob, rule, int(s)) for s in S])
-      crit[rule], err[rule] = (est, p), e
-      ls = "-" if rule in ("pipedream", "rpd") else "--"
-      row[0].plot(S, est, "o" + ls, color=f"C{n}", label=f"{rule}: exponent {p:.2f}")
-      row[1].plot(S, e, "o" + ls, color=f"C{n}", label=rule)
-      for s, g, x in zip(S, est, e):
-        table.append(dict(experiment="mitigations", problem=prob["name"], rule=rule, S=int(s),
-                          gamma_crit=g, exponent=p, stale_x_err=x, err_gamma=cfg["gamma_lo"]))
-    for ax, ylab in zip(row, ("largest stable step size", r"stale-read error $\|\hat x - x\|^2$")):
+      ls = "-" if rule not in cfg["base_of"] else "--"
+      fin = [res[(rule, S)]["final"] for S in S_all]
+      tt = [res[(rule, S)]["to_target"] for S in S_all]
+      stab = np.array([res[(rule, S)]["stable_gamma"] for S in S_all])
+      row[0].plot(S_all, fin, "o" + ls, color=f"C{n}", label=rule)
+      row[1].plot(S_all, tt, "o" + ls, color=f"C{n}", label=rule)
+      row[2].plot(S_all, stab, "o" + ls, color=f"C{n}", label=f"{rule} (nominal)")
+      if rule.startswith("adapt"):
+        eff = stab * np.array([effective_factor(rule, S) for S in S_all])
+        row[2].plot(S_all, eff, "x:", color=f"C{n}", label=f"{rule} (effective step)")
+      for S in S_all:
+        t = res[(rule, S)]
+        table.append(dict(experiment="mitigations", problem=prob["name"], rule=rule, S=int(S),
+                          tuned_gamma=t["gamma"], final=t["final"],
+                          microbatches_to_target=t["to_target"],
+                          stable_gamma=t["stable_gamma"]))
+    what = "excess loss" if res[(cfg["rules"][0], S_all[0])]["start"] != 0 else "loss"
+    for ax, ylab in zip(row, (f"{what} after K at tuned gamma", "microbatches to target",
+                              "largest stable gamma (secondary)")):
       ax.set_xscale("log", base=2)
       ax.set_yscale("log")
       ax.set_xlabel("stages S")
       ax.set_ylabel(ylab)
       ax.set_title(prob["label"], fontsize=9)
-      ax.legend(fontsize=7)
-    for rule, base in BASE_OF.items():
-      if rule not in crit or base not in crit:
+      ax.legend(fontsize=6)
+    S = S_all[-1]
+    for rule, base in cfg["base_of"].items():
+      if rule not in cfg["rules"] or base not in cfg["rules"]:
         continue
-      (g, p), (gb, pb) = crit[rule], crit[base]
-      r_g = g[-1] / gb[-1]
-      r_e = err[rule][-1] / err[base][-1]
-      cens = " (at least: stable up to the largest gamma tried)" if (
-          _crit_censored(cfg, store, prob, rule)) else ""
-      if not np.isfinite(r_g):
-        verdict = "its largest stable step size could not be bracketed"
-      else:
-        verdict = ("it raises the largest stable step size" if r_g > 1.05 else
-                   "it does not change the largest stable step size" if r_g >= 0.95 else
-                   "it lowers the largest stable step size (it does not help)")
+      a, b = res[(rule, S)], res[(base, S)]
+      r = a["final"] / b["final"] if b["final"] > 0 else np.nan
+      v = _verdict(r, cfg["tie_rtol"])
+      helped.setdefault(prob["name"], []).append(rule) if v == "helps" else None
       sentences.append(
-          f"{rule} vs {base} ({prob['name']}): at S={S[-1]} gamma_crit is {r_g:.2f}x the base's"
-          f"{cens} (exponent {p:.2f} vs {pb:.2f}) and the stale-read error at "
-          f"gamma={cfg['gamma_lo']} is {r_e:.2f}x, so {verdict}"
-          + (" (in nominal gamma: the update itself uses the delay-scaled step)."
-             if rule.startswith("adapt") else "."))
+          f"{rule} vs {base} ({prob['name']}, S={S}, K={cfg['microbatches']} microbatches, "
+          f"each at its tuned gamma {a['gamma']:g} vs {b['gamma']:g}): the loss reached is "
+          f"{r:.2f}x the base's and the target takes {a['to_target']:g} vs "
+          f"{b['to_target']:g} microbatches, so it {v}.")
+  for prob in probs:
+    h = helped.get(prob["name"], [])
+    sentences.append(f"On {prob['name']}: " + (f"{', '.join(h)} help(s) at tuned step sizes."
+                                               if h else "no mitigation helps at tuned step "
+                                               "sizes."))
   fig.tight_layout()
   files = save_figure(fig, out_dir, cfg["name"])
   return {"figures": files, "finding": " ".join(sentences), "table": table}

@@ -223,7 +223,6 @@ def check_train_args(args) -> None:
 def check_train_buffers(problem, rule) -> None:
   """The delay buffers of a built rule (``rpd.engine.buffer_floats``), before allocating."""
   from rpd.engine import buffer_floats
-  from rpd.rules import ProgramRule
-  n = buffer_floats(rule, problem.D) if isinstance(rule, ProgramRule) else rule.tau_max * problem.D
+  n = buffer_floats(rule, problem.D)
   check_memory(n, f"the delay buffers of rule {rule.name} (tau_max = {rule.tau_max}, "
                   f"block width D = {problem.D})")

@@ -213,6 +213,20 @@ def schedule_time_per_microbatch(name: str, S: int,
   return float(t1 - M * period), float(period)
 
 
+def rule_time_per_microbatch(rule, cm: CostModel = CostModel()):
+  """``(fill, period)`` of :func:`schedule_time_per_microbatch` for the schedule a rule
+  trains under (``rule.schedule_name``: ``pipedream``, ``schedule:NAME``, ``2bw``, and any
+  mitigation on them), or ``None`` for a rule without one or a schedule that does not apply
+  with one chunk per device."""
+  name = rule.schedule_name
+  if name is None:
+    return None
+  try:
+    return schedule_time_per_microbatch(name, rule.S, cm)
+  except ValueError:
+    return None
+
+
 def localsgd_round_times(R: int, H: int, S: int, d: int,
                          cm: CostModel = CostModel()) -> np.ndarray:
   """End time of each of ``R`` LocalSGD rounds (``H`` local steps + barrier + all-reduce).

@@ -117,34 +117,100 @@ def test_segmented_run_stopped_between_records_records_where_it_stopped():
   np.testing.assert_array_equal(res.metrics["loss"], full.metrics["loss"])
 
 
-def test_readme_mitigation_example(monkeypatch):
-  """The README's worked example: the hook file, its registry line, zero delay, a sweep."""
+def test_readme_mitigation_example():
+  """The README's worked example: the one hook file registers itself; zero delay, the NumPy
+  reference, a sweep."""
   import pathlib
   import re
   import types
 
-  from rpd import rules
   from rpd.engine import sweep
+  from rpd.rules import RULES
   readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
   section = readme[readme.index("<!-- example: trust -->"):]
   blocks = re.findall(r"```python\n(.*?)```", section, re.S)
   mod = types.ModuleType("trust")
-  exec(compile(blocks[0], "trust.py", "exec"), mod.__dict__)
-  line = blocks[1].strip().rstrip(",")
-  key, builder = line.split(": ", 1)
-  env = dict(vars(rules), Trust=mod.Trust)
-  monkeypatch.setitem(rules.RULES, key.strip('"'), eval(builder, env))
-  S = 4
-  rule = get_rule("trust:pipedream", S)
-  assert rule.name == "trust:pipedream" and rule.hook == mod.Trust()
-  prob = get_problem("quadratic", S, d=8, noise=0.2)
-  key = jax.random.key(0)
-  zero = rule.zero_delay()
-  plain = run(prob, get_rule("sync", S), gamma=0.1, K=4 * S, key=key)
-  np.testing.assert_array_equal(run(prob, zero, gamma=0.1, K=4 * S, key=key).x_SxD,
-                                plain.x_SxD)
-  a = run(prob, rule, gamma=0.3, K=16 * S, key=key)
-  b = run(prob, get_rule("pipedream", S), gamma=0.3, K=16 * S, key=key)
-  assert not np.array_equal(a.x_SxD, b.x_SxD)  # the hook does something under staleness
-  res = sweep(prob, rule, gammas=[0.05, 0.1], seeds=[0, 0], K=8 * S)
-  assert res.x_SxD.shape == (2, S, 2)
+  assert "trust" not in RULES
+  try:
+    exec(compile(blocks[0], "trust.py", "exec"), mod.__dict__)
+    S = 4
+    rule = get_rule("trust:pipedream", S)
+    assert rule.name == "trust:pipedream" and rule.hook == mod.Trust()
+    assert get_rule("trust:1.5:rpd", S).spec == "trust:1.5:rpd"
+    prob = get_problem("quadratic", S, d=8, noise=0.2)
+    key = jax.random.key(0)
+    zero = rule.zero_delay()
+    plain = run(prob, get_rule("sync", S), gamma=0.1, K=4 * S, key=key)
+    np.testing.assert_array_equal(run(prob, zero, gamma=0.1, K=4 * S, key=key).x_SxD,
+                                  plain.x_SxD)
+    a = run(prob, rule, gamma=0.3, K=16 * S, key=key)
+    b = run(prob, get_rule("pipedream", S), gamma=0.3, K=16 * S, key=key)
+    assert not np.array_equal(a.x_SxD, b.x_SxD)  # the hook does something under staleness
+    exact = get_problem("quadratic", S, d=8, noise=0.0)
+    A, bv = np.asarray(exact.A, np.float64), np.asarray(exact.b, np.float64)
+    x0 = np.ones((S, 2))
+    ref = rule.reference(x0, lambda x: (A @ x.reshape(-1) - bv).reshape(S, 2), 0.3, 16 * S, key)
+    np.testing.assert_allclose(run(exact, rule, gamma=0.3, K=16 * S, key=key, x0=x0).x_SxD,
+                               ref, rtol=0, atol=1e-12)
+    res = sweep(prob, rule, gammas=[0.05, 0.1], seeds=[0, 0], K=8 * S)
+    assert res.x_SxD.shape == (2, S, 2)
+  finally:
+    RULES.pop("trust", None)
+
+
+@frozen
+class _TwoUpdates(IterationRule):
+  """A buggy rule: its step applies two block updates (updates_per_step says one)."""
+
+  S: int
+  name: str = "two-updates"
+
+  @property
+  def tau_max(self):
+    return 0
+
+  def zero_delay(self):
+    return self
+
+  def select(self, state, key, k):
+    return uniform_block(key, self.S), jnp.zeros((self.S,), jnp.int32), state
+
+  def step(self, carry, key, ctx):
+    return super().step(super().step(carry, key, ctx), key, ctx)
+
+
+@frozen
+class _NoUpdate(_TwoUpdates):
+  """A buggy rule: its step applies no block update."""
+
+  name: str = "no-update"
+
+  def step(self, carry, key, ctx):
+    return carry
+
+
+@pytest.mark.parametrize("cls,n", [(_TwoUpdates, 2), (_NoUpdate, 0)])
+def test_a_step_with_the_wrong_update_count_raises(cls, n):
+  prob = get_problem("quadratic", 2, d=4)
+  with pytest.raises(engine.UpdateCountError,
+                     match=rf"applied {n} block updates in a step; its updates_per_step is 1"):
+    run(prob, cls(2), gamma=0.1, K=8, key=jax.random.key(0))
+
+
+def test_engine_is_small_and_rules_do_not_import_it():
+  """No import circle (rules import the key helpers from rpd.keys, never the engine);
+  engine.py at most 400 lines, no function of the engine modules over 60 lines."""
+  import ast
+  import pathlib
+  root = pathlib.Path(engine.__file__).parent
+  for f in (root / "rules").glob("*.py"):
+    for node in ast.walk(ast.parse(f.read_text())):
+      if isinstance(node, ast.ImportFrom):
+        assert not (node.module or "").startswith("rpd.engine"), (f, node.module)
+      elif isinstance(node, ast.Import):
+        assert not any(a.name.startswith("rpd.engine") for a in node.names), f
+  assert len((root / "engine.py").read_text().splitlines()) <= 400
+  for name in ("engine.py", "engine_core.py", "engine_context.py", "engine_segments.py"):
+    for node in ast.walk(ast.parse((root / name).read_text())):
+      if isinstance(node, ast.FunctionDef):
+        assert node.end_lineno - node.lineno < 60, (name, node.name)

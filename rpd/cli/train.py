@@ -23,8 +23,8 @@ from rpd import jsonout
 from rpd.errors import InputError
 
 NAME = "train"
-HELP = ("train with stale block SGD under a delay rule (none, constant:TAU, rpd, pipedream, "
-        "...); exit code 3 if the run diverged (non-finite loss or loss growth by 1e6x)")
+HELP = ("train with stale block SGD under a delay rule (rpd train --help lists them); exit "
+        "code 3 if the run diverged (non-finite loss or loss growth by 1e6x)")
 
 
 
@@ -37,9 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       "charlm:TEXT_FILE (default quadratic)")
   p.add_argument("--stages", type=positive_int("--stages"), default=4, help="S blocks (default 4)")
   p.add_argument("--rule", default="rpd",
-                 help="none | constant:TAU | rpd | rpd:uniform:TAU | pipedream | sync | "
-                      "schedule:NAME | table:FILE.npy; mitigations on any of them: "
-                      "predict:BASE | dc:BASE | dc:LAMBDA:BASE (default rpd)")
+                 help="a stale-update rule spec, NAME[:ARGS], or a mitigation on a base rule, "
+                      "NAME[:ARGS]:BASE (every registered one is listed below; default rpd)")
+  _list_rules_in_help(p)
   p.add_argument("--lr", type=finite_float("--lr"), default=0.01, help="step size gamma (default %(default)s)")
   p.add_argument("--steps", type=positive_int("--steps"), default=4096,
                  help="K iterations = block updates (pipedream: a multiple of S; default %(default)s)")
@@ -66,6 +66,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  help="output directory (default runs/<problem>_<rule>_S<S>_lr<lr>_K<steps>_<optimizer>_"
                       "noise<noise>_seed<seed>_<hash of every other option>)")
   p.add_argument("--json", action="store_true", help=jsonout.JSON_HELP)
+
+
+def _list_rules_in_help(p: argparse.ArgumentParser) -> None:
+  """Append the rule registry's list to ``--help`` (imported only when help is shown, so
+  building the parser stays cheap)."""
+  plain = p.format_help
+
+  def format_help():
+    from rpd.rules.registry import rules_help
+    import rpd.rules  # noqa: F401  (fills the registry)
+    p.epilog = rules_help()
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    return plain()
+
+  p.format_help = format_help
 
 
 def _default_out(args) -> str:
@@ -127,21 +142,6 @@ def _build(args):
       raise InputError(f"--devices {args.devices} does not divide --stages {args.stages}")
     mesh = jax.make_mesh((args.devices,), ("stage",))
   return problem, rule, x0, mesh
-
-
-def _simulated_time(rule_spec: str, S: int):
-  """``(fill, period)`` per microbatch for pipeline rules, from the one cost model
-  (:func:`rpd.simtime.schedule_time_per_microbatch`, defaults ``F = B = 1``), the same that
-  ``rpd reproduce`` uses; ``None`` for other rules."""
-  name = rule_spec.partition(":")[2] if rule_spec.startswith("schedule:") else (
-      "pipedream" if rule_spec == "pipedream" else None)
-  if name is None:
-    return None
-  from rpd.simtime import schedule_time_per_microbatch
-  try:
-    return schedule_time_per_microbatch(name, S)
-  except ValueError:  # the schedule does not apply with one chunk per device
-    return None
 
 
 def write_run(out_dir: str, columns: dict, args, summary: dict) -> None:
@@ -240,7 +240,8 @@ def run(args) -> int:
   diverged_at = (int(res.diverged_at) if res.diverged else
                  int(m["k"][blowup]) if blowup is not None else None)
   names = [n for n in m if args.track_average or not n.startswith("avg_")]
-  sim = _simulated_time(args.rule, args.stages)
+  from rpd.simtime import rule_time_per_microbatch
+  sim = rule_time_per_microbatch(rule)
   if sim is not None:  # loss against simulated time under this schedule (F = B = 1)
     fill, period = sim
     m["sim_time"] = fill + m["k"] / args.stages * period

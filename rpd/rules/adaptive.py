@@ -37,11 +37,17 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from rpd.rules.base import Hook
+from rpd.rules.base import Hook, HookReference
+from rpd.rules.registry import Param, register_mitigation
 
 MODES = ("1p", "inv")
 
 
+@register_mitigation("adapt", params=(Param("mode", MODES, "1p", meta="MODE"),),
+                     help="delay-adaptive step gamma/(1+tau) (1p) or gamma/max(tau,1) (inv), "
+                          "tau = max_j tau_ij in gradients",
+                     examples=("adapt:pipedream", "adapt:inv:rpd", "adapt:2bw",
+                               "adapt:predict:dc:0.5:rpd"))
 @dataclasses.dataclass(frozen=True)
 class DelayAdaptive(Hook):
   """``g_i / (1 + max_j tau_ij)`` (``1p``) or ``g_i / max(max_j tau_ij, 1)`` (``inv``).
@@ -60,14 +66,21 @@ class DelayAdaptive(Hook):
   def __post_init__(self):
     if self.mode not in MODES:
       raise ValueError(f"unknown adapt mode {self.mode!r}; use adapt:BASE or adapt:inv:BASE")
-    if self.mode != "1p":
-      object.__setattr__(self, "name", f"adapt:{self.mode}")
 
-  def scale(self, tau_rows):
+  def scale(self, tau_rows, dtype=jnp.float32):
     """The step factor of each row: ``1 / (1 + tau)`` or ``1 / max(tau, 1)``, ``tau = max_j``."""
     tau = jnp.max(tau_rows, axis=-1) // self.unit
     den = 1 + tau if self.mode == "1p" else jnp.maximum(tau, 1)
-    return 1.0 / den.astype(jnp.float32)
+    return 1.0 / den.astype(dtype)
 
   def grad(self, state, g_rows, x_rows, xhat_rows, tau_rows):
-    return g_rows * self.scale(tau_rows).astype(g_rows.dtype)[:, None]
+    return g_rows * self.scale(tau_rows, g_rows.dtype)[:, None]
+
+  def reference(self, S, D):
+    ref = HookReference()
+
+    def grad(g, x, point, tau, c, b):
+      gradients = max(tau) // self.unit  # delay in gradients
+      return g / (1 + gradients) if self.mode == "1p" else g / max(gradients, 1)
+    ref.grad = grad
+    return ref

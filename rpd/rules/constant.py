@@ -4,9 +4,13 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from rpd.rules.base import (IDENTITY, Hook, IterationRule, check_S, frozen, keep_hook,
-                            uniform_block)
+                            reference_uniform_block, uniform_block)
+from rpd.rules.registry import Param, register_rule
 
 
+@register_rule("constant", params=(Param("tau", int, lo=0, meta="TAU"),),
+               help="a uniform block, every block read exactly TAU iterations stale",
+               examples=("constant:3",))
 @frozen
 class ConstantDelay(IterationRule):
   """``x_{i_k} <- x_{i_k} - gamma g_{i_k}(x^{k - tau})`` with ``i_k ~ U{0..S-1}``.
@@ -28,7 +32,6 @@ class ConstantDelay(IterationRule):
     check_S(self.S)
     if not isinstance(self.tau, int) or self.tau < 0:
       raise ValueError(f"delay must be an integer >= 0, got {self.tau!r}")
-    object.__setattr__(self, "name", f"constant:{self.tau}")
 
   @property
   def tau_max(self) -> int:
@@ -39,3 +42,6 @@ class ConstantDelay(IterationRule):
 
   def select(self, state, key, k):
     return uniform_block(key, self.S), jnp.full((self.S,), self.tau, jnp.int32), state
+
+  def reference_select(self, state, key, k):
+    return reference_uniform_block(key, k, self.S), [self.tau] * self.S, state

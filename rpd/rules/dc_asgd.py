@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from rpd.rules.base import Hook
+from rpd.rules.base import Hook, HookReference
+from rpd.rules.registry import Param, register_mitigation
 
 
+@register_mitigation("dc", params=(Param("lam", float, 0.04, lo=0, meta="LAMBDA"),),
+                     help="DC-ASGD delay compensation: g + LAMBDA g g (x - x_hat)",
+                     examples=("dc:pipedream", "dc:0.5:rpd"))
 @dataclasses.dataclass(frozen=True)
 class DelayCompensation(Hook):
   """``g + lam * g * g * (x - x_hat)`` on the updated blocks (see the module docstring)."""
@@ -25,12 +29,17 @@ class DelayCompensation(Hook):
   lam: float = 0.04
   name: str = "dc"
   changes_grad: bool = True
+  hyper = ("lam",)  # traced: a sweep over lambda is one compiled program
 
   def __post_init__(self):
-    if not (isinstance(self.lam, (int, float)) and self.lam >= 0 and self.lam < float("inf")):
+    if not (isinstance(self.lam, (int, float)) and 0 <= self.lam < float("inf")):
       raise ValueError(f"dc lambda must be a finite number >= 0, got {self.lam!r}")
-    if self.lam != 0.04:
-      object.__setattr__(self, "name", f"dc:{self.lam:g}")
 
   def grad(self, state, g_rows, x_rows, xhat_rows, tau_rows):
     return g_rows + self.lam * g_rows * g_rows * (x_rows - xhat_rows)
+
+  def reference(self, S, D):
+    ref = HookReference()
+    lam = float(self.lam)
+    ref.grad = lambda g, x, point, tau, c, b: g + lam * g * g * (x - point)
+    return ref

@@ -39,7 +39,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rpd.rules.base import Hook
+import numpy as np
+
+from rpd.rules.base import Hook, HookReference
+from rpd.rules.registry import Param, register_mitigation
 
 
 class PipeMareState(NamedTuple):
@@ -49,6 +52,12 @@ class PipeMareState(NamedTuple):
   c: jax.Array
 
 
+@register_mitigation("pipemare", params=(Param("warmup", int, 0, lo=0, meta="WARMUP"),
+                                         Param("decay", float, 0.5, lo=0, hi=1,
+                                               meta="DECAY")),
+                     help="PipeMare: read extrapolated by the EMA (DECAY) of each block's "
+                          "updates, and a step warm-up over WARMUP iterations",
+                     examples=("pipemare:pipedream", "pipemare:20:rpd"))
 @dataclasses.dataclass(frozen=True)
 class PipeMare(Hook):
   """PipeMare's T1 warm-up and T2 EMA extrapolation (see the module docstring).
@@ -66,14 +75,13 @@ class PipeMare(Hook):
   changes_read: bool = True
   changes_grad: bool = True
   observes: bool = True
+  hyper = ("decay",)  # traced: a sweep over the decay is one compiled program
 
   def __post_init__(self):
     if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
       raise ValueError(f"pipemare warm-up must be an integer >= 0, got {self.warmup!r}")
     if not (isinstance(self.decay, (int, float)) and 0 <= self.decay < 1):
       raise ValueError(f"pipemare decay must be a number in [0, 1), got {self.decay!r}")
-    if self.warmup:
-      object.__setattr__(self, "name", f"pipemare:{self.warmup}")
 
   def init(self, x0):
     return PipeMareState(jnp.zeros_like(x0), jnp.zeros((), jnp.int32))
@@ -85,9 +93,9 @@ class PipeMare(Hook):
     if not self.warmup:
       return g_rows
     c = state.c + jnp.arange(g_rows.shape[0], dtype=jnp.int32)  # rows go in time order
-    p = 1.0 - jnp.minimum(c.astype(jnp.float32) / self.warmup, 1.0)
-    tau = (jnp.max(tau_rows, axis=-1) // self.unit).astype(jnp.float32)
-    return g_rows * jnp.power(1.0 + tau, -p).astype(g_rows.dtype)[:, None]
+    p = 1.0 - jnp.minimum(c.astype(g_rows.dtype) / self.warmup, 1.0)
+    tau = (jnp.max(tau_rows, axis=-1) // self.unit).astype(g_rows.dtype)
+    return g_rows * jnp.power(1.0 + tau, -p)[:, None]
 
   def observe(self, state, lbs, owned, delta_rows):
     d = jnp.asarray(self.decay, delta_rows.dtype)
@@ -98,3 +106,27 @@ class PipeMare(Hook):
 
   def buffer_floats(self, S, D):
     return S * D
+
+  def reference(self, S, D):
+    return _PipeMareReference(self, np.zeros((S, D)))
+
+
+class _PipeMareReference(HookReference):
+  """NumPy: read ``point + h delta`` (``delta``: EMA of block updates, decay ``d``); step
+  ``g (1 + tau)^-(1 - min(c / K_w, 1))``, ``tau`` in gradients (T1 only with ``K_w > 0``)."""
+
+  def __init__(self, hook, delta):
+    self.hook, self.delta = hook, delta
+
+  def read(self, point, h):
+    return point + np.asarray(h, np.float64)[:, None] * self.delta
+
+  def grad(self, g, x, point, tau, c, b):
+    if not self.hook.warmup:
+      return g
+    p = 1.0 - min(c / self.hook.warmup, 1.0)
+    return g * (1.0 + max(tau) // self.hook.unit) ** -p
+
+  def observe(self, b, delta_row):
+    d = self.hook.decay
+    self.delta[b] = d * self.delta[b] + (1 - d) * delta_row

@@ -21,9 +21,15 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rpd.rules.base import Hook
+import numpy as np
+
+from rpd.rules.base import Hook, HookReference
+from rpd.rules.registry import register_mitigation
 
 
+@register_mitigation("predict", help="weight prediction (SpecTrain): the read extrapolated by "
+                                      "its staleness, x_hat_j + h_j v_j",
+                     examples=("predict:pipedream", "predict:rpd"))
 @dataclasses.dataclass(frozen=True)
 class WeightPrediction(Hook):
   """``x_pred_j = x_hat_j + h_j v_j`` (see the module docstring); state ``v`` (``S_loc x D``)."""
@@ -44,3 +50,19 @@ class WeightPrediction(Hook):
 
   def buffer_floats(self, S, D):
     return S * D
+
+  def reference(self, S, D):
+    return _PredictReference(np.zeros((S, D)))
+
+
+class _PredictReference(HookReference):
+  """NumPy: read ``point + h v``, ``v_b`` the last update of block ``b`` (zero before)."""
+
+  def __init__(self, v):
+    self.v = v
+
+  def read(self, point, h):
+    return point + np.asarray(h, np.float64)[:, None] * self.v
+
+  def observe(self, b, delta_row):
+    self.v[b] = delta_row

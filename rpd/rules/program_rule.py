@@ -20,8 +20,10 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from rpd.keys import sample_key
 from rpd.rules.base import IDENTITY, Hook, Rule, check_S, frozen
 from rpd.rules.program import Program, schedule_program, zero_delay_program
+from rpd.rules.registry import register_rule
 
 
 class ProgramState(NamedTuple):
@@ -29,8 +31,8 @@ class ProgramState(NamedTuple):
 
   Attributes:
     slots: ``(R, S_loc, D)`` microbatch slots (stashed reads, then pending gradients).
-    read_k: ``(R, S)`` int32, iteration at which each slot's block was read (instrumented
-      runs; the realized delays).
+    read_k: ``(R, S)`` int32, iteration at which each slot's block was read (the realized
+      delays).
     n: int32, the microbatch whose gradient event starts the next period.
     xhat: ``(R, S_loc, D)`` the read point of each slot's gradient (kept for the metrics
       and for mitigations that change the gradient), else ``None``.
@@ -110,6 +112,10 @@ class ProgramRule(Rule):
   def updates_per_step(self) -> int:
     return self.program().updates_per_period
 
+  @property
+  def updates_per_gradient(self) -> int:
+    return self.S
+
   def zero_delay(self) -> "ProgramRule":
     """The rule's own period made synchronous (:meth:`Program.synchronous`), same hook."""
     return FixedProgram(self.S, self.program().synchronous(), f"{self.name}@zero-delay",
@@ -124,7 +130,6 @@ class ProgramRule(Rule):
     return bool(ctx.track or self.hook.changes_grad)
 
   def init(self, x0, key, ctx):
-    from rpd.engine import sample_key
     prog = self.program()
     R = prog.R
     slots = jnp.broadcast_to(x0, (R,) + x0.shape)
@@ -148,19 +153,19 @@ class ProgramRule(Rule):
 
   def step(self, carry, key, ctx):
     """One period: ``q`` gradients and ``q * S`` block updates, in the program's order."""
-    from rpd.engine import sample_key
     prog = self.program()
     R = prog.R
     st = carry.rule
     n, slots, read_k, xhat_slots, hstate = st.n, st.slots, st.read_k, st.xhat, st.hook
     k0 = carry.k
     table = prog.delay_table() if self.hook.changes_grad else None
-    u_time = {}  # iteration offset (time order) of each update of the period
+    at = {}  # place in the period (updates before it, in time order) of each read and update
     for kind, o, b in prog.events:
-      if kind == "U":
-        u_time[(o, b)] = len(u_time)
-    # A read hook's state follows every update, so its gradient events keep time order.
-    reorder = not (ctx.track or ctx.instrument or self.hook.changes_read)
+      if kind != "G":
+        at[(kind, o, b)] = sum(kd == "U" for kd, _, _ in at)
+    # A read hook's state follows every update, so its gradient events keep time order;
+    # per-iteration metrics need the iterates in time order.
+    reorder = not (ctx.track or self.hook.changes_read)
     for kind, members in _groups(prog.events, reorder=reorder):
       if kind == "G":
         r = (n + members) % R
@@ -179,24 +184,19 @@ class ProgramRule(Rule):
           slots = slots.at[rs, dst].set(carry.x[lbs], mode="drop")
         else:
           slots = slots.at[rs, lbs].set(carry.x[lbs])
-        if ctx.instrument:
-          read_k = read_k.at[rs, bs].set(carry.k)
+        read_k = read_k.at[rs, bs].set(k0 + np.array([at[("R",) + m] for m in members],
+                                                     np.int32))
         continue
       # updates of distinct blocks, each with its microbatch's pending gradient
       g_rows = slots[rs, lbs]
       if self.hook.changes_grad:
-        g_rows = self.hook.grad(hstate, g_rows, carry.x[lbs], xhat_slots[rs, lbs],
-                                jnp.asarray(table[bs], jnp.int32))
+        g_rows, hstate = self.hook.update(
+            hstate, g_rows, carry.x[lbs], xhat_slots[rs, lbs], jnp.asarray(table[bs], jnp.int32),
+            blocks=lbs, k=k0 + np.array([at[("U",) + m] for m in members], np.int32))
       x_before = carry.x
-      pos = k0 + np.array([u_time[m] for m in members], np.int32)
-      if len(members) == 1:
-        r = rs[0]
-        carry = ctx.update_block(
-            carry, bs[0], g_rows[0], at=pos[0],
-            xhat=ctx.gather(xhat_slots[r]) if ctx.track else None,
-            tau=(carry.k - read_k[r]) if ctx.instrument else None)
-      else:
-        carry = ctx.update_blocks(carry, bs, g_rows, pos)
+      pos = k0 + np.array([at[("U",) + m] for m in members], np.int32)
+      carry = ctx.apply(carry, bs, g_rows, pos, tau=pos[:, None] - read_k[rs],
+                        xhat=ctx.gather(xhat_slots[rs[0]]) if ctx.track else None)
       hstate = self.hook.observe(hstate, lbs, owned, carry.x[lbs] - x_before[lbs]) \
           if self.hook.observes else hstate
     return carry._replace(rule=ProgramState(slots, read_k, n + prog.q, xhat_slots, hstate))
@@ -223,6 +223,8 @@ class FixedProgram(ProgramRule):
     return FixedProgram(self.S, self.prog.synchronous(), self.name, self.hook)
 
 
+@register_rule("sync", help="synchronous SGD: every microbatch reads x^n, all S blocks "
+                            "take its gradient (what flushing schedules train as)")
 @frozen
 class Synchronous(ProgramRule):
   """Synchronous SGD: every microbatch reads ``x^n``, all ``S`` blocks take its gradient.
@@ -234,6 +236,7 @@ class Synchronous(ProgramRule):
   S: int
   name: str = "sync"
   hook: Hook = IDENTITY
+  timing: str | None = None  # the flushing schedule it stands for (schedule:gpipe)
 
   def __post_init__(self):
     check_S(self.S)
@@ -241,7 +244,12 @@ class Synchronous(ProgramRule):
   def program(self) -> Program:
     return zero_delay_program(self.S)
 
+  def reference(self, x0, grad, gamma, K, key):
+    return _sync_reference(self, x0, grad, gamma, K, key)
 
+
+@register_rule("pipedream", help="steady-state PipeDream with weight stashing, one block "
+                                 "per stage (an event program)")
 @frozen
 class PipeDreamRule(ProgramRule):
   """Steady-state PipeDream with ``S`` stages, one block per stage.
@@ -261,3 +269,94 @@ class PipeDreamRule(ProgramRule):
 
   def program(self) -> Program:
     return schedule_program("pipedream", self.S, 1)
+
+  schedule_name = "pipedream"  # type: ignore[assignment]
+
+  def reference(self, x0, grad, gamma, K, key):
+    return _program_reference(self, x0, grad, gamma, K, key)
+
+
+# ---------------------------------------------------------------------------------------
+# NumPy references, written from the schedule's timeline (rpd.schedules' timing pass), not
+# from the event programs above.
+
+
+def timeline_reference(schedule: str, S: int, x0, grad, gamma: float, K: int, mit):
+  """``x^K`` of a weight-stashing schedule replayed on its timeline, float64 NumPy.
+
+  Conventions (the engine's, documented in :mod:`rpd.rules.program`): microbatch ``m``
+  stashes block ``b`` at the start of ``F(m, b)``; block ``b`` is updated at the end of
+  ``m``'s update action with block ``b`` of ``m``'s one gradient, taken at its stash just
+  before its first update; at equal times updates come before reads, updates by block;
+  the run starts just before the first update of microbatch ``m0 = 2S`` (every read before
+  saw ``x^0``; gradients taken before the start are at ``x^0``). For a mitigation ``mit``:
+  ``h_j`` counts block ``j``'s updates between ``m``'s read and its update of ``j`` (a
+  steady-state microbatch), ``tau_row`` the updates between ``m``'s read of each block and
+  this update, counted on the whole timeline.
+  """
+  from rpd.schedules import get_schedule
+  m0 = 2 * S
+  timed = get_schedule(schedule).timed(S, m0 + K // S + 3 * S, 1)
+  ev = [(t, 1, b, "R", m) for (kind, m, b), t in timed.start.items() if kind == "F"]
+  ev += [(t, 0, b, "U", m) for (kind, m, b), t in timed.end.items()
+         if kind == timed.update_kind]
+  events = [(kind, m, b) for _, _, b, kind, m in sorted(ev)]
+  start = next(p for p, (kind, m, _) in enumerate(events) if kind == "U" and m == m0)
+  n_upd, count, read_n, read_c, tau, horizon = 0, [0] * S, {}, {}, {}, {}
+  for kind, m, b in events:
+    if kind == "R":
+      read_n[(m, b)], read_c[(m, b)] = n_upd, count[b]
+    else:
+      tau[(m, b)] = np.array([n_upd - read_n[(m, j)] for j in range(S)])
+      horizon[(m, b)] = count[b] - read_c[(m, b)]
+      count[b] += 1
+      n_upd += 1
+  h = np.array([horizon[(m0, b)] for b in range(S)])
+  x0 = np.array(x0, np.float64)
+  x = x0.copy()
+  stash, point, g_of = {}, {}, {}
+  for kind, m, b in events[:start]:
+    if kind == "U" and m not in g_of:
+      point[m], g_of[m] = x0.copy(), grad(x0)
+  c = 0
+  for kind, m, b in events[start:]:
+    if c == K:
+      break
+    if kind == "R":
+      stash.setdefault(m, x0.copy())[b] = x[b]
+      continue
+    if m not in g_of:
+      point[m] = mit.read(stash.get(m, x0).copy(), h)
+      g_of[m] = grad(point[m])
+    g = mit.grad(g_of[m][b], x[b], point[m][b], tau[(m, b)], c, b)
+    new = x[b] - gamma * g
+    mit.observe(b, new - x[b])
+    x[b] = new
+    c += 1
+  return x
+
+
+def _program_reference(self, x0, grad, gamma, K, key):
+  """NumPy reference: the schedule's timeline (:func:`timeline_reference`)."""
+  x0 = np.asarray(x0)
+  return timeline_reference(self.schedule_name, self.S, x0, grad, gamma, K,
+                            self.hook.reference(self.S, x0.shape[1]))
+
+
+def _sync_reference(self, x0, grad, gamma, K, key):
+  """NumPy reference of synchronous SGD: per microbatch, read all of ``x``, one gradient,
+  update blocks ``0..S-1`` in turn (update ``b`` is ``b`` updates after the read)."""
+  x = np.array(x0, np.float64)
+  mit = self.hook.reference(self.S, x.shape[1])
+  c = 0
+  for _ in range(K // self.S):
+    point = mit.read(x.copy(), np.zeros(self.S, int))
+    g = grad(point)
+    for b in range(self.S):
+      gb = mit.grad(g[b], x[b], point[b], np.full(self.S, b), c, b)
+      new = x[b] - gamma * gb
+      mit.observe(b, new - x[b])
+      x[b] = new
+      c += 1
+  return x
+

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 
 from rpd.rules.base import (IDENTITY, Hook, IterationRule, check_S, frozen, keep_hook,
                             uniform_block)
+from rpd.keys import select_key
+from rpd.rules.registry import Param, register_rule
 from rpd.rules.table import as_table
 
 
@@ -30,6 +32,11 @@ def pipedream_table(S: int) -> np.ndarray:
   return (S * S + (S * (1 - i - j) + i - 1) // 2).astype(np.int64)
 
 
+@register_rule("rpd", params=(Param("uniform_tau", int, None, lo=0, tag="uniform",
+                                    meta="TAU"),),
+               help="Randomized PipeDream: a uniform block, PipeDream's delay table (or "
+                    "delays drawn uniformly from 0..TAU)",
+               examples=("rpd", "rpd:uniform:5"))
 @frozen
 class RandomizedPipeDream(IterationRule):
   """RPD: ``i_k ~ U{0..S-1}``; block ``j`` of the read is ``x_j^{k - tau_kj}``.
@@ -54,7 +61,6 @@ class RandomizedPipeDream(IterationRule):
     if self.uniform_tau is not None:
       if not isinstance(self.uniform_tau, int) or self.uniform_tau < 0:
         raise ValueError(f"delay must be an integer >= 0, got {self.uniform_tau!r}")
-      object.__setattr__(self, "name", f"rpd:uniform:{self.uniform_tau}")
     else:
       table = pipedream_table(self.S) if self.tau is None else self.tau
       object.__setattr__(self, "tau", as_table(table, self.S))
@@ -76,3 +82,12 @@ class RandomizedPipeDream(IterationRule):
     else:
       tau = jnp.asarray(np.asarray(self.tau, np.int32))[i]
     return i, tau, state
+
+  def reference_select(self, state, key, k):
+    # documented draws: split(select_key(key, k)) -> (block key, delay key)
+    k_block, k_tau = jax.random.split(select_key(key, k))
+    i = int(jax.random.randint(k_block, (), 0, self.S, dtype=jnp.int32))
+    if self.uniform_tau is None:
+      return i, list(self.tau[i]), state
+    tau = jax.random.randint(k_tau, (self.S,), 0, self.uniform_tau + 1, dtype=jnp.int32)
+    return i, [int(t) for t in tau], state

@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from rpd.rules.base import IDENTITY, Hook, check_S, frozen
-from rpd.rules.program_rule import ProgramRule, Synchronous
+from rpd.rules.program_rule import ProgramRule, Synchronous, _program_reference
 from rpd.rules.program import Program, schedule_program
+from rpd.rules.registry import Param, register_rule
 from rpd.rules.table import TableDelay
 
 
@@ -30,10 +31,28 @@ class ScheduleRule(ProgramRule):
 
   def __post_init__(self):
     check_S(self.S)
-    object.__setattr__(self, "name", f"schedule:{self.schedule}")
 
   def program(self) -> Program:
     return schedule_program(self.schedule, self.S, 1)
+
+  @property
+  def schedule_name(self) -> str:
+    return self.schedule
+
+  reference = _program_reference
+
+
+@register_rule("schedule", params=(Param("schedule", str, meta="NAME"),),
+               help="train under the steady-state delays of a registered pipeline schedule "
+                    "(rpd schedules lists them)",
+               examples=("schedule:pipedream", "schedule:pipemare", "schedule:gpipe"))
+def schedule_from_spec(S: int, schedule: str):
+  """``schedule:NAME`` (UnknownNameError for an unknown schedule)."""
+  from rpd.errors import unknown
+  from rpd.schedules import SCHEDULES
+  if schedule not in SCHEDULES:
+    raise unknown("schedule", schedule, SCHEDULES)
+  return schedule_rule(schedule, S)
 
 
 def schedule_rule(name: str, S: int):
@@ -45,10 +64,8 @@ def schedule_rule(name: str, S: int):
   from rpd.schedules import get_schedule
   sched = get_schedule(name)
   if sched.semantics.synchronous:
-    rule = Synchronous(S)
-    object.__setattr__(rule, "name", f"schedule:{name}")
-    return rule
+    return Synchronous(S, f"schedule:{name}", timing=name)
   if (sched.semantics.asynchronous and sched.semantics.stashes):
-    return ScheduleRule(S, name)
+    return ScheduleRule(S, name, f"schedule:{name}")
   table = np.asarray(sched.delay_table(S, 1))
-  return TableDelay(S, table, "cyclic", f"schedule:{name}")
+  return TableDelay(S, table, "cyclic", f"schedule:{name}", timing=name)

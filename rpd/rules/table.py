@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 
 from rpd.rules.base import (IDENTITY, Hook, IterationRule, check_S, frozen, keep_hook,
-                            uniform_block)
+                            reference_uniform_block, uniform_block)
+from rpd.rules.registry import Param, register_rule
 
 
 def as_table(tau, S: int) -> tuple[tuple[int, ...], ...]:
@@ -49,6 +50,7 @@ class TableDelay(IterationRule):
   order: str = "cyclic"
   name: str = "table"
   hook: Hook = IDENTITY
+  timing: str | None = None  # the schedule whose forward delays the table is
 
   def __post_init__(self):
     check_S(self.S)
@@ -62,7 +64,7 @@ class TableDelay(IterationRule):
 
   def zero_delay(self) -> "TableDelay":
     return keep_hook(self, TableDelay(self.S, np.zeros((self.S, self.S), np.int64), self.order,
-                                      self.name))
+                                      self.name, timing=self.timing))
 
   def select(self, state, key, k):
     if self.order == "cyclic":
@@ -71,3 +73,17 @@ class TableDelay(IterationRule):
       i = uniform_block(key, self.S)
     table = jnp.asarray(np.asarray(self.tau, np.int32))
     return i, table[i], state
+
+  def reference_select(self, state, key, k):
+    i = k % self.S if self.order == "cyclic" else reference_uniform_block(key, k, self.S)
+    return i, list(self.tau[i]), state
+
+
+@register_rule("table", params=(Param("file", str, meta="FILE.npy"),),
+               help="block k mod S reads block j as it was tau[i][j] iterations ago, tau an "
+                    "S x S integer table from a .npy file", examples=("table:{table}",))
+def table_from_file(S: int, file: str) -> TableDelay:
+  """``table:FILE.npy``: the cyclic table rule of an ``S x S`` integer array in ``file``."""
+  from rpd.io import load_array
+  tau = load_array(file, "delay table", ndim=2, kind="i")  # InputError: one line
+  return TableDelay(S, tau, "cyclic", f"table:{file}")

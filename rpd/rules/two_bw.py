@@ -24,8 +24,12 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from rpd.rules.base import IDENTITY, Hook, IterationRule, check_S, frozen, keep_hook
+from rpd.rules.registry import Param, register_rule
 
 
+@register_rule("2bw", params=(Param("lag", int, 1, lo=0, meta="LAG"),),
+               help="PipeDream-2BW double-buffered weights: cyclic blocks, every read LAG "
+                    "versions (rounds of S updates) stale", examples=("2bw", "2bw:2"))
 @frozen
 class DoubleBuffered(IterationRule):
   """Cyclic blocks, every read ``LAG`` versions (rounds of ``S`` updates) stale.
@@ -44,20 +48,28 @@ class DoubleBuffered(IterationRule):
     check_S(self.S)
     if not isinstance(self.lag, int) or isinstance(self.lag, bool) or self.lag < -1:
       raise ValueError(f"2bw lag must be an integer >= 0, got {self.lag!r}")
-    if self.lag not in (1, -1):
-      object.__setattr__(self, "name", f"2bw:{self.lag}")
-    if self.lag == -1:
-      object.__setattr__(self, "name", "2bw@zero-delay")
+
+  @property
+  def schedule_name(self):
+    """PipeDream-2BW's schedule (``LAG = 1`` only)."""
+    return "pipedream-2bw" if self.lag == 1 else None
 
   @property
   def tau_max(self) -> int:
     return 0 if self.lag == -1 else (self.lag + 1) * self.S - 1
 
   def zero_delay(self) -> "DoubleBuffered":
-    return keep_hook(self, DoubleBuffered(self.S, -1))
+    return keep_hook(self, DoubleBuffered(self.S, -1, "2bw@zero-delay"))
 
   def select(self, state, key, k):
     i = (k % self.S).astype(jnp.int32)
     if self.lag == -1:
       return i, jnp.zeros((self.S,), jnp.int32), state
     return i, jnp.full((self.S,), i + self.lag * self.S, jnp.int32), state
+
+  def reference_select(self, state, key, k):
+    """From the definition: round ``r = k // S`` updates block ``k mod S`` with a gradient
+    at the iterate that started round ``r - LAG`` (iteration ``(r - LAG) S``)."""
+    r, i = divmod(k, self.S)
+    k_read = k if self.lag == -1 else (r - self.lag) * self.S
+    return i, [k - k_read] * self.S, state

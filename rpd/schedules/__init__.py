@@ -5,6 +5,7 @@ line in ``SCHEDULES`` below; the registry-driven tests then check it.
 """
 from __future__ import annotations
 
+from rpd.errors import unknown
 from rpd.schedules.core import (Action, Schedule, ScheduleNotApplicable, SteadyStateError,
                                 TimedSchedule, delay_table, delay_tables, idle_intervals,
                                 one_f_one_b_actions, steady_state_delay_table, time_schedule,
@@ -43,15 +44,19 @@ SCHEDULES: dict[str, Schedule] = {
 
 
 def get_schedule(name: str) -> Schedule:
-  """The registered schedule called ``name``.
+  """The registered schedule called ``name`` (its spec).
 
   Raises:
-    KeyError: with the list of known names, if ``name`` is unknown.
+    rpd.errors.UnknownNameError (a ``KeyError``): with the list of known names.
   """
-  try:
-    return SCHEDULES[name]
-  except KeyError:
-    raise KeyError(f"unknown schedule {name!r}; known: {', '.join(sorted(SCHEDULES))}") from None
+  if name not in SCHEDULES:
+    raise unknown("schedule", name, SCHEDULES)
+  return SCHEDULES[name]
+
+
+# Specs like rules' (``rule.spec``, ``Rule.from_spec``): a schedule's spec is its name.
+Schedule.spec = property(lambda self: self.name, doc="The registry spec of this schedule.")
+Schedule.from_spec = staticmethod(get_schedule)
 
 
 __all__ = [
