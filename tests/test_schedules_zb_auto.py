@@ -55,12 +55,13 @@ def test_zb_auto_never_worse_than_hand_made_at_same_memory():
   """Every cell of the grid: zb-auto is no slower than any hand-made one-chunk schedule that
   fits the limit (the seeds make this so; without them 14 cells lose,
   ``python -m rpd.schedules.zb_auto_grid --no-seeds``), and the README's counts of cells
-  where other placements win hold: Chimera (two replicas) 34, V = 2 schedules 67."""
+  where other placements win hold: Chimera (two replicas, with or without forward doubling)
+  36, V = 2 schedules 67."""
   from rpd.schedules.zb_auto_grid import summary
   t0 = time.process_time()
   rows = list(_grid())
   s = summary(rows)
-  assert s == {"cells": 81, "loses_to_one_chunk": 0, "loses_to_replicas": 34,
+  assert s == {"cells": 81, "loses_to_one_chunk": 0, "loses_to_replicas": 36,
                "loses_to_chunked": 67}, s
   assert time.process_time() - t0 < 30
 

@@ -25,6 +25,27 @@ def test_chimera_paper_bubble(P, k):
   assert r["weight_memory"] == 2             # two replicas per device
 
 
+@pytest.mark.parametrize("P,M", [(2, 8), (4, 8), (4, 24), (6, 24), (8, 16), (8, 32)])
+def test_chimera_forward_doubling_bubble(P, M):
+  """Forward doubling at B = 2F: slots of one backward, M/2 doubled forwards and M backwards
+  per device, P - 2 idle slots: makespan (3M/2 + P - 2) B, derived by slot counting (the
+  paper's own N > D formula was not retrievable). The list scheduler's fused-pair makespan
+  equals it; the timing pass, which sends the pair's first forward on as soon as it ends, is
+  never later."""
+  from rpd.schedules.chimera_fd import chimera_fd_order
+  d = {"F": 1.0, "B": 2.0, "W": 0.0}
+  _, fused = chimera_fd_order(P, M, 1.0, 2.0)
+  assert fused == (3 * M / 2 + P - 2) * 2.0
+  r = schedule_metrics(get_schedule("chimera-fd"), P, M, durations=d, tables=False)
+  assert r["makespan"] <= fused
+  assert r["bubble_ratio"] <= (P - 2) / (3 * M / 2 + P - 2) + 1e-12
+  assert r["peak_activations"] <= 2 * P       # doubled forwards: twice Chimera's bound
+  if (P, M) == (8, 32):                       # the issue's case: 108, against 1F1B's 117
+    assert r["makespan"] == 108.0
+    assert schedule_metrics(get_schedule("1f1b-flush"), P, M, durations=d,
+                            tables=False)["makespan"] == 117.0
+
+
 def test_chimera_rejects_odd_or_ragged():
   s = get_schedule("chimera")
   for P, M in [(3, 6), (4, 6)]:

@@ -10,6 +10,7 @@ from rpd.schedules.core import (Action, Schedule, ScheduleNotApplicable, SteadyS
                                 one_f_one_b_actions, steady_state_delay_table, time_schedule,
                                 update_order)
 from rpd.schedules.chimera import Chimera
+from rpd.schedules.chimera_fd import ChimeraFD
 from rpd.schedules.dualpipe_v import DualPipeV
 from rpd.schedules.gpipe import GPipe
 from rpd.schedules.interleaved import Interleaved1F1B
@@ -34,6 +35,7 @@ SCHEDULES: dict[str, Schedule] = {
     ZBH1.name: ZBH1(),
     ZBH2.name: ZBH2(),
     Chimera.name: Chimera(),
+    ChimeraFD.name: ChimeraFD(),
     LoopedBFS.name: LoopedBFS(),
     InterleavedZeroBubble.name: InterleavedZeroBubble(),
     ZBV.name: ZBV(),
@@ -59,6 +61,6 @@ __all__ = [
     "SCHEDULES", "get_schedule", "delay_table", "delay_tables", "idle_intervals",
     "one_f_one_b_actions", "steady_state_delay_table", "time_schedule", "update_order",
     "GPipe", "Interleaved1F1B", "OneFOneBFlush", "PipeDream", "PipeDream2BW", "PipeMare",
-    "ZBH1", "ZBH2", "Chimera", "LoopedBFS", "InterleavedZeroBubble", "ZBV", "DualPipeV",
+    "ZBH1", "ZBH2", "Chimera", "ChimeraFD", "LoopedBFS", "InterleavedZeroBubble", "ZBV", "DualPipeV",
     "ZBAuto",
 ]
