@@ -132,7 +132,7 @@ def collect(P: int, M: int, V: int, durations: dict, latency: float,
   for name in names or list(SCHEDULES):
     s = SCHEDULES[name]
     if isinstance(s, ZBAuto) and (exact is not None or memory is not None):
-      s = ZBAuto(s.limit, exact=exact is not None, time_limit=exact or 2.0, memory=memory)
+      s = type(s)(s.limit, exact=exact is not None, time_limit=exact or 2.0, memory=memory)
     v = V if s.chunked else 1
     try:
       row = schedule_metrics(s, P, M, v, durations, latency, memory=memory)
@@ -141,7 +141,8 @@ def collect(P: int, M: int, V: int, durations: dict, latency: float,
       continue
     if isinstance(s, ZBAuto) and s.exact:
       s.search(P, M, row["durations"], latency)  # cached: the exact step of this row
-      row["exact"] = dataclasses.asdict(s.last_exact)
+      if s.last_exact is not None:  # zb-auto-v has no exact step
+        row["exact"] = dataclasses.asdict(s.last_exact)
     out.append(row)
   return out
 

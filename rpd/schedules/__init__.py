@@ -22,6 +22,7 @@ from rpd.schedules.pipedream_2bw import PipeDream2BW
 from rpd.schedules.pipemare import PipeMare
 from rpd.schedules.zb_h1 import ZBH1
 from rpd.schedules.zb_auto import ZBAuto
+from rpd.schedules.zb_auto_v import ZBAutoV
 from rpd.schedules.zb_h2 import ZBH2
 from rpd.schedules.zb_v import ZBV
 
@@ -41,6 +42,7 @@ SCHEDULES: dict[str, Schedule] = {
     ZBV.name: ZBV(),
     DualPipeV.name: DualPipeV(),
     ZBAuto.name: ZBAuto(),
+    ZBAutoV.name: ZBAutoV(),
 }
 
 
@@ -62,5 +64,5 @@ __all__ = [
     "one_f_one_b_actions", "steady_state_delay_table", "time_schedule", "update_order",
     "GPipe", "Interleaved1F1B", "OneFOneBFlush", "PipeDream", "PipeDream2BW", "PipeMare",
     "ZBH1", "ZBH2", "Chimera", "ChimeraFD", "LoopedBFS", "InterleavedZeroBubble", "ZBV", "DualPipeV",
-    "ZBAuto",
+    "ZBAuto", "ZBAutoV",
 ]
