@@ -141,6 +141,8 @@ class ZBAutoV(ZBAuto):
 
   name = "zb-auto-v"
   chunked = True
+  #: the hand-made V-shaped schedules the search starts from (registry names).
+  seeds: tuple = ("zb-v", "dualpipe-v")
   reference = "Qi et al. 2024 (Zero Bubble, automatic scheduling) on ZB-V's placement"
 
   def check(self, P: int, M: int, V: int = 2) -> None:
@@ -183,9 +185,8 @@ class ZBAutoV(ZBAuto):
         sorted({0.0, dur["W"] / 2, dur["W"], dur["F"]})):
       consider(_list_schedule_v_cached(P, M, _key(dur), latency, cap, w_first, wait_b, r),
                cap, w_first, wait_b)
-    from rpd.schedules.dualpipe_v import DualPipeV
-    from rpd.schedules.zb_v import ZBV
-    for seed in (ZBV(), DualPipeV()):
+    from rpd.schedules import get_schedule
+    for seed in map(get_schedule, self.seeds):
       try:
         acts = seed.actions(P, M, 2)
       except ScheduleNotApplicable:
