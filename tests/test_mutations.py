@@ -60,6 +60,13 @@ MUTANTS = [
     ("zb-auto's exact step: memory limit off by one", "rpd/schedules/zb_auto.py",
      "    add(coef, -np.inf, limit - 1 + 1e-9)", "    add(coef, -np.inf, limit + 1e-9)",
      ["tests/test_schedules_zb_auto.py::test_exact_step_equals_brute_force[2-dur0-0.0-1.0]"]),
+    ("chimera-fd: the doubled forward lasts one forward", "rpd/schedules/chimera_fd.py",
+     'end[k] = free[p] = t + (2 * t_f if k[0] == "F" else t_b)',
+     'end[k] = free[p] = t + (t_f if k[0] == "F" else t_b)',
+     ["tests/test_schedules_zoo.py::test_chimera_forward_doubling_bubble[8-32]"]),
+    ("dualpipe-v overlap: a pair's outputs ready before the pair ends",
+     "rpd/schedules/dualpipe_v.py", "          ready[k] = s0\n", "          ready[k] = end[k]\n",
+     ["tests/test_schedules_zoo.py::test_dualpipe_v_overlap_bubble_formula[4]"]),
 ]
 
 

@@ -21,7 +21,7 @@ DUR = st.sampled_from([0.5, 1.0, 2.0, 3.0])
        latency=st.sampled_from([0.0, 0.25, 1.0]))
 def test_timing_invariants(name, P, k, m, V, f, b, w, latency):
   s = SCHEDULES[name]
-  M = k * P if (s.chunked or name == "chimera") else m
+  M = k * P if (s.chunked or name.startswith("chimera")) else m
   V = (2 if name in ("zb-v", "dualpipe-v") else V) if s.chunked else 1
   try:
     s.check(P, M, V)
@@ -74,7 +74,7 @@ def test_engine_interface(name):
   """What ``--rule schedule:NAME`` needs: semantics, actions, timed, steady state, tables."""
   s = SCHEDULES[name]
   assert s.semantics in SEMANTICS
-  P, V = (4 if name == "chimera" else 3), (2 if s.chunked else 1)
+  P, V = (4 if name.startswith("chimera") else 3), (2 if s.chunked else 1)
   n = s.steady_state_microbatches(P, V)
   assert n >= 2 * P * V
   assert len(s.actions(P, 2 * P, V)) == P

@@ -25,6 +25,61 @@ def test_chimera_paper_bubble(P, k):
   assert r["weight_memory"] == 2             # two replicas per device
 
 
+@pytest.mark.parametrize("P,M", [(2, 8), (4, 8), (4, 24), (6, 24), (8, 16), (8, 32)])
+def test_chimera_forward_doubling_bubble(P, M):
+  """Forward doubling at B = 2F: slots of one backward, M/2 doubled forwards and M backwards
+  per device, P - 2 idle slots: makespan (3M/2 + P - 2) B, derived by slot counting (the
+  paper's own N > D formula was not retrievable). The list scheduler's fused-pair makespan
+  equals it; the timing pass, which sends the pair's first forward on as soon as it ends, is
+  never later."""
+  from rpd.schedules.chimera_fd import chimera_fd_order
+  d = {"F": 1.0, "B": 2.0, "W": 0.0}
+  _, fused = chimera_fd_order(P, M, 1.0, 2.0)
+  assert fused == (3 * M / 2 + P - 2) * 2.0
+  r = schedule_metrics(get_schedule("chimera-fd"), P, M, durations=d, tables=False)
+  assert r["makespan"] <= fused
+  assert r["bubble_ratio"] <= (P - 2) / (3 * M / 2 + P - 2) + 1e-12
+  assert r["peak_activations"] <= 2 * P       # doubled forwards: twice Chimera's bound
+  if (P, M) == (8, 32):                       # the issue's case: 108, against 1F1B's 117
+    assert r["makespan"] == 108.0
+    assert schedule_metrics(get_schedule("1f1b-flush"), P, M, durations=d,
+                            tables=False)["makespan"] == 117.0
+
+
+def _dualpipe_v_idle(P, M, d):
+  from rpd.schedules.metrics import busy_time
+  t = get_schedule("dualpipe-v").timed(P, M, 2, d)
+  return float(max(t.makespan - busy_time(t))), t
+
+
+@pytest.mark.parametrize("P", [2, 4, 6, 8])
+def test_dualpipe_v_overlap_bubble_formula(P):
+  """DualPipe README: DualPipeV's bubble (PP/2 - 1)(F&B + B - 3W), PP = 2P stages, B a full
+  backward (rpd's B + W), F&B the overlapped pair (here FB, from perfect overlap
+  max(F, B + W) to none, F + B + W): the largest idle time of a device, for every M. Exact
+  where the README's figure draws equal cells (F = B = W) and with W = 0 at F = B."""
+  for M in (2 * P, 2 * P + 3):
+    for F, B, W in [(1, 1, 1), (2, 2, 2), (1, 1, 0), (2, 2, 0)]:
+      for FB in sorted({max(F, B + W), (max(F, B + W) + F + B + W) / 2, F + B + W}):
+        idle, _ = _dualpipe_v_idle(P, M, {"F": F, "B": B, "W": W, "FB": FB})
+        assert idle == pytest.approx((P - 1) * (FB + (B + W) - 3 * W), abs=1e-9), (M, F, B, W)
+
+
+def test_dualpipe_v_overlap_formula_disagrees_off_its_figure():
+  """Reported, not tuned: at F = 2, B = 3, W = 1, F&B = 5 (P = 4, M = 8) the simulated
+  largest idle is 15 against the README's 18 (W < F: the formula's 3W is not what the
+  order loses); overlap saves time against the back-to-back pairs (52 vs 54.5 per device
+  share x 2 chunks, i.e. 26 vs 27.25 here) and the pair never ends before either part alone
+  would."""
+  d = {"F": 2.0, "B": 3.0, "W": 1.0}
+  idle, t = _dualpipe_v_idle(4, 8, {**d, "FB": 5.0})
+  assert idle == 15.0 and 3 * (5 + 4 - 3) == 18
+  plain = get_schedule("dualpipe-v").timed(4, 8, 2, d)
+  assert t.makespan < plain.makespan
+  _, none = _dualpipe_v_idle(4, 8, {**d, "FB": 6.0})   # no overlap gain: F&B = F + B + W
+  assert none.makespan >= plain.makespan
+
+
 def test_chimera_rejects_odd_or_ragged():
   s = get_schedule("chimera")
   for P, M in [(3, 6), (4, 6)]:

@@ -13,7 +13,8 @@ HELP = "bubble, memory, weight versions and staleness of every pipeline schedule
 
 
 def parse_durations(text: str) -> dict[str, float]:
-  """Parse ``"F=1,B=2,W=0.5"`` (any subset of F, B, W) into a dict.
+  """Parse ``"F=1,B=2,W=0.5"`` (any subset of F, B, W, FB) into a dict (``FB``: the time of
+  DualPipe-V's overlapped forward + full backward pair, used by ``dualpipe-v`` only).
 
   Raises:
     InputError: naming the bad entry (unknown kind, not a number, F or B <= 0, W < 0).
@@ -22,8 +23,8 @@ def parse_durations(text: str) -> dict[str, float]:
   for part in filter(None, (p.strip() for p in text.split(","))):
     kind, sep, value = part.partition("=")
     kind = kind.strip().upper()
-    if not sep or kind not in ("F", "B", "W"):
-      raise InputError(f"--durations entry {part!r} is not KIND=VALUE with KIND in F, B, W")
+    if not sep or kind not in ("F", "B", "W", "FB"):
+      raise InputError(f"--durations entry {part!r} is not KIND=VALUE with KIND in F, B, W, FB")
     try:
       v = float(value)
     except ValueError:
@@ -76,7 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       "the others hold one)")
   p.add_argument("--durations", default="F=1,B=1,W=1",
                  help="per-block durations, e.g. F=1,B=1,W=1 (B = input gradient, W = weight "
-                      "gradient; unsplit schedules run B+W as one backward)")
+                      "gradient; unsplit schedules run B+W as one backward; FB = DualPipe-V's "
+                      "overlapped forward + full backward pair, default F+B+W back to back)")
   p.add_argument("--latency", default="0", help="point-to-point latency (>= 0, default 0)")
   p.add_argument("--schedule", action="append", default=None,
                  help="only this schedule (repeatable); default all")
@@ -130,7 +132,7 @@ def collect(P: int, M: int, V: int, durations: dict, latency: float,
   for name in names or list(SCHEDULES):
     s = SCHEDULES[name]
     if isinstance(s, ZBAuto) and (exact is not None or memory is not None):
-      s = ZBAuto(s.limit, exact=exact is not None, time_limit=exact or 2.0, memory=memory)
+      s = type(s)(s.limit, exact=exact is not None, time_limit=exact or 2.0, memory=memory)
     v = V if s.chunked else 1
     try:
       row = schedule_metrics(s, P, M, v, durations, latency, memory=memory)
@@ -139,7 +141,8 @@ def collect(P: int, M: int, V: int, durations: dict, latency: float,
       continue
     if isinstance(s, ZBAuto) and s.exact:
       s.search(P, M, row["durations"], latency)  # cached: the exact step of this row
-      row["exact"] = dataclasses.asdict(s.last_exact)
+      if s.last_exact is not None:  # zb-auto-v has no exact step
+        row["exact"] = dataclasses.asdict(s.last_exact)
     out.append(row)
   return out
 

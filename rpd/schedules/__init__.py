@@ -11,6 +11,7 @@ from rpd.schedules.core import (Action, Schedule, ScheduleNotApplicable, SteadyS
                                 one_f_one_b_actions, steady_state_delay_table, time_schedule,
                                 update_order)
 from rpd.schedules.chimera import Chimera
+from rpd.schedules.chimera_fd import ChimeraFD
 from rpd.schedules.dualpipe_v import DualPipeV
 from rpd.schedules.gpipe import GPipe
 from rpd.schedules.interleaved import Interleaved1F1B
@@ -22,6 +23,7 @@ from rpd.schedules.pipedream_2bw import PipeDream2BW
 from rpd.schedules.pipemare import PipeMare
 from rpd.schedules.zb_h1 import ZBH1
 from rpd.schedules.zb_auto import ZBAuto
+from rpd.schedules.zb_auto_v import ZBAutoV
 from rpd.schedules.zb_h2 import ZBH2
 from rpd.schedules.zb_v import ZBV
 
@@ -35,11 +37,13 @@ SCHEDULES: dict[str, Schedule] = {
     ZBH1.name: ZBH1(),
     ZBH2.name: ZBH2(),
     Chimera.name: Chimera(),
+    ChimeraFD.name: ChimeraFD(),
     LoopedBFS.name: LoopedBFS(),
     InterleavedZeroBubble.name: InterleavedZeroBubble(),
     ZBV.name: ZBV(),
     DualPipeV.name: DualPipeV(),
     ZBAuto.name: ZBAuto(),
+    ZBAutoV.name: ZBAutoV(),
 }
 
 
@@ -64,6 +68,6 @@ __all__ = [
     "SCHEDULES", "get_schedule", "delay_table", "delay_tables", "idle_intervals",
     "one_f_one_b_actions", "steady_state_delay_table", "time_schedule", "update_order",
     "GPipe", "Interleaved1F1B", "OneFOneBFlush", "PipeDream", "PipeDream2BW", "PipeMare",
-    "ZBH1", "ZBH2", "Chimera", "LoopedBFS", "InterleavedZeroBubble", "ZBV", "DualPipeV",
-    "ZBAuto",
+    "ZBH1", "ZBH2", "Chimera", "ChimeraFD", "LoopedBFS", "InterleavedZeroBubble", "ZBV", "DualPipeV",
+    "ZBAuto", "ZBAutoV",
 ]

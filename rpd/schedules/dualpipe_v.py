@@ -1,7 +1,8 @@
 """DualPipe-V: DeepSeek's V-shaped DualPipe (DeepSeek-AI, 2024, arXiv 2412.19437; DualPipe repo)."""
 from __future__ import annotations
 
-from rpd.schedules.core import Action, Schedule, ScheduleNotApplicable
+from rpd.schedules.core import (Action, Schedule, ScheduleNotApplicable, TimedSchedule,
+                                block_of, dependencies, time_schedule)
 from rpd.schedules.zb_v import v_action
 from rpd.schedules.semantics import SYNC_FLUSH
 
@@ -24,10 +25,14 @@ class DualPipeV(Schedule):
   8. the ``p + 1`` remaining deferred weight passes, oldest first.
 
   A "backward" not marked as an input backward is a full one: ``B`` immediately followed by
-  its ``W``. DualPipe runs the forward of one chunk *overlapped* with the backward of the
-  other (computation hiding the expert-parallel all-to-all); rpd's timing pass runs one
-  action at a time, so the overlapped pair is simulated back to back (forward first), with
-  no overlap gain: the makespans are those of the order, not of DualPipe's overlap.
+  its ``W``. DualPipe runs the forward of one chunk *overlapped* with the full backward of
+  the other (``_forward_backward_chunk``: every pair of step 4 except the first pair on the
+  last device, and the pair of step 5; :meth:`overlapped`). Without a duration ``FB`` the
+  timing pass runs the pair back to back (forward first, no overlap gain). With ``FB`` in the
+  durations (the README's ``F&B``, the time of the overlapped pair; ``max(F, B + W)`` is
+  perfect overlap, ``F + B + W`` none), the pair is one action of length ``FB``
+  (:func:`time_overlapped`). Bubble, DualPipe README (``PP = 2P`` stages, ``B`` a full
+  backward): ``(PP/2 - 1)(F&B + B - 3W)`` (tested).
   Synchronous, one update per batch.
   """
 
@@ -47,10 +52,30 @@ class DualPipeV(Schedule):
 
   def actions(self, P: int, M: int, V: int = 2) -> list[list[Action]]:
     """Per-device lists (see the class docstring)."""
+    return self._orders(P, M, V)[0]
+
+  def overlapped(self, P: int, M: int, V: int = 2) -> list[list[int]]:
+    """Per device, the list positions ``i`` where an overlapped pair starts: actions
+    ``i, i + 1, i + 2`` are ``F`` of one chunk and the full backward (``B``, ``W``) of the
+    other, run by DualPipe as one ``_forward_backward_chunk``."""
+    return self._orders(P, M, V)[1]
+
+  def timed(self, P: int, M: int, V: int = 2, durations=None, latency: float = 0.0):
+    """Back to back without ``FB`` in ``durations``; else the pairs overlapped
+    (:func:`time_overlapped`)."""
+    d = dict(durations or {})
+    fb = d.pop("FB", None)
+    if fb is None:
+      return time_schedule(self.actions(P, M, V), V=V, durations=d, latency=latency)
+    acts, groups = self._orders(P, M, V)
+    return time_overlapped(acts, groups, float(fb), V=V, durations=d, latency=latency)
+
+  def _orders(self, P: int, M: int, V: int = 2):
     self.check(P, M, V)
-    out = []
+    out, groups = [], []
     for p in range(P):
       acts: list[Action] = []
+      pairs: list[int] = []
       f = [0, 0]
       b = [0, 0]
       pending: list[tuple[int, int]] = []
@@ -80,13 +105,17 @@ class DualPipeV(Schedule):
         backward(1, zb=True)
         weight()
         forward(1)
-      for _ in range(M - 2 * P + p + 1):
+      for i in range(M - 2 * P + p + 1):
+        if not (i == 0 and p == P - 1):  # DualPipe does not overlap the last rank's first
+          pairs.append(len(acts))
         forward(0)
         backward(1)
+        pairs.append(len(acts))
         forward(1)
         backward(0)
       for _ in range(P - 1 - p):
         backward(1)
+        pairs.append(len(acts))
         forward(1)
         backward(0)
       zb = False
@@ -104,4 +133,70 @@ class DualPipeV(Schedule):
         weight()
       assert f == b == [M, M], (f, b)
       out.append(acts)
-    return out
+      groups.append(pairs)
+    return out, groups
+
+
+def time_overlapped(actions, groups, fb: float, *, V: int = 2, durations=None,
+                    latency: float = 0.0) -> TimedSchedule:
+  """Timing pass with overlapped pairs: list scheduling as
+  :func:`~rpd.schedules.core.time_schedule`, except that the three actions ``F, B, W`` at
+  ``groups[p]`` positions form one action of length ``fb``: it starts when the device is free
+  and the dependencies of its ``F`` and its ``B`` have ended, and both outputs (the
+  activation sent on, the gradient sent back) and the update are ready at its end.
+
+  Bookkeeping: the pair's interval ``[s, s + fb)`` is recorded as its parts in proportion
+  ``F : B : W`` (so busy time counts ``fb`` once; ``F`` reads at ``s``, the update lands at
+  ``s + fb``); dependencies use the pair's end.
+  """
+  P = len(actions)
+  dur = {"F": 1.0, "B": 1.0, "W": 1.0}
+  dur.update(durations or {})
+  S = 1 + max(block_of(a, P) for acts in actions for a in acts)
+  M = 1 + max(a.microbatch for acts in actions for a in acts)
+  start: dict = {}
+  end: dict = {}
+  ready: dict = {}  # when the action's output is available to its dependants
+  device_of: dict = {}
+  ptr = [0] * P
+  free = [0.0] * P
+  heads = [set(g) for g in groups]
+  total = sum(len(a) for a in actions)
+  placed = 0
+  while placed < total:
+    progress = False
+    for p in range(P):
+      acts = actions[p]
+      while ptr[p] < len(acts):
+        i = ptr[p]
+        n = 3 if i in heads[p] else 1
+        unit = acts[i:i + n]
+        keys = [(a.kind, a.microbatch, block_of(a, P)) for a in unit]
+        if any(k in end for k in keys):
+          raise ValueError(f"duplicate action in {unit}")
+        deps = [d for k in keys for d in dependencies(*k, S, True) if d not in keys]
+        if not all(d in ready for d in deps):
+          break
+        t = free[p]
+        for d in deps:
+          t = max(t, ready[d] + (latency if device_of[d] != p else 0.0))
+        lengths = [float(dur[a.kind]) for a in unit]
+        if n == 3:
+          scale = fb / sum(lengths) if sum(lengths) > 0 else 0.0
+          lengths = [x * scale for x in lengths]
+        s0 = t
+        for k, x in zip(keys, lengths):
+          start[k], end[k] = s0, s0 + x
+          s0 += x
+          device_of[k] = p
+        for k in keys:
+          ready[k] = s0
+        free[p] = s0
+        ptr[p] += n
+        placed += n
+        progress = True
+    if not progress:
+      stuck = [actions[p][ptr[p]] for p in range(P) if ptr[p] < len(actions[p])]
+      raise ValueError(f"schedule deadlocks; next actions per device: {stuck}")
+  return TimedSchedule(P=P, V=V, M=M, actions=tuple(tuple(a) for a in actions), start=start,
+                       end=end, update_kind="W", n_blocks=S)

@@ -81,9 +81,10 @@ def timing_durations(schedule: Schedule, durations: Mapping[str, float] | None =
   d = dict(DEFAULT_DURATIONS)
   d.update(durations or {})
   scale = 1.0 / V if schedule.chunked else 1.0
+  extra = ({"FB": d["FB"] * scale} if "FB" in d and hasattr(schedule, "overlapped") else {})
   if schedule.split_backward:
-    return {"F": d["F"] * scale, "B": d["B"] * scale, "W": d["W"] * scale}
-  return {"F": d["F"] * scale, "B": (d["B"] + d["W"]) * scale}
+    return {"F": d["F"] * scale, "B": d["B"] * scale, "W": d["W"] * scale, **extra}
+  return {"F": d["F"] * scale, "B": (d["B"] + d["W"]) * scale, **extra}
 
 
 def _spans(timed: TimedSchedule, p: int) -> list[tuple[float, float]]:

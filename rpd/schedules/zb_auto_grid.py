@@ -47,7 +47,7 @@ def grid(exact: float | None = None, seeds: bool = True) -> list[dict]:
     d = dict(zip("FBW", map(float, dur)))
     hand = []
     for name, s in SCHEDULES.items():
-      if name == "zb-auto" or not s.semantics.synchronous:
+      if name.startswith("zb-auto") or not s.semantics.synchronous:  # hand-made only
         continue
       V = 2 if s.chunked else 1
       try:
