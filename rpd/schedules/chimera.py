@@ -30,22 +30,48 @@ def chimera_order(P: int, M: int, t_f: float = 1.0,
   ``t_f`` and ``t_b`` are the forward and backward durations the list scheduler plans with.
   """
   direction = [(m % P) // (P // 2) for m in range(M)]
+  return bidirectional_list_order(P, [[m] for m in range(M)], direction, t_f, t_b, cap=P,
+                                  name="chimera")[0]
+
+
+def bidirectional_list_order(P: int, units: list[list[int]], direction: list[int],
+                             t_fwd: float, t_b: float, cap: int, name: str,
+                             ) -> tuple[list[list[tuple[str, int, int]]], float]:
+  """Non-delay list scheduling of Chimera's two pipelines (shared by its variants).
+
+  Forward unit ``u`` carries microbatches ``units[u]`` in direction ``direction[u]`` (0 down,
+  1 up): ``F(u, b)`` lasts ``t_fwd`` and needs ``F(u, b - 1)``; ``B(m, b)`` lasts ``t_b`` and
+  needs the forward of ``m``'s unit at ``b`` and ``B(m, b + 1)``. Repeatedly, the action that
+  can start earliest on its device runs, ties broken by backward first, then the deeper block
+  of its pipeline, then the lower index; a forward waits until its device holds at most
+  ``cap - len(units[u])`` microbatches' activations (released at the end of each backward).
+
+  Returns:
+    ``(order, makespan)``: ``order[p]`` lists ``(kind, microbatch, direction)``, a unit's
+    forward written as its microbatches' forwards back to back.
+
+  Raises:
+    ValueError: if every ready forward is held back by the activation cap.
+  """
+  unit_of = {m: u for u, ms in enumerate(units) for m in ms}
   dev = {}
-  for m in range(M):
+  for u, ms in enumerate(units):
     for b in range(P):
-      dev[("F", m, b)] = dev[("B", m, b)] = chimera_block(P, b, direction[m])
+      dev[("F", u, b)] = chimera_block(P, b, direction[u])
+      for m in ms:
+        dev[("B", m, b)] = chimera_block(P, b, direction[u])
   end: dict = {}
-  free = [0] * P
+  free = [0.0] * P
   todo = {p: {k for k, d in dev.items() if d == p} for p in range(P)}
   held: list[dict] = [{} for _ in range(P)]  # microbatch -> release time (None: not yet)
   order: list[list[tuple[str, int, int]]] = [[] for _ in range(P)]
   never = float("inf")
 
   def deps(k):
-    kind, m, b = k
+    kind, i, b = k
     if kind == "F":
-      return [("F", m, b - 1)] if b > 0 else []
-    return [("F", m, b)] + ([("B", m, b + 1)] if b < P - 1 else [])
+      return [("F", i, b - 1)] if b > 0 else []
+    return [("F", unit_of[i], b)] + ([("B", i, b + 1)] if b < P - 1 else [])
 
   while any(todo.values()):
     best = None
@@ -56,23 +82,29 @@ def chimera_order(P: int, M: int, t_f: float = 1.0,
           continue
         t = max([free[p]] + [end[d] for d in ds])
         if k[0] == "F":
+          room = cap - len(units[k[1]])
           rel = sorted(never if e is None else e for e in held[p].values())
           rel = [e for e in rel if e > t]
-          if len(rel) >= P:
-            t = rel[len(rel) - P]
+          if len(rel) > room:
+            t = rel[len(rel) - room - 1]
             if t == never:
               continue
         key = (t, k[0] != "B", -k[2], k[1])
         if best is None or key < best[0]:
           best = (key, p, k)
     if best is None:  # every ready forward is held back by the activation bound
-      raise ValueError(f"chimera list scheduler stalls at F={t_f}, B={t_b}")
+      raise ValueError(f"{name} list scheduler stalls at F={t_fwd}, B={t_b}")
     (t, *_), p, k = best
-    end[k] = free[p] = t + (t_f if k[0] == "F" else t_b)
+    end[k] = free[p] = t + (t_fwd if k[0] == "F" else t_b)
     todo[p].discard(k)
-    held[p][k[1]] = None if k[0] == "F" else end[k]
-    order[p].append((k[0], k[1], direction[k[1]]))
-  return order
+    if k[0] == "F":
+      for m in units[k[1]]:
+        held[p][m] = None
+        order[p].append(("F", m, direction[k[1]]))
+    else:
+      held[p][k[1]] = end[k]
+      order[p].append(("B", k[1], direction[unit_of[k[1]]]))
+  return order, max(end.values())
 
 
 class Chimera(Schedule):
@@ -92,8 +124,8 @@ class Chimera(Schedule):
   ``2N`` busy ones (tested); the survey's ``D / (D + 2T)`` is checked in ``docs/claims.md``.
   Limitation (measured, not hidden): with ``B = 2F`` or ``3F`` this greedy concatenation of
   basic units loses to 1F1B (``P = 8, M = 32, F = 1, B = 2``: makespan 123 against 1F1B's
-  117); the paper's remedies for ``N > D`` (forward doubling, backward halving) are not
-  implemented.
+  117); the paper's forward doubling is :class:`~rpd.schedules.chimera_fd.ChimeraFD`
+  (``chimera-fd``, 108 there); backward halving is not implemented.
   """
 
   name = "chimera"

@@ -4,7 +4,7 @@ backward slot and the basic units of the bidirectional pipeline concatenate with
 intermediate bubbles of direct concatenation."""
 from __future__ import annotations
 
-from rpd.schedules.chimera import MAX_CHIMERA_PM, Chimera, chimera_block
+from rpd.schedules.chimera import MAX_CHIMERA_PM, Chimera, bidirectional_list_order, chimera_block
 from rpd.schedules.core import Action, ScheduleNotApplicable, time_schedule
 
 
@@ -27,58 +27,9 @@ def chimera_fd_order(P: int, M: int, t_f: float = 1.0, t_b: float = 2.0,
     scheduler's own, with each pair fused into one action of ``2 t_f``.
   """
   U = M // 2
-  direction = [u % 2 for u in range(U)]
-  dev = {}
-  for u in range(U):
-    for b in range(P):
-      dev[("F", u, b)] = chimera_block(P, b, direction[u])
-      for m in (2 * u, 2 * u + 1):
-        dev[("B", m, b)] = chimera_block(P, b, direction[u])
-  end: dict = {}
-  free = [0.0] * P
-  todo = {p: {k for k, d in dev.items() if d == p} for p in range(P)}
-  held: list[dict] = [{} for _ in range(P)]  # microbatch -> release time (None: not yet)
-  order: list[list[tuple[str, int, int]]] = [[] for _ in range(P)]
-  never = float("inf")
-
-  def deps(k):
-    kind, i, b = k
-    if kind == "F":
-      return [("F", i, b - 1)] if b > 0 else []
-    return [("F", i // 2, b)] + ([("B", i, b + 1)] if b < P - 1 else [])
-
-  while any(todo.values()):
-    best = None
-    for p in range(P):
-      for k in todo[p]:
-        ds = deps(k)
-        if not all(d in end for d in ds):
-          continue
-        t = max([free[p]] + [end[d] for d in ds])
-        if k[0] == "F":  # two more microbatches held: at most 2P - 2 may be held before
-          rel = sorted(never if e is None else e for e in held[p].values())
-          rel = [e for e in rel if e > t]
-          if len(rel) > 2 * P - 2:
-            t = rel[len(rel) - (2 * P - 2) - 1]
-            if t == never:
-              continue
-        key = (t, k[0] != "B", -k[2], k[1])
-        if best is None or key < best[0]:
-          best = (key, p, k)
-    if best is None:
-      raise ValueError(f"chimera-fd list scheduler stalls at F={t_f}, B={t_b}")
-    (t, *_), p, k = best
-    end[k] = free[p] = t + (2 * t_f if k[0] == "F" else t_b)
-    todo[p].discard(k)
-    if k[0] == "F":
-      d = direction[k[1]]
-      for m in (2 * k[1], 2 * k[1] + 1):
-        held[p][m] = None
-        order[p].append(("F", m, d))
-    else:
-      held[p][k[1]] = end[k]
-      order[p].append(("B", k[1], direction[k[1] // 2]))
-  return order, max(end.values())
+  return bidirectional_list_order(P, [[2 * u, 2 * u + 1] for u in range(U)],
+                                  [u % 2 for u in range(U)], 2 * t_f, t_b, cap=2 * P,
+                                  name="chimera-fd")
 
 
 class ChimeraFD(Chimera):

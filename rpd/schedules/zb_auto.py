@@ -373,6 +373,8 @@ class ZBAuto(Schedule):
   semantics = SYNC_FLUSH
   split_backward = True
   reference = "Qi et al. 2024 (Zero Bubble, automatic scheduling): heuristic search"
+  #: chunks per device the search places (the V-shaped variant: 2); ``V`` defaults to it.
+  search_V = 1
 
   def __init__(self, limit: float | None = None, exact: bool = False, time_limit: float = 2.0,
                memory=None):
@@ -384,10 +386,10 @@ class ZBAuto(Schedule):
     self.last_exact: ExactResult | None = None
     self._cache: dict = {}
 
-  def check(self, P: int, M: int, V: int = 1) -> None:
+  def check(self, P: int, M: int, V: int | None = None) -> None:
     """Also refuse a heuristic search beyond ``P^3 M > MAX_SEARCH_P3M`` (it would take
-    minutes) and a limit below one microbatch."""
-    super().check(P, M, V)
+    minutes) and a limit below one microbatch. ``V`` defaults to :attr:`search_V`."""
+    super().check(P, M, self.search_V if V is None else V)
     if P ** 3 * M > MAX_SEARCH_P3M:
       raise ScheduleNotApplicable(f"the search costs about 24 P^3 M steps; needs P^3 M <= "
                                   f"{MAX_SEARCH_P3M}, got P={P}, M={M}")
@@ -472,13 +474,14 @@ class ZBAuto(Schedule):
             span, L, w_first, wait_b, acts = timed.makespan, "exact", None, None, found
     return span, L, w_first, wait_b, acts
 
-  def actions(self, P: int, M: int, V: int = 1) -> list[list[Action]]:
-    """The best order at unit durations."""
+  def actions(self, P: int, M: int, V: int | None = None) -> list[list[Action]]:
+    """The best order at unit durations (``V`` defaults to :attr:`search_V`)."""
     self.check(P, M, V)
     return self.search(P, M)[-1]
 
-  def timed(self, P: int, M: int, V: int = 1, durations=None, latency: float = 0.0):
+  def timed(self, P: int, M: int, V: int | None = None, durations=None, latency: float = 0.0):
     """Search at ``durations`` and ``latency``, then time the best order."""
     self.check(P, M, V)
     acts = self.search(P, M, durations, latency)[-1]
-    return time_schedule(acts, V=V, durations=durations, latency=latency)
+    return time_schedule(acts, V=self.search_V if V is None else V, durations=durations,
+                         latency=latency)

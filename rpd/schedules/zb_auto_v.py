@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import itertools
 
-from rpd.schedules.core import Action, ScheduleNotApplicable, time_schedule
+from rpd.schedules.core import Action, ScheduleNotApplicable
 from rpd.schedules.zb_auto import MAX_SEARCH_P3M, ZBAuto, _key, _span_and_peak, _unkey
 from rpd.schedules.zb_v import v_action
 
@@ -141,21 +141,16 @@ class ZBAutoV(ZBAuto):
 
   name = "zb-auto-v"
   chunked = True
+  search_V = 2
   #: the hand-made V-shaped schedules the search starts from (registry names).
   seeds: tuple = ("zb-v", "dualpipe-v")
   reference = "Qi et al. 2024 (Zero Bubble, automatic scheduling) on ZB-V's placement"
 
-  def check(self, P: int, M: int, V: int = 2) -> None:
+  def check(self, P: int, M: int, V: int | None = None) -> None:
     """``V = 2``; the search's size limit; a limit of at least one microbatch."""
-    if V != 2:
+    if V is not None and V != 2:
       raise ScheduleNotApplicable(f"{self.name} holds exactly V = 2 chunks per device, got V={V}")
-    if P < 1 or M < 1:
-      raise ScheduleNotApplicable(f"need P, M >= 1, got P={P}, M={M}")
-    if P ** 3 * M > MAX_SEARCH_P3M:
-      raise ScheduleNotApplicable(f"the search costs about 24 P^3 M steps; needs P^3 M <= "
-                                  f"{MAX_SEARCH_P3M}, got P={P}, M={M}")
-    if self.memory_limit(P) < 1:
-      raise ScheduleNotApplicable(f"in-flight limit {self.memory_limit(P)} < 1 microbatch")
+    super().check(P, M, V)
 
   def memory_limit(self, P: int) -> float:
     """Activation memory per device in device shares: :attr:`limit`, default ``P`` (ZB-V's)."""
@@ -197,14 +192,3 @@ class ZBAutoV(ZBAuto):
     (span, _), cap, w_first, wait_b, acts = best
     self.last_exact = None
     return span, cap, w_first, wait_b, acts
-
-  def actions(self, P: int, M: int, V: int = 2) -> list[list[Action]]:
-    """The best order at unit chunk durations."""
-    self.check(P, M, V)
-    return self.search(P, M)[-1]
-
-  def timed(self, P: int, M: int, V: int = 2, durations=None, latency: float = 0.0):
-    """Search at ``durations`` and ``latency``, then time the best order."""
-    self.check(P, M, V)
-    acts = self.search(P, M, durations, latency)[-1]
-    return time_schedule(acts, V=V, durations=durations, latency=latency)
