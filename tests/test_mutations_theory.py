@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 
+from test_mutations import LEAN
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ADV = "tests/test_lemma_adversarial.py::test_lemma_holds_on_every_adversarial_instance"
 HAND = "tests/test_lemma_adversarial.py::test_step_size_condition_is_the_hand_derivation"
@@ -89,9 +91,9 @@ def _pytest(pkg: pathlib.Path, tests):
   env = dict(os.environ, PYTHONPATH=str(pkg), JAX_PLATFORMS="cpu",
              PYTHONDONTWRITEBYTECODE="1")
   env.pop("XLA_FLAGS", None)
-  return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+  return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", *LEAN,
                          "--noconftest",  # the named tests need no JAX set-up (faster)
-                         "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), "-n", "0",
+                         "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
                          *[str(ROOT / t) for t in tests]],
                         cwd=pkg, env=env, capture_output=True, text=True, timeout=600)
 

@@ -3,6 +3,7 @@
 Adding a problem to ``rpd.problems.PROBLEMS`` without an example here fails
 ``test_every_problem_has_an_example``; with one, the problem gets every test below.
 """
+import functools
 import re
 import numpy as np
 import pytest
@@ -25,9 +26,17 @@ EXAMPLES = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def build(name):
+  """The example problem (built once per module: problems are immutable pytrees)."""
   spec, opts = EXAMPLES[name]
   return get_problem(spec, S, **opts)
+
+
+# The problems' functions run jitted (one compiled program each) rather than op by op: eagerly,
+# every primitive of a network's gradient is compiled on its own (most of this file's time).
+init = jax.jit(lambda prob, key: prob.init(key))
+full_grad = jax.jit(lambda prob, x: prob.full_grad(x))
 
 
 def test_every_problem_has_an_example():
@@ -37,10 +46,10 @@ def test_every_problem_has_an_example():
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_init_shape_dtype_and_padding(name):
   prob = build(name)
-  x0 = prob.init(jax.random.key(0))
+  x0 = init(prob, jax.random.key(0))
   assert x0.shape == (prob.S, prob.D) and jnp.issubdtype(x0.dtype, jnp.floating)
   assert prob.d == sum(prob.block_sizes) and prob.D == max(prob.block_sizes)
-  g = prob.full_grad(x0 + 0.01)
+  g = full_grad(prob, x0 + 0.01)
   for s, n in enumerate(prob.block_sizes):
     assert np.all(np.asarray(g[s, n:]) == 0)  # no gradient on the padding
 
@@ -49,12 +58,16 @@ def test_init_shape_dtype_and_padding(name):
 def test_grad_equals_jax_grad_of_the_loss(name):
   prob = build(name)
   key = jax.random.key(1)
-  x = prob.init(key) + 0.05 * jax.random.normal(key, (prob.S, prob.D))
-  batch = prob.sample(jax.random.key(2))
-  np.testing.assert_allclose(np.asarray(prob.grad(x, batch)),
-                             np.asarray(jax.grad(prob.loss)(x, batch)), rtol=1e-6, atol=1e-9)
-  np.testing.assert_allclose(np.asarray(prob.full_grad(x)),
-                             np.asarray(jax.grad(prob.full_loss)(x)), rtol=1e-6, atol=1e-9)
+  x = init(prob, key) + 0.05 * jax.random.normal(key, (prob.S, prob.D))
+
+  @jax.jit
+  def grads(prob, x, key):
+    batch = prob.sample(key)
+    return (prob.grad(x, batch), jax.grad(prob.loss)(x, batch), prob.full_grad(x),
+            jax.grad(prob.full_loss)(x))
+  g, g_ref, fg, fg_ref = grads(prob, x, jax.random.key(2))
+  np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=1e-6, atol=1e-9)
+  np.testing.assert_allclose(np.asarray(fg), np.asarray(fg_ref), rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
@@ -62,9 +75,10 @@ def test_engine_compiles_once_per_problem_structure(name):
   from rpd import engine
   prob = build(name)
   rule = get_rule("pipedream", S)
-  engine.run(prob, rule, gamma=0.01, K=2 * S, key=jax.random.key(0))
+  x0 = init(prob, jax.random.key(0))  # the engine's default x0, from the jitted init
+  engine.run(prob, rule, gamma=0.01, K=2 * S, key=jax.random.key(0), x0=x0)
   size = engine._run_jit._cache_size()
-  engine.run(prob, rule, gamma=0.02, K=2 * S, key=jax.random.key(1))
+  engine.run(prob, rule, gamma=0.02, K=2 * S, key=jax.random.key(1), x0=x0 + 0.01)
   assert engine._run_jit._cache_size() == size
 
 

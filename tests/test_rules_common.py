@@ -41,6 +41,25 @@ def problem(noise=0.3):
   return get_problem("quadratic", S, d=S * D, noise=noise, seed=1)
 
 
+# Compiled programs are shared between tests (``K`` and the problem's structure are static
+# arguments of the engine's jitted driver, ``gamma``, the key and ``x0`` are traced): the
+# compile-once test runs the reference test's program, and the same-seed test the realized-
+# delays test's (instrumented) program, so each spec compiles two engine programs, not four.
+
+def reference_problem():
+  """A dense quadratic with exact gradients (``noise=0``): the rules' NumPy references."""
+  return get_problem("quadratic", S, d=S * D, noise=0.0, seed=2, L=1.0, mu=0.1)
+
+
+def reference_K(rule):
+  ups = rule.updates_per_step
+  return ups * -(-max(24, 3 * rule.tau_max) // ups)
+
+
+def bounds_K(rule):
+  return rule.updates_per_step * max(8, 2 * rule.tau_max)
+
+
 def test_every_rule_has_examples():
   assert all(e.examples for e in RULES.values())
   assert len(set(SPECS)) == len(SPECS)
@@ -49,8 +68,8 @@ def test_every_rule_has_examples():
 @pytest.mark.parametrize("spec", SPECS)
 def test_compiles_once(spec, table_file):
   rule = build(spec, table_file)
-  prob = problem()
-  K = rule.updates_per_step * 6
+  prob = reference_problem()
+  K = reference_K(rule)
   run(prob, rule, gamma=0.05, K=K, key=jax.random.key(0))
   size = engine._run_jit._cache_size()
   run(prob, rule, gamma=0.07, K=K, key=jax.random.key(1))
@@ -103,7 +122,7 @@ def test_zero_delay_reproduces_plain_sgd_bitwise(spec, table_file):
 @pytest.mark.parametrize("spec", SPECS)
 def test_realized_delays_within_bounds(spec, table_file):
   rule = build(spec, table_file)
-  K = rule.updates_per_step * max(8, 2 * rule.tau_max)
+  K = bounds_K(rule)
   res = run(problem(), rule, gamma=0.01, K=K, key=jax.random.key(0), instrument=True)
   tau, blocks = res.realized["tau"], res.realized["block"]
   assert tau.shape == (K, S) and blocks.shape == (K,)
@@ -114,12 +133,14 @@ def test_realized_delays_within_bounds(spec, table_file):
 @pytest.mark.parametrize("spec", SPECS)
 def test_same_seed_same_result(spec, table_file):
   rule = build(spec, table_file)
-  K = rule.updates_per_step * 8
-  a = run(problem(), rule, gamma=0.05, K=K, key=jax.random.key(5))
-  b = run(problem(), rule, gamma=0.05, K=K, key=jax.random.key(5))
+  K = bounds_K(rule)  # the realized-delays test's program (instrumented)
+  a = run(problem(), rule, gamma=0.05, K=K, key=jax.random.key(5), instrument=True)
+  b = run(problem(), rule, gamma=0.05, K=K, key=jax.random.key(5), instrument=True)
   np.testing.assert_array_equal(a.x_SxD, b.x_SxD)
   for name in a.metrics:
     np.testing.assert_array_equal(a.metrics[name], b.metrics[name])
+  for name in a.realized:
+    np.testing.assert_array_equal(a.realized[name], b.realized[name])
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -135,12 +156,11 @@ def test_engine_equals_the_rules_numpy_reference(spec, table_file):
   """The engine (float64, exact gradients of a dense quadratic) against the rule's own
   float64 NumPy reference (``rule.reference``), to 1e-12."""
   rule = build(spec, table_file)
-  prob = get_problem("quadratic", S, d=S * D, noise=0.0, seed=2, L=1.0, mu=0.1)
+  prob = reference_problem()
   A, b = np.asarray(prob.A, np.float64), np.asarray(prob.b, np.float64)
   assert A.ndim == 2 and A.dtype == np.float64
   x0 = np.random.default_rng(1).standard_normal((S, D))
-  ups = rule.updates_per_step
-  K = ups * -(-max(24, 3 * rule.tau_max) // ups)
+  K = reference_K(rule)
   key = jax.random.key(7)
   gamma = 0.2
   out = run(prob, rule, gamma=gamma, K=K, key=key, x0=x0).x_SxD
