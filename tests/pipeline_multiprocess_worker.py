@@ -1,6 +1,9 @@
 """One process of the 2-process pipeline test (``tests/test_pipeline_multiprocess.py``).
 
-Usage: ``python pipeline_multiprocess_worker.py PORT PROCESS_ID OUT.npz``. Each process has 2
+Usage: ``python pipeline_multiprocess_worker.py PORT PROCESS_ID OUT.npz NAMES GROUP``: run the
+schedules ``NAMES`` (comma-separated) with their plans padded together with those of ``GROUP``
+(a comma-separated superset; the padding of ``tests/test_pipeline.py``'s 4-device group, so the
+in-process run of the test reuses that module's compiled program). Each process has 2
 CPU devices; ``jax.distributed.initialize`` joins them (gloo CPU collectives) into one
 4-device runtime, and every process runs the same pipeline over the 4 devices.
 """
@@ -29,8 +32,9 @@ M, NB = 4, 3
 p = make_mlp(4, n_layers=4, hidden=8, batch=2 * M)
 x0 = np.asarray(jax.jit(p.init)(jax.random.key(7)))
 results = {}
-names = sys.argv[4].split(",")
-for name, plan in zip(names, pad_together([build_plan(n, 4, M, batches=NB) for n in names])):
+names, group = sys.argv[4].split(","), sys.argv[5].split(",")
+padded = dict(zip(group, pad_together([build_plan(n, 4, M, batches=NB) for n in group])))
+for name, plan in ((n, padded[n]) for n in names):
   res = execute(p, plan, gamma=0.5, key=jax.random.key(1), x0=x0, mesh=stage_mesh(4))
   results[name] = res.x_SxD
   results[name + "_peak"] = np.asarray(res.peak_stash)

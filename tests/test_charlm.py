@@ -1,6 +1,8 @@
 """Character LM problem and its Markov source: entropy rate, layout, split invariance."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 import pytest
@@ -48,12 +50,32 @@ def test_true_conditional_reaches_entropy_rate_on_eval_set():
   assert float(jax.jit(p.full_loss)(x0)) > p.f_star + 1.0
 
 
+# One model configuration for the shape and split tests: its initialisation (jax.jit of the
+# flax init of every layer, ~3 s of CPU to compile) and its loss-and-gradient program are
+# compiled once per S and shared by both tests (S = 1 and 16 appear in both).
+KW = dict(hidden=8, n_chains=4, length=64, n_eval=128)
+
+
+@functools.lru_cache(maxsize=None)
+def charlm(S: int):
+  """``(problem, x_SxD = init(key 3), jitted (x, batch) -> (full loss, gradient))`` at ``S``."""
+  p = make_charlm(S, **KW)
+  x = jax.jit(p.init)(jax.random.key(3))
+  return p, x, jax.jit(lambda x, b: (p.full_loss(x), p.grad(x, b)))
+
+
+@functools.lru_cache(maxsize=None)
+def batch():
+  """A training batch (the training data do not depend on S)."""
+  return charlm(1)[0].sample(jax.random.key(4))
+
+
 @pytest.mark.parametrize("S", [1, 4, 16])
 def test_shapes_padding_and_zero_padding_gradient(S):
-  p = make_charlm(S, hidden=8, n_chains=4, length=64, n_eval=64)
-  x = jax.jit(p.init)(jax.random.key(1))
+  p, x, loss_and_grad = charlm(S)
   assert x.shape == (S, p.D) and sum(p.block_sizes) == p.d
-  g = jax.jit(lambda x, k: p.grad(x, p.sample(k)))(x, jax.random.key(2))
+  np.testing.assert_array_equal(p.train_NxT, charlm(1)[0].train_NxT)
+  g = loss_and_grad(x, batch())[1]
   assert g.shape == x.shape
   for s, n in enumerate(p.block_sizes):
     assert np.all(np.asarray(x[s, n:]) == 0) and np.all(np.asarray(g[s, n:]) == 0)
@@ -62,24 +84,17 @@ def test_shapes_padding_and_zero_padding_gradient(S):
 
 def test_split_loss_equals_unsplit():
   """Same flat parameters, any S: same model, same loss and same flat gradient."""
-  kw = dict(hidden=8, n_chains=4, length=64, n_eval=128)
-  p1 = make_charlm(1, **kw)
-  x1 = jax.jit(p1.init)(jax.random.key(3))
+  p1, x1, f1 = charlm(1)
   flat = merge_blocks(x1, p1.block_sizes)
-  batch = p1.sample(jax.random.key(4))
-
-  def loss_and_flat_grad(p, x):
-    return p.full_loss(x), merge_blocks(p.grad(x, batch), p.block_sizes)
-
-  l1, g1 = jax.jit(loss_and_flat_grad)(p1, x1)
+  l1, g1 = f1(x1, batch())
+  g1 = merge_blocks(g1, p1.block_sizes)
   for S in (16,):
-    pS = make_charlm(S, **kw)
+    pS, xS_init, fS = charlm(S)
     xS = split_blocks(flat, pS.block_sizes)
-    lS, gS = jax.jit(loss_and_flat_grad)(pS, xS)
+    lS, gS = fS(xS, batch())
     np.testing.assert_allclose(lS, l1, rtol=1e-12)
-    np.testing.assert_allclose(gS, g1, rtol=1e-10, atol=1e-14)
-    np.testing.assert_array_equal(
-        merge_blocks(jax.jit(pS.init)(jax.random.key(3)), pS.block_sizes), flat)
+    np.testing.assert_allclose(merge_blocks(gS, pS.block_sizes), g1, rtol=1e-10, atol=1e-14)
+    np.testing.assert_array_equal(merge_blocks(xS_init, pS.block_sizes), flat)
 
 
 def test_sgd_learns_toward_entropy_rate():

@@ -1,4 +1,6 @@
 """The sympy closed form of the PipeDream delay against the simulated schedule."""
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -23,12 +25,17 @@ def test_closed_form_equals_simulation_for_every_S_up_to_64(simulated):
 
 
 def test_floor_form_equals_every_parity_polynomial():
+  # Each parity polynomial evaluated exactly (its rational coefficients as Fractions; the
+  # same value as sympy's subs, ~50x faster than calling subs at 8555 points).
   f = delay.tau_evaluator()
+  terms = {case: [(e, Fraction(int(c.p), int(c.q))) for e, c in
+                  sp.Poly(poly, delay.S, delay.i, delay.j).terms()]
+           for case, poly in delay.tau_parity_cases().items()}
   for S in range(1, 30):
     for i in range(1, S + 1):
       for j in range(1, S + 1):
-        expected = delay.tau_parity_cases()[(S % 2, i % 2, j % 2)].subs(
-            {delay.S: S, delay.i: i, delay.j: j})
+        expected = sum(c * S ** a * i ** b * j ** d
+                       for (a, b, d), c in terms[(S % 2, i % 2, j % 2)])
         assert int(f(S, i, j)) == int(expected)
 
 

@@ -60,15 +60,16 @@ def test_stage_sweep_and_tuned_rate_end_to_end(tmp_path):
   tr = cfg_tr.get_config(quick=True)
   tr["sweep"] = cfg
   assert tuned_rate.run(tr, store, progress=False) == 0  # reuses the stage sweep's runs
-  res = tuned_rate.plot(tr, store, str(tmp_path))
-  _nonempty(res["figures"])
-  figs = []
+  figs = []  # the figure, kept on its way to the real save_figure (one plot, not two)
   real_save = tuned_rate.save_figure
-  tuned_rate.save_figure = lambda fig, out_dir, name: figs.append(fig) or []
+  tuned_rate.save_figure = lambda fig, out_dir, name: (figs.append(fig), real_save(
+      fig, out_dir, name))[1]
   try:
-    tuned_rate.plot(tr, store, str(tmp_path))
+    res = tuned_rate.plot(tr, store, str(tmp_path))
   finally:
     tuned_rate.save_figure = real_save
+  _nonempty(res["figures"])
+  assert len(figs) == 1
   legend = {t.get_text(): h for t, h in zip(figs[0].axes[0].get_legend().get_texts(),
                                             figs[0].axes[0].get_legend().legend_handles)}
   squares = next(h for t, h in legend.items() if t.startswith("squares"))
