@@ -7,16 +7,13 @@ in a subprocess (``PYTHONPATH`` pointing at it) and must fail (pytest exit code 
 failed, not a collection or import error). The unmutated copy must pass the same tests, and
 the subprocess must really import the copy. Mutants run two at a time.
 """
-import concurrent.futures
 import os
-import pathlib
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from mutants import assert_mutants_caught
 
 REPLAY2 = "tests/test_replay.py::test_engine_iterates_equal_the_numpy_replay[pipedream-2]"
 REPLAY3 = "tests/test_replay.py::test_engine_iterates_equal_the_numpy_replay[pipedream-3]"
@@ -70,60 +67,13 @@ MUTANTS = [
 ]
 
 
-def _copy(tmp: pathlib.Path) -> pathlib.Path:
-  dst = tmp / "pkg"
-  ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-  shutil.copytree(ROOT / "rpd", dst / "rpd", ignore=ignore)
-  shutil.copytree(ROOT / "theory", dst / "rpd" / "theory", ignore=ignore)
-  shutil.copytree(ROOT / "experiments", dst / "rpd" / "experiments", ignore=ignore)
-  return dst
-
-
-# pytest options of the subprocesses: one process per mutant (mutants already run in
-# parallel: no xdist, so the project's ``-n 2`` is dropped), and neither the xdist nor the
-# hypothesis plugin loaded (the named tests use neither; about 0.8 s CPU per subprocess).
-LEAN = ("-p", "no:cacheprovider", "-o", "addopts=", "-p", "no:xdist", "-p", "no:hypothesispytest")
-
-
-def _pytest(pkg: pathlib.Path, tests):
-  # os.environ carries RPD_CACHE_DIR (tests/conftest.py): the subprocesses share the suite's
-  # persistent compilation cache, so programs the mutant does not change are loaded, not
-  # compiled again.
-  env = dict(os.environ, PYTHONPATH=str(pkg), JAX_PLATFORMS="cpu",
-             PYTHONDONTWRITEBYTECODE="1")
-  env.pop("XLA_FLAGS", None)
-  # run from the copy's directory: the working directory comes first on sys.path
-  return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", *LEAN,
-                         "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-                         *[str(ROOT / t) for t in tests]],
-                        cwd=pkg, env=env, capture_output=True, text=True, timeout=600)
-
-
-def _mutant(tmp: pathlib.Path, name, path, old, new, tests):
-  pkg = _copy(tmp)
-  f = pkg / path
-  text = f.read_text()
-  assert text.count(old) == 1, f"{name}: the original text must occur once in {path}"
-  f.write_text(text.replace(old, new))
-  return _pytest(pkg, tests)
+def _imports_the_copy(pkg):
+  probe = subprocess.run([sys.executable, "-c", "import rpd, rpd.theory; print(rpd.__file__, "
+                          "rpd.theory.__file__)"], env=dict(os.environ, PYTHONPATH=str(pkg)),
+                         capture_output=True, text=True, cwd=pkg)
+  assert probe.stdout.split() and all(p.startswith(str(pkg))
+                                      for p in probe.stdout.split()), probe
 
 
 def test_mutants_are_caught(tmp_path):
-  control_pkg = _copy(tmp_path / "control")
-  probe = subprocess.run([sys.executable, "-c", "import rpd, rpd.theory; print(rpd.__file__, "
-                          "rpd.theory.__file__)"], env=dict(os.environ, PYTHONPATH=str(
-                              control_pkg)), capture_output=True, text=True, cwd=control_pkg)
-  assert probe.stdout.split() and all(p.startswith(str(control_pkg))
-                                      for p in probe.stdout.split()), probe
-  all_tests = sorted({t for m in MUTANTS for t in m[4]})
-  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-    control = pool.submit(_pytest, control_pkg, all_tests)
-    runs = {m[0]: pool.submit(_mutant, tmp_path / f"m{i}", *m) for i, m in enumerate(MUTANTS)}
-    control = control.result()
-    assert control.returncode == 0, control.stdout[-3000:] + control.stderr[-2000:]
-    survivors = []
-    for name, fut in runs.items():
-      proc = fut.result()
-      if proc.returncode != 1:
-        survivors.append(f"{name}: exit {proc.returncode}\n{proc.stdout[-1500:]}")
-  assert not survivors, "\n\n".join(survivors)
+  assert_mutants_caught(tmp_path, MUTANTS, probe=_imports_the_copy)

@@ -9,9 +9,7 @@ unmutated copy must pass them.
 * a rule whose step makes two block updates, or none, where ``updates_per_step`` says one,
   must fail a common test (the engine raises ``UpdateCountError``).
 """
-import concurrent.futures
-
-from test_mutations import _copy, _pytest
+from mutants import assert_mutants_caught
 
 REF_GEOM = "tests/test_rules_common.py::test_engine_equals_the_rules_numpy_reference[geom:0.3:6]"
 BOUNDS_CONST = "tests/test_rules_common.py::test_realized_delays_within_bounds[constant:3]"
@@ -29,22 +27,5 @@ MUTANTS = [
 ]
 
 
-def _mutant(tmp, name, path, old, new, tests):
-  pkg = _copy(tmp)
-  f = pkg / path
-  text = f.read_text()
-  assert text.count(old) == 1, f"{name}: the original text must occur once in {path}"
-  f.write_text(text.replace(old, new))
-  return _pytest(pkg, tests)
-
-
 def test_rule_mutants_fail_named_common_tests(tmp_path):
-  tests = sorted({t for m in MUTANTS for t in m[4]})
-  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-    control = pool.submit(_pytest, _copy(tmp_path / "control"), tests)
-    runs = {m[0]: pool.submit(_mutant, tmp_path / f"m{i}", *m) for i, m in enumerate(MUTANTS)}
-    control = control.result()
-    assert control.returncode == 0, control.stdout[-3000:] + control.stderr[-2000:]
-    survivors = [f"{name}: exit {fut.result().returncode}\n{fut.result().stdout[-1500:]}"
-                 for name, fut in runs.items() if fut.result().returncode != 1]
-  assert not survivors, "\n\n".join(survivors)
+  assert_mutants_caught(tmp_path, MUTANTS)

@@ -7,16 +7,11 @@ subprocess and must fail (pytest exit code 1). The copy has NO ``derivation.json
 ``THEOREM.md``: the named tests never read them, so regenerating them after the edit (what a
 developer does) cannot make a mutant pass. The unmutated copy must pass the same tests.
 """
-import concurrent.futures
 import os
-import pathlib
-import shutil
 import subprocess
 import sys
 
-from test_mutations import LEAN
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from mutants import assert_mutants_caught
 ADV = "tests/test_lemma_adversarial.py::test_lemma_holds_on_every_adversarial_instance"
 HAND = "tests/test_lemma_adversarial.py::test_step_size_condition_is_the_hand_derivation"
 FACT = "tests/test_theorem.py::test_every_atomic_fact_passes_its_check"
@@ -78,51 +73,14 @@ MUTANTS = [
 ]
 
 
-def _copy(tmp: pathlib.Path) -> pathlib.Path:
-  dst = tmp / "pkg"
-  ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "derivation.json", "THEOREM.md")
-  shutil.copytree(ROOT / "rpd", dst / "rpd", ignore=ignore)
-  shutil.copytree(ROOT / "theory", dst / "rpd" / "theory", ignore=ignore)
-  shutil.copytree(ROOT / "experiments", dst / "rpd" / "experiments", ignore=ignore)
-  return dst
-
-
-def _pytest(pkg: pathlib.Path, tests):
-  env = dict(os.environ, PYTHONPATH=str(pkg), JAX_PLATFORMS="cpu",
-             PYTHONDONTWRITEBYTECODE="1")
-  env.pop("XLA_FLAGS", None)
-  return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", *LEAN,
-                         "--noconftest",  # the named tests need no JAX set-up (faster)
-                         "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-                         *[str(ROOT / t) for t in tests]],
-                        cwd=pkg, env=env, capture_output=True, text=True, timeout=600)
-
-
-def _mutant(tmp: pathlib.Path, name, path, old, new, tests):
-  pkg = _copy(tmp)
-  f = pkg / path.replace("theory/", "rpd/theory/", 1)
-  text = f.read_text()
-  assert text.count(old) == 1, f"{name}: the original text must occur once in {path}"
-  f.write_text(text.replace(old, new))
-  return _pytest(pkg, tests)
-
-
 def test_theory_mutants_are_caught(tmp_path):
-  control_pkg = _copy(tmp_path / "control")
-  assert not (control_pkg / "rpd" / "theory" / "derivation.json").exists()
-  all_tests = sorted({t for m in MUTANTS for t in m[4]})
-  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-    control = pool.submit(_pytest, control_pkg, all_tests)
-    runs = {m[0]: pool.submit(_mutant, tmp_path / f"m{i}", *m) for i, m in enumerate(MUTANTS)}
-    control = control.result()
-    assert control.returncode == 0, control.stdout[-3000:] + control.stderr[-2000:]
-    assert str(control_pkg) in _probe(control_pkg)
-    survivors = []
-    for name, fut in runs.items():
-      proc = fut.result()
-      if proc.returncode != 1:
-        survivors.append(f"{name}: exit {proc.returncode}\n{proc.stdout[-1500:]}")
-  assert not survivors, "\n\n".join(survivors)
+  def probe(pkg):
+    assert not (pkg / "rpd" / "theory" / "derivation.json").exists()
+    assert str(pkg) in _probe(pkg)
+
+  assert_mutants_caught(tmp_path, MUTANTS, skip=("derivation.json", "THEOREM.md"),
+                        extra=("--noconftest",),  # the named tests need no JAX set-up (faster)
+                        where=lambda p: p.replace("theory/", "rpd/theory/", 1), probe=probe)
 
 
 def _probe(pkg):

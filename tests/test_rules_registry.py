@@ -8,7 +8,6 @@ there and nothing else, and finds the rule in ``rpd train --help``, trains with 
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
@@ -16,6 +15,8 @@ import pytest
 
 from rpd.rules import RULES, get_rule
 from rpd.rules.registry import markdown_table, rules_help
+
+from mutants import copy_package
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -88,17 +89,8 @@ def test_bad_specs_name_the_bad_value(spec, bad):
     get_rule(spec, 4)
 
 
-def _copy(tmp: pathlib.Path) -> pathlib.Path:
-  dst = tmp / "pkg"
-  ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-  shutil.copytree(ROOT / "rpd", dst / "rpd", ignore=ignore)
-  shutil.copytree(ROOT / "theory", dst / "rpd" / "theory", ignore=ignore)
-  shutil.copytree(ROOT / "experiments", dst / "rpd" / "experiments", ignore=ignore)
-  return dst
-
-
 def test_one_file_makes_a_rule(tmp_path):
-  pkg = _copy(tmp_path)
+  pkg = copy_package(tmp_path)
   (pkg / "rpd" / "rules" / "agecache.py").write_text(AGE_RULE)
   env = dict(os.environ, PYTHONPATH=str(pkg), JAX_PLATFORMS="cpu", PYTHONDONTWRITEBYTECODE="1")
   env.pop("XLA_FLAGS", None)
