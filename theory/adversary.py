@@ -77,13 +77,16 @@ def target_fns(variant: str) -> dict:
   return {k: sp.lambdify((gamma, tau, S, W, sigma2), e, "numpy") for k, e in exprs.items()}
 
 
-def ratio(inst: Instance, fn) -> float:
-  """``max_{1 <= k <= K} D_k / bound_k`` (exact moments; ``0/0`` counts as 0)."""
+def ratio(inst: Instance, fn, key: str = "D") -> float:
+  """``max_{1 <= k <= K} D_k / bound_k`` (exact moments; ``0/0`` counts as 0).
+
+  ``key`` names the exact left side in :func:`lemma_exact.stale_moments` (``"D"``: the whole
+  stale error; ``"D_own"``: the updated block's own, :mod:`rpd.theory.first_order`)."""
   m = lemma_exact.stale_moments(inst.H, inst.c, inst.Sigma, inst.T, inst.gamma, inst.x0,
                                 inst.K)
   Wk = lemma_exact.window_sums(m["G"], m["tau"])
   b = np.asarray(fn(inst.gamma, m["tau"], m["S"], Wk, m["sigma2"]), float) * np.ones_like(Wk)
-  D = m["D"]
+  D = m[key]
   with np.errstate(divide="ignore", invalid="ignore"):
     r = np.where(b[1:] > 0, D[1:] / b[1:], np.where(D[1:] > 1e-300, np.inf, 0.0))
   return float(np.max(r))
@@ -162,15 +165,16 @@ def issue_instance(gamma_L: float = 0.15, K: int = 60) -> Instance:
   return Instance(H, np.zeros(S), Sigma, T, gamma_L, np.zeros(S), K, "issue-17")
 
 
-def search(variant: str, target: str, n_random: int = 200, n_climb: int = 150,
-           seed: int = 0) -> tuple[float, Instance]:
-  """Maximize ``ratio`` of one target over the family (random start + hill climbing)."""
+def maximize(score, n_random: int, n_climb: int, seed: int = 0, accept=lambda inst: True
+             ) -> tuple[float, Instance]:
+  """Maximize ``score(instance)`` over the family: ``n_random`` random members (those
+  ``accept`` keeps), then hill climbing from the best three (``n_climb`` steps in all)."""
   rng = np.random.default_rng(seed)
-  fn = target_fns(variant)[target]
   best = []
-  for _ in range(n_random):
+  while len(best) < n_random:
     inst = random_instance(rng)
-    best.append((ratio(inst, fn), inst))
+    if accept(inst):
+      best.append((score(inst), inst))
   best.sort(key=lambda p: -p[0])
   r0, i0 = best[0]
   for start_r, start in best[:3]:
@@ -178,7 +182,7 @@ def search(variant: str, target: str, n_random: int = 200, n_climb: int = 150,
     scale = 0.3
     for _ in range(n_climb // 3):
       cand = perturb(inst, rng, scale)
-      rc = ratio(cand, fn)
+      rc = score(cand)
       if np.isfinite(rc) and rc > r:
         r, inst = rc, cand
       else:
@@ -186,6 +190,13 @@ def search(variant: str, target: str, n_random: int = 200, n_climb: int = 150,
     if r > r0:
       r0, i0 = r, inst
   return r0, i0
+
+
+def search(variant: str, target: str, n_random: int = 200, n_climb: int = 150,
+           seed: int = 0) -> tuple[float, Instance]:
+  """Maximize ``ratio`` of one target over the family (random start + hill climbing)."""
+  fn = target_fns(variant)[target]
+  return maximize(lambda inst: ratio(inst, fn), n_random, n_climb, seed)
 
 
 def load_store() -> dict:

@@ -266,8 +266,8 @@ def own_target_fn(target: str):
   term) or martingale part (the ``(1 + 1/alpha)`` term) halved, or ``tau -> tau/2`` in the
   mean part."""
   rhs = sp.expand(own_block_lemma())
-  mean = sp.expand(rhs.coeff(1 + alpha) if False else
-                   sum(t for t in rhs.args if not t.has(1 / alpha) and t.has(W) and t.has(tau)))
+  mean = sp.expand(sum(t for t in rhs.args
+                       if not t.has(1 / alpha) and t.has(W) and t.has(tau)))
   mart = sp.expand(rhs - mean)
   if sp.expand(mean - gamma ** 2 * (1 + alpha) * tau * W / S ** 2) != 0:
     raise AssertionError(f"mean part not isolated: {mean}")
@@ -283,15 +283,8 @@ def own_target_fn(target: str):
 def own_ratio(inst, fn) -> float:
   """``max_{1 <= k <= K} D_own_k / bound_k`` on one instance of
   :mod:`rpd.theory.adversary` (exact moments; ``0/0`` counts as 0)."""
-  from rpd.theory import lemma_exact
-  m = lemma_exact.stale_moments(inst.H, inst.c, inst.Sigma, inst.T, inst.gamma, inst.x0,
-                                inst.K)
-  Wk = lemma_exact.window_sums(m["G"], m["tau"])
-  b = np.asarray(fn(inst.gamma, m["tau"], m["S"], Wk, m["sigma2"]), float) * np.ones_like(Wk)
-  D = m["D_own"]
-  with np.errstate(divide="ignore", invalid="ignore"):
-    r = np.where(b[1:] > 0, D[1:] / b[1:], np.where(D[1:] > 1e-300, np.inf, 0.0))
-  return float(np.max(r))
+  from rpd.theory import adversary
+  return adversary.ratio(inst, fn, key="D_own")
 
 
 def own_search(target: str, n_random: int = 120, n_climb: int = 90, seed: int = 0,
@@ -299,28 +292,9 @@ def own_search(target: str, n_random: int = 120, n_climb: int = 90, seed: int = 
   """Maximize :func:`own_ratio` over the adversarial family (random + hill climbing, as
   :func:`rpd.theory.adversary.search`); instances with fewer than ``min_S`` blocks skipped."""
   from rpd.theory import adversary
-  rng = np.random.default_rng(seed)
   fn = own_target_fn(target)
-  best = []
-  while len(best) < n_random:
-    inst = adversary.random_instance(rng)
-    if inst.H.shape[0] >= min_S:
-      best.append((own_ratio(inst, fn), inst))
-  best.sort(key=lambda p: -p[0])
-  r0, i0 = best[0]
-  for start_r, start in best[:3]:
-    r, inst = start_r, start
-    scale = 0.3
-    for _ in range(n_climb // 3):
-      cand = adversary.perturb(inst, rng, scale)
-      rc = own_ratio(cand, fn)
-      if np.isfinite(rc) and rc > r:
-        r, inst = rc, cand
-      else:
-        scale = max(scale * 0.97, 0.01)
-    if r > r0:
-      r0, i0 = r, inst
-  return r0, i0
+  return adversary.maximize(lambda inst: own_ratio(inst, fn), n_random, n_climb, seed,
+                            accept=lambda inst: inst.H.shape[0] >= min_S)
 
 
 STORE = __import__("pathlib").Path(__file__).with_name("first_order_adversarial.json")
