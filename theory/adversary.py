@@ -165,14 +165,16 @@ def issue_instance(gamma_L: float = 0.15, K: int = 60) -> Instance:
   return Instance(H, np.zeros(S), Sigma, T, gamma_L, np.zeros(S), K, "issue-17")
 
 
-def maximize(score, n_random: int, n_climb: int, seed: int = 0, accept=lambda inst: True
-             ) -> tuple[float, Instance]:
+def maximize(score, n_random: int, n_climb: int, seed: int = 0, accept=lambda inst: True,
+             generate=None) -> tuple[float, Instance]:
   """Maximize ``score(instance)`` over the family: ``n_random`` random members (those
-  ``accept`` keeps), then hill climbing from the best three (``n_climb`` steps in all)."""
+  ``accept`` keeps), then hill climbing from the best three (``n_climb`` steps in all).
+  ``generate(rng)`` draws a member (default :func:`random_instance`)."""
   rng = np.random.default_rng(seed)
+  generate = random_instance if generate is None else generate
   best = []
   while len(best) < n_random:
-    inst = random_instance(rng)
+    inst = generate(rng)
     if accept(inst):
       best.append((score(inst), inst))
   best.sort(key=lambda p: -p[0])
