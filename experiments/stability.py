@@ -16,7 +16,8 @@ import numpy as np
 
 from rpd.experiments.common import Progress, ResultsStore, loglog_slope, metadata, save_figure
 
-FIGURE_DOC = ("Step sizes against S: the theorem's gamma_max (cs, martingale, block), exact "
+FIGURE_DOC = ("Step sizes against S: the theorem's gamma_max (cs, martingale, block, the "
+              "own-block theorem A7 and the any-H theorem A8), exact "
               "mean and mean-square thresholds and measured divergence thresholds of "
               "pipedream and rpd on the isotropic quadratic; and the stale excess of the "
               "stationary E||grad f||^2 at a fixed gamma (exact, measured, bound terms), with "
@@ -119,6 +120,13 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
   fits["gamma_max first_order"] = p
   ax1.plot(S_arr, y, "-", color="k", lw=2,
            label=f"theorem gamma_max (A7, own-block lemma): S^{p:.2f}")
+  from rpd.theory import coupled  # any H with ||H|| <= L, additive table (theory/THEOREM.md)
+  y = np.array([coupled.gamma_max(int(S), int(st.delay_table(int(S)).max()), cfg["L"])
+                for S in S_arr])
+  p, _ = loglog_slope(S_arr, y)
+  fits["gamma_max coupled"] = p
+  ax1.plot(S_arr, y, "--", color="tab:red", lw=2,
+           label=f"theorem gamma_max (A8, any H, additive table): S^{p:.2f}")
   ax1.set(xscale="log", yscale="log", xlabel="stages S", ylabel="step size gamma (L = 1)",
           title="Step sizes: upper-bound conditions vs exact and measured thresholds")
   ax1.set_xscale("log", base=2)
@@ -157,7 +165,8 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
              f"theorem's step-size limits scale as S^{fits['gamma_max cs']:.2f} (cs), "
              f"S^{fits['gamma_max martingale']:.2f} (martingale) and "
              f"S^{fits['gamma_max block']:.2f} (block), and the own-block theorem's (A7, "
-             f"theory/first_order.py) as S^{fits['gamma_max first_order']:.2f}; "
+             f"theory/first_order.py) as S^{fits['gamma_max first_order']:.2f} and the one for "
+             f"every H (A8, theory/coupled.py) as S^{fits['gamma_max coupled']:.2f}; "
              f"the exact stale excess at fixed gamma "
              f"grows as S^{fits.get('pipedream exact stale excess', float('nan')):.2f} (pipedream) "
              f"and S^{fits.get('rpd exact stale excess', float('nan')):.2f} (rpd) against "

@@ -362,7 +362,9 @@ def markdown_lines() -> list[str]:
       "The limit is of order `1/(L S)` when the blocks are weakly coupled, `L_c <= L_d / "
       "sqrt(S)` (separable `f`, block-diagonal `H`, the isotropic family); for a general "
       "`0 <= H <= L I` (`L_c` up to `L`) it is of order `S^-3/2 / L`, the `block` variant's "
-      "order. **Open:** order `1/(L S)` for coupled blocks (see the last step).", "",
+      "order. Coupled blocks reach order `1/(L S)` in the next section (quadratics with an "
+      "additive delay table, which PipeDream's is); for other tables and non-quadratic `f` "
+      "the coupled case stays open (see the last step).", "",
       "**Why the variants above stop at `S^-2` / `S^-3/2`.** Their fact `smoothness` bounds the "
       "chosen block's gradient mismatch by the *whole* stale error, `Dg <= L^2 D`, and `D` "
       "sums all `S` blocks, each moved about `tau/S` times in the window: `D ~ S (gamma tau/S)^2 "
@@ -423,13 +425,15 @@ def markdown_lines() -> list[str]:
       "the hand derivation test only). The fact `coupled` holds on every stored adversarial "
       "instance, and the final bound holds against the exact `(1/K) sum_k N_k` at "
       "`gamma = gamma_max` (isotropic S = 2, 3; rank one S = 2).", "",
-      "**What remains open (coupled blocks), precisely.** The only step that loses for a "
+      "**What remained open here (coupled blocks), and how the next section closes it for "
+      "additive tables.** The only step that loses for a "
       "general `H` is step 1's off-block part, `(1 + 1/beta) L_c^2 D`: the whole stale error "
       "`D` is `S` times the own one, so the limit is `~ 1/((L_d + sqrt(S) L_c) S)`. Order "
       "`1/(L S)` for coupled blocks needs `E_i ||(H (x - x_hat^(i)))_i||^2 <= c L^2 "
       "(gamma tau/S)^2 G` with `c` independent of `S`, i.e. the Hadamard products of `H` "
       "with the 0/1 window patterns `[l in window_ij]` bounded in norm by `c L` (true for "
-      "patterns that are a few combinatorial rectangles; not shown for the PipeDream table). "
+      "patterns that are a few combinatorial rectangles). For an additive table each skewed "
+      "lag is ONE rectangle, and PipeDream's table is additive: see the next section. "
       "The window-anchored first-order route (anchor at `x^{k-T}`: the cross term with the "
       "anchor gradient vanishes by the tower property, and the martingale-martingale part is "
       "`(gamma L S)^2` by orthogonal increments) does not avoid this: its mean part is "

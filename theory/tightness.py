@@ -94,16 +94,31 @@ def measurements() -> dict:
   return out
 
 
+def coupled_stale_exponent() -> dict:
+  """The any-H theorem's stale term at ``a = 1`` (:mod:`rpd.theory.coupled`) at ``gamma = L =
+  sigma2 = 1``, ``tau = tau_max(S)``, and its S-exponent over the last three ``S_VALUES``
+  (the same fit as the exact ``q``)."""
+  import sympy as sp
+
+  from rpd.theory import coupled
+  from rpd.theory.theorem import L, S, gamma, sigma2, tau
+  e = sp.factor(coupled.derive()["stale_term"].subs(coupled.a, 1))
+  vals = [float(e.subs({gamma: 1, L: 1, sigma2: 1, S: s_,
+                        tau: int(stability.delay_table(s_).max())})) for s_ in S_VALUES]
+  return {"stale_a1": str(e), "values": vals, "q_up": exponent(vals)}
+
+
 def markdown_lines(adversarial_tightest: float) -> list[str]:
   """The THEOREM.md section on the order-1/(L S) theorem and the tightness question
   (``adversarial_tightest``: the block lemma's tightest bound/lhs on the adversarial
   instances)."""
-  from rpd.theory import first_order
+  from rpd.theory import coupled, first_order
   m = measurements()
   fmt = lambda xs: ", ".join(f"{x:.4g}" for x in xs)
   st, mp = m["stale"], m["mean_part"]["isotropic"]
   lines = [
       *first_order.markdown_lines(),
+      *coupled.markdown_lines(),
       "## Is Theta(S^4/K) tight?", "",
       "**Tightness of Theta(S^4/K) (issue 17, Asked 2), exact.** Stale coefficient `a2 / "
       "(L^2 sigma2)` of the stationary excess on the isotropic quadratic (see the module "
@@ -115,6 +130,7 @@ def markdown_lines(adversarial_tightest: float) -> list[str]:
         f"{x:.4g}" for x in e["a2_over_L2_sigma2"]) + f" | {e['q']:.2f} |")
     lines.append(f"| {rule} own delay | " + " | ".join(str(t) for t in e["tau_own"]) + " | |")
   q = {r: e["q"] for r, e in st.items()}
+  up = coupled_stale_exponent()
   lines += [
       "", f"So on this family the stale coefficient grows as `S^q` with q = "
       f"{q['rpd']:.2f} (rpd, slope over S = 8..32; the successive ratios tend to 2, i.e. "
@@ -123,9 +139,19 @@ def markdown_lines(adversarial_tightest: float) -> list[str]:
       "`tau^2` (q = 4) and even `martingale`'s `tau` (q = 2) overestimate this family. "
       "**Answer, with its limits:** no quadratic in the families searched (isotropic, "
       "S <= 32, where only the own delays `tau_jj` enter; the adversarial lemma instances, "
-      "S <= 8) attains `S^4/K_mb`; Theta(S^4/K) is an upper bound that is not shown tight "
-      "for RPD or for PD, and the isotropic family is an exact lower-bound family of order "
-      "`S/K_mb`. A family with cross-block coupling (rank one, where the cross delays "
-      "`tau_ij ~ S^2` enter) has an exact second moment only for S <= 3 here "
+      "S <= 8) attains `S^4/K_mb`, and for RPD on quadratics with PipeDream's (additive) "
+      "table the section above now gives the matching upper side: for *every* `H` with "
+      "`||H|| <= L`, `gamma_max ~ 1/(L S)` and, at `a = 1`, the stale term "
+      f"`{up['stale_a1']}` grows as S^{up['q_up']:.2f} with `tau = tau_max(S)` (slope over "
+      f"S = 8..32), against the exact isotropic exponent q = {q['rpd']:.2f}. So on quadratics "
+      "the stale term at fixed `gamma` is Theta(gamma^2 S) (proved upper bound, attained by "
+      "the isotropic family), not Theta(gamma^2 S^4); and at `gamma ~ 1/(L S)` the first "
+      "term `2 S Delta / (gamma K)` is `~ 2 L S^2 Delta / K = 2 L S Delta / K_mb` (upper "
+      "side proved; on `H = L I` every block contracts by `1 - gamma L` only when it is "
+      "picked, so `(1/K) sum_k ||grad f||^2 ~ S Delta / (gamma K)` there too). "
+      "Theta(S^4/K) is therefore not tight for RPD on quadratics; the order there is `S^2/K = "
+      "S/K_mb`. For PD (cyclic order) and for non-quadratic `f` no matching upper bound is "
+      "proved: the S^4 bound of `cs` is the only one that covers them. A family with "
+      "cross-block coupling (rank one) has an exact second moment only for S <= 3 here "
       "(`rpd theory stability --problem rank1`): its exponent is not measured.", ""]
   return lines
