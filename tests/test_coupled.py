@@ -154,3 +154,15 @@ def test_theorem_bound_holds_at_gamma_max_exact(case):
   vals = {S: S_, tau: t, gamma: g, L: 1.0, sigma2: sig2, Delta: 0.5 * x0 @ H @ x0, K: K_,
           co.a: np.sqrt(S_ / t)}
   assert m["N"][:K_].mean() <= float(co.derive()["bound"].subs(vals))
+
+
+def test_explicit_constant_one_over_2LS_suffices():
+  """gamma = 1/(2 L S) satisfies the condition (sympy's three steps, and numerically at the
+  exact tau_max(S) of the closed-form table for S = 2..40); 0.7/(L S) does not at S = 2."""
+  out = co.sufficient_step_size()
+  assert out["holds"]
+  assert sp.simplify(out["g"] - (sp.Rational(3, 4) - 3 / (4 * S) - 1 / (2 * sp.sqrt(S)))) == 0
+  for S_ in range(2, 41):
+    t = int(st.delay_table(S_).max())
+    assert 1 / (2 * S_) <= co.gamma_max(S_, t, 1.0)
+  assert 0.7 / 2 > co.gamma_max(2, int(st.delay_table(2).max()), 1.0)

@@ -213,6 +213,36 @@ def gamma_max(S_: int, tau_: int, L_: float = 1.0) -> float:
   return 1.0 / L_ if tau_ == 0 else float(_gamma_max_fn()(S_, tau_, L_))
 
 
+def sufficient_step_size() -> dict:
+  """An explicit constant: ``gamma <= 1/(2 L S)`` satisfies the condition for every ``S >= 2``
+  with PipeDream's table, proved with sympy in three steps.
+
+  (1) ``tau_max(S) <= S^2`` (the parity polynomials of
+  :func:`rpd.theory.delay.tau_max_by_parity` are ``S^2 - S/2`` and ``S^2 - S/2 - 1/2``);
+  (2) ``q*`` is increasing in ``tau``, so ``tau = S^2`` is the worst case; (3) there the
+  condition at ``gamma = 1/(2 L S)`` is ``g(S) = 1 - 1/(2S) - (1 + 1/sqrt(S))^2 / 4``, which
+  is increasing in ``S`` with ``g(2) > 0``.
+
+  Returns:
+    dict of the three facts (bools), ``g`` (the expression) and ``g(2)``.
+  """
+  from rpd.theory import delay
+  d = derive()
+  r = sp.Symbol("r", positive=True)  # S = r^2: sqrt-free
+  tau_ok = all(sp.expand(S ** 2 - p).subs(S, r ** 2 + 1).is_nonnegative
+               or sp.factor(sp.expand(S ** 2 - p).subs(S, r ** 2 + 1)).is_nonnegative
+               for p in delay.tau_max_by_parity().values())
+  q_inc = bool(sp.simplify(sp.diff(d["quadratic_coef_star"], tau)).is_positive)
+  cond = d["condition"].subs(a, d["a_star"]).subs(gamma, 1 / (2 * L * S)).subs(tau, S ** 2)
+  g = sp.simplify(cond)
+  g_r = sp.expand(g.subs(S, r ** 2))
+  increasing = bool(sp.factor(sp.diff(g_r, r)).is_positive)
+  g2 = g.subs(S, 2)
+  return {"tau_max_le_S2": bool(tau_ok), "q_increasing_in_tau": q_inc,
+          "g_increasing": increasing, "g": g, "g_at_2": float(g2),
+          "holds": bool(tau_ok and q_inc and increasing and g2 > 0)}
+
+
 # --- numbers: proved limit against the exact thresholds ----------------------------------------
 
 def threshold_table(S_values=range(2, 33), problem: str = "isotropic") -> list[dict]:
@@ -396,6 +426,7 @@ def markdown_lines() -> list[str]:
   sched = schedule_tables_additive()
   fmt = lambda xs: ", ".join(f"{x:.4g}" for x in xs)
   a1 = d["quadratic_coef_factored"].subs(a, 1)
+  suff = sufficient_step_size()
   stale1 = sp.factor(d["stale_term"].subs(a, 1))
   return [
       "## Order 1/(L S) for every quadratic: additive delay tables", "",
@@ -442,7 +473,12 @@ def markdown_lines() -> list[str]:
       f"must be `>= 0`: `1 - L gamma - q gamma^2 >= 0`, `q = {d['quadratic_coef_factored']}`; "
       f"sympy's minimizer `a* = {d['a_star']}` gives `q* = {d['quadratic_coef_star']}` and", "",
       f"    gamma_max = {d['gamma_max_in_q']}  with q = q*", "",
-      "   With `tau ~ S^2` this is `gamma_max ~ 1/(L S)` for every `H`.",
+      "   With `tau ~ S^2` this is `gamma_max ~ 1/(L S)` for every `H`. **Explicit "
+      "constant** (`sufficient_step_size`, sympy): `gamma <= 1/(2 L S)` satisfies the "
+      "condition for every `S >= 2` with PipeDream's table, because `tau_max(S) <= S^2` "
+      f"({suff['tau_max_le_S2']}), `q*` increases with `tau` ({suff['q_increasing_in_tau']}), "
+      f"and at `tau = S^2` the condition reads `{suff['g']} >= 0`, increasing in `S` "
+      f"({suff['g_increasing']}) and {suff['g_at_2']:.4f} at `S = 2`.",
       f"6. *Rate*: `(1/K) sum_k E||grad f(x^k)||^2 <= {d['bound']}` (any `a > 0` with the "
       "condition); with `K = S K_mb` the first term is `2 Delta / (gamma K_mb)`. At `a = 1` "
       f"the condition's `q` is `{a1}` (still order `1/(L S)`) and the stale term is "
