@@ -166,3 +166,30 @@ def test_explicit_constant_one_over_2LS_suffices():
     t = int(st.delay_table(S_).max())
     assert 1 / (2 * S_) <= co.gamma_max(S_, t, 1.0)
   assert 0.7 / 2 > co.gamma_max(2, int(st.delay_table(2).max()), 1.0)
+
+
+def test_theory_lemma_cli_reports_the_mismatch_and_its_bound(tmp_path, capsys):
+  """``rpd theory lemma --json``: ``stale_grad_exact`` is the definition (enumeration), the
+  A8 bound is given and holds for an additive table, and is null for a non-additive one."""
+  import json
+
+  from rpd.cli import main
+  rng = np.random.default_rng(5)
+  M = rng.standard_normal((3, 3))
+  H = (M + M.T) / 2
+  x0 = rng.standard_normal(3)
+  files = {}
+  for name, arr in {"H": H, "T": np.asarray(st.delay_table(3)), "N": np.array([[2, 0, 0],
+                    [0, 0, 0], [0, 0, 1]]), "x0": x0}.items():
+    files[name] = str(tmp_path / f"{name}.npy")
+    np.save(files[name], arr)
+  base = ["theory", "lemma", "--hessian", files["H"], "--gamma", "0.2", "--steps", "5",
+          "--x0", files["x0"], "--json"]
+  assert main(base + ["--table", files["T"]]) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert out["stale_grad_exact"][5] == pytest.approx(
+      _dg_by_enumeration(H, np.asarray(st.delay_table(3)), 0.2, x0, 5), rel=1e-10)
+  assert out["mismatch_holds"] is True and len(out["mismatch_bound"]) == 6
+  assert main(base + ["--table", files["N"]]) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert out["mismatch_bound"] is None and out["mismatch_holds"] is None

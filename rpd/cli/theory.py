@@ -319,6 +319,17 @@ def _lemma(args) -> int:
                  "each variant's stale-read formula at W_k = sum_{l=k-tau}^{k-1} G_l (exact), "
                  "tau = max delay, sigma2 = tr Sigma"
                  + ("; cyclic order is outside assumption A4" if args.order == "cyclic" else "")}
+  from rpd.theory import coupled
+  out["stale_grad_exact"] = m["Dg"].tolist()  # E||[H (x^k - x_hat^k)]_{i_k}||^2
+  if coupled.is_additive(T):  # the A8 mismatch lemma at its best a (theory/coupled.py)
+    L_ = max(float(np.abs(np.linalg.eigvalsh(H)).max()), 1e-300)
+    mb = np.asarray(coupled.target_fn("lemma", L_)(
+        args.gamma, m["tau"], m["S"], lemma_exact.window_sums(m["G"], m["tau"]), m["sigma2"]),
+        float) * np.ones(K + 1)
+    out["mismatch_bound"] = mb.tolist()
+    out["mismatch_holds"] = bool(np.all(m["Dg"] <= mb * (1 + 1e-9) + 1e-300))
+  else:
+    out["mismatch_bound"], out["mismatch_holds"] = None, None
   if args.json:
     print(json.dumps(_finite(out), allow_nan=False))
     return 0
@@ -329,6 +340,9 @@ def _lemma(args) -> int:
   for k in range(K + 1):
     print(f"{k:>5} {m['D'][k]:12.6g} " + " ".join(f"{bounds[v][k]:16.6g}" for v in names))
   print("holds: " + ", ".join(f"{v} {h}" for v, h in out["holds"].items()))
+  print("mismatch lemma (A8, additive table): " + ("not applicable: the table is not "
+        "additive" if out["mismatch_holds"] is None else f"holds {out['mismatch_holds']}, "
+        f"max Dg/bound {max(d / b if b > 0 else 0.0 for d, b in zip(m['Dg'], out['mismatch_bound'])):.4g}"))
   return 0
 
 
