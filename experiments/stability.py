@@ -17,7 +17,7 @@ import numpy as np
 from rpd.experiments.common import Progress, ResultsStore, loglog_slope, metadata, save_figure
 
 FIGURE_DOC = ("Step sizes against S: the theorem's gamma_max (cs, martingale, block, the "
-              "own-block theorem A7 and the any-H theorem A8), exact "
+              "own-block theorem A7, the any-H theorems A8 and A9), exact "
               "mean and mean-square thresholds and measured divergence thresholds of "
               "pipedream and rpd on the isotropic quadratic; and the stale excess of the "
               "stationary E||grad f||^2 at a fixed gamma (exact, measured, bound terms), with "
@@ -127,6 +127,14 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
   fits["gamma_max coupled"] = p
   ax1.plot(S_arr, y, "--", color="tab:red", lw=2,
            label=f"theorem gamma_max (A8, any H, additive table): S^{p:.2f}")
+  from rpd.theory import cyclic  # PD's cyclic order, any H (theory/THEOREM.md)
+  y = np.array([cyclic.gamma_max(int(cyclic.cycle_table(st.delay_table(int(S)),
+                                                        st.pipedream_order(int(S))).max()),
+                                 cfg["L"], None) for S in S_arr])
+  p, _ = loglog_slope(S_arr, y)
+  fits["gamma_max cyclic"] = p
+  ax1.plot(S_arr, y, ":", color="tab:blue", lw=2,
+           label=f"theorem gamma_sup (A9, PD cyclic order, any H): S^{p:.2f}")
   ax1.set(xscale="log", yscale="log", xlabel="stages S", ylabel="step size gamma (L = 1)",
           title="Step sizes: upper-bound conditions vs exact and measured thresholds")
   ax1.set_xscale("log", base=2)
@@ -166,7 +174,8 @@ def plot(cfg: dict, store: ResultsStore, out_dir: str) -> dict:
              f"S^{fits['gamma_max martingale']:.2f} (martingale) and "
              f"S^{fits['gamma_max block']:.2f} (block), and the own-block theorem's (A7, "
              f"theory/first_order.py) as S^{fits['gamma_max first_order']:.2f} and the one for "
-             f"every H (A8, theory/coupled.py) as S^{fits['gamma_max coupled']:.2f}; "
+             f"every H (A8, theory/coupled.py) as S^{fits['gamma_max coupled']:.2f}, PD's "
+             f"cyclic order (A9, theory/cyclic.py) S^{fits['gamma_max cyclic']:.2f}; "
              f"the exact stale excess at fixed gamma "
              f"grows as S^{fits.get('pipedream exact stale excess', float('nan')):.2f} (pipedream) "
              f"and S^{fits.get('rpd exact stale excess', float('nan')):.2f} (rpd) against "

@@ -1,9 +1,10 @@
-"""Mutation check for the additive-table theorem (``theory/coupled.py``): halving any
-constant of the mismatch lemma, ``tau -> tau/2`` in either of its parts, a lost Young factor,
-and an additivity test that accepts every table must each fail a named test of
-``tests/test_coupled.py`` (pattern of ``tests/test_mutations_theory.py``: one text
-substitution in a copy of the package, the named tests run on the copy and must fail; the
-unmutated copy passes them)."""
+"""Mutation check for the additive-table theorems (``theory/coupled.py``, RPD, and
+``theory/cyclic.py``, PD's cyclic order): halving any constant of a mismatch lemma, ``tau ->
+tau/2`` (``n -> n/2``) in any of its parts, a lost Young factor, a wrong window count, a wrong
+cycle reduction and an additivity test that accepts every table must each fail a named test
+of ``tests/test_coupled.py`` / ``tests/test_cyclic.py`` (pattern of
+``tests/test_mutations_theory.py``: one text substitution in a copy of the package, the named
+tests run on the copy and must fail; the unmutated copy passes them)."""
 from mutants import assert_mutants_caught
 
 T = "tests/test_coupled.py"
@@ -32,5 +33,32 @@ MUTANTS = [
 
 def test_coupled_mutants_are_caught(tmp_path):
   assert_mutants_caught(tmp_path, MUTANTS, skip=("derivation.json", "THEOREM.md"),
+                        extra=("--noconftest",),
+                        where=lambda p: p.replace("theory/", "rpd/theory/", 1))
+
+
+C = "tests/test_cyclic.py"
+CYC = "theory/cyclic.py"
+C_HOLDS = f"{C}::test_lemma_holds_on_every_stored_instance_and_is_attained"
+C_HAND = f"{C}::test_certificate_is_the_hand_derivation"
+C_RED = f"{C}::test_reduction_equals_per_iteration_pipedream"
+
+CYCLIC_MUTANTS = [
+    ("cycle lemma: gradient part halved", CYC, "  mean = n * L ** 2 * Vw",
+     "  mean = n * L ** 2 * Vw / 2", [C_HOLDS, C_HAND]),
+    ("cycle lemma: n/2 in the gradient part", CYC, "  mean = n * L ** 2 * Vw",
+     "  mean = n / 2 * L ** 2 * Vw", [C_HOLDS, C_HAND]),
+    ("cycle lemma: noise part halved", CYC, "  noise = n * L ** 2 * sigma2",
+     "  noise = n * L ** 2 * sigma2 / 2", [C_HOLDS, C_HAND]),
+    ("window count: n/2", CYC, '      Fact("window_count", SV - n * SG,',
+     '      Fact("window_count", SV - n / 2 * SG,', [C_HAND]),
+    ("reduction: ceil in place of floor", CYC,
+     "  return np.floor_divide(T - pi[:, None] + pi[None, :], T.shape[0])",
+     "  return -np.floor_divide(-(T - pi[:, None] + pi[None, :]), T.shape[0])", [C_RED]),
+]
+
+
+def test_cyclic_mutants_are_caught(tmp_path):
+  assert_mutants_caught(tmp_path, CYCLIC_MUTANTS, skip=("derivation.json", "THEOREM.md"),
                         extra=("--noconftest",),
                         where=lambda p: p.replace("theory/", "rpd/theory/", 1))

@@ -21,7 +21,8 @@ CACHE = HERE / "derivation.json"
 SOURCES = ("theorem.py", "lemmas.py", "scaling.py", "delay.py", "certify.py", "moments.py",
            "exact.py", "check.py", "cache.py", "lemma_exact.py", "adversary.py",
            "adversarial.json", "tightness.py", "first_order.py", "first_order_adversarial.json",
-           "coupled.py", "coupled_adversarial.json")
+           "coupled.py", "coupled_adversarial.json", "cyclic.py",
+           "cyclic_adversarial.json")
 
 
 def source_hash() -> str:

@@ -112,13 +112,14 @@ def markdown_lines(adversarial_tightest: float) -> list[str]:
   """The THEOREM.md section on the order-1/(L S) theorem and the tightness question
   (``adversarial_tightest``: the block lemma's tightest bound/lhs on the adversarial
   instances)."""
-  from rpd.theory import coupled, first_order
+  from rpd.theory import coupled, cyclic, first_order
   m = measurements()
   fmt = lambda xs: ", ".join(f"{x:.4g}" for x in xs)
   st, mp = m["stale"], m["mean_part"]["isotropic"]
   lines = [
       *first_order.markdown_lines(),
       *coupled.markdown_lines(),
+      *cyclic.markdown_lines(),
       "## Is Theta(S^4/K) tight?", "",
       "**Tightness of Theta(S^4/K) (issue 17, Asked 2), exact.** Stale coefficient `a2 / "
       "(L^2 sigma2)` of the stationary excess on the isotropic quadratic (see the module "
@@ -150,8 +151,13 @@ def markdown_lines(adversarial_tightest: float) -> list[str]:
       "side proved; on `H = L I` every block contracts by `1 - gamma L` only when it is "
       "picked, so `(1/K) sum_k ||grad f||^2 ~ S Delta / (gamma K)` there too). "
       "Theta(S^4/K) is therefore not tight for RPD on quadratics; the order there is `S^2/K = "
-      "S/K_mb`. For PD (cyclic order) and for non-quadratic `f` no matching upper bound is "
-      "proved: the S^4 bound of `cs` is the only one that covers them. A family with "
+      "S/K_mb`. For PD's own cyclic order the cycle reduction above gives the same picture on "
+      "quadratics: `gamma_sup ~ 1/(L (S - 1))` per microbatch cycle, within `pi/2` of the "
+      "exact PD threshold, and the stale term `(1 + 1/a) gamma^2 L^2 (S - 1) sigma2` grows as "
+      f"S^1 against the exact PD exponent {q['pipedream']:.2f}; the first term is `2 Delta / "
+      "(gamma C)` with `C = K_mb` cycles, `~ 2 L S Delta / K_mb`. So Theta(S^4/K) is not tight "
+      "for PD on quadratics either. For non-quadratic `f` no matching upper bound is proved: "
+      "the S^4 bound of `cs` is the only one that covers it. A family with "
       "cross-block coupling (rank one) has an exact second moment only for S <= 3 here "
       "(`rpd theory stability --problem rank1`): its exponent is not measured.", ""]
   return lines
