@@ -193,3 +193,17 @@ def test_theory_lemma_cli_reports_the_mismatch_and_its_bound(tmp_path, capsys):
   assert main(base + ["--table", files["N"]]) == 0
   out = json.loads(capsys.readouterr().out)
   assert out["mismatch_bound"] is None and out["mismatch_holds"] is None
+
+
+@pytest.mark.parametrize("S_", [2, 8, 32])
+def test_stationary_bound_holds_against_the_exact_stationary_value(S_):
+  """K -> infinity: lim E||grad f||^2 of rpd on H = I with noise sigma per coordinate (exact,
+  scalar chains of theory/stability.py) <= L gamma sigma2 + stale term, at gamma_max (a*)
+  and gamma_max / 3 (sigma2 = S sigma^2, the total noise)."""
+  t = int(st.delay_table(S_).max())
+  d = co.derive()
+  for g in (co.gamma_max(S_, t), co.gamma_max(S_, t) / 3):
+    ex = st.thresholds("rpd", S_, "isotropic", 1.0, gamma=g, sigma=0.1)["stationary_excess"]
+    vals = {co.a: np.sqrt(S_ / t), L: 1.0, gamma: g, sigma2: S_ * 0.01, tau: t, S: S_,
+            Delta: 0.0, K: 1}
+    assert ex <= float(d["bound"].subs(vals))

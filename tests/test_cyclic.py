@@ -139,3 +139,15 @@ def test_theorem_bound_holds_at_gamma_max_exact(case):
   vals = {cy.n: int(N.max()), gamma: g, L: 1.0, sigma2: sig2, Delta: 0.5 * x0 @ H @ x0,
           cy.C: C_, cy.a: 1.0}
   assert m["N"][:C_].mean() <= float(cy.derive()["bound"].subs(vals))
+
+
+@pytest.mark.parametrize("S_", [2, 8, 32])
+def test_stationary_bound_holds_against_the_exact_stationary_value(S_):
+  """K -> infinity: lim E||grad f||^2 of PD on H = I (exact, scalar chains of
+  theory/stability.py) <= L gamma sigma2 + stale term at gamma_max(a = 1) and a third of it."""
+  n_ = S_ - 1
+  for g in (cy.gamma_max(n_, 1.0, 1.0), cy.gamma_max(n_, 1.0, 1.0) / 3):
+    ex = st.thresholds("pipedream", S_, "isotropic", 1.0, gamma=g, sigma=0.1)[
+        "stationary_excess"]
+    bound = g * S_ * 0.01 + cy.stale_term_at(n_, g, 1.0, S_ * 0.01, 1.0)
+    assert ex <= bound

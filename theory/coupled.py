@@ -243,6 +243,17 @@ def sufficient_step_size() -> dict:
           "holds": bool(tau_ok and q_inc and increasing and g2 > 0)}
 
 
+def stale_term_at(S_: int, tau_: int, gamma_: float, L_: float, sigma2_: float,
+                  a_: float = 1.0) -> float | None:
+  """The rate's stale term at ``a_`` (``None`` when ``gamma_`` violates the condition at
+  ``a_``: the bound does not apply there)."""
+  d = derive()
+  vals = {S: S_, tau: tau_, L: L_, a: a_, gamma: gamma_}
+  if float(d["condition"].subs(vals)) < -1e-12:  # rounding at the boundary is admitted
+    return None
+  return float(d["stale_term"].subs({**vals, sigma2: sigma2_}))
+
+
 # --- numbers: proved limit against the exact thresholds ----------------------------------------
 
 def threshold_table(S_values=range(2, 33), problem: str = "isotropic") -> list[dict]:

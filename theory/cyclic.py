@@ -205,6 +205,18 @@ def gamma_max(n_: int, L_: float = 1.0, a_: float | None = 1.0) -> float:
   return 1.0 / L_ if n_ == 0 else float(e.subs({n: n_, L: L_}))
 
 
+def stale_term_at(n_: int, gamma_: float, L_: float, sigma2_: float,
+                  a_: float = 1.0) -> float | None:
+  """The rate's stale term ``(1 + 1/a) gamma^2 L^2 n sigma2`` at ``a_`` (``None`` when
+  ``gamma_`` violates the condition at ``a_``)."""
+  d = derive()
+  vals = {n: n_, L: L_, a: a_, gamma: gamma_}
+  if float(d["condition"].subs(vals)) < -1e-12:  # rounding at the boundary is admitted
+    return None
+  stale = sp.expand(d["bound"] - 2 * Delta / (gamma * C) - L * gamma * sigma2)
+  return float(stale.subs({**vals, sigma2: sigma2_}))
+
+
 # --- exact moments of the cycle recursion -----------------------------------------------------
 
 def jacobi_moments(H, c, Sigma, N, gamma_, y0, Cmax) -> dict:
