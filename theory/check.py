@@ -22,7 +22,9 @@ exact running averages ``avg_grad_norm_sq``, ``avg_stale_x_err``) and what the t
 (the bounds), and ``ratio = bound / measured`` (a ratio below 1 is a violation).
 
 Every variant of :data:`rpd.theory.theorem.VARIANTS` is checked at fractions of its *own*
-``gamma_max`` (a variant whose limit is larger is thereby tested where only it applies).
+``gamma_max`` (a variant whose limit is larger is thereby tested where only it applies); on
+the quadratic also the any-H theorem A8 (:mod:`rpd.theory.coupled`, bound at ``a*``: the rpd
+rule's table is PipeDream's, additive), whose limit is the largest.
 ``rpd theory check`` exits 1 when a row inside the assumptions violates a bound or a lemma.
 
 Example (``rpd theory check``)::
@@ -59,6 +61,9 @@ FULL = Config()
 QUICK = Config(S_values=(2, 4), fractions=(0.35, 1.0), K=512, seeds=4, d=16)
 """The default of ``rpd theory check`` (``--full`` runs :data:`FULL`)."""
 VARIANT_NAMES = tuple(theorem.VARIANTS)
+BOUNDS = VARIANT_NAMES + ("A8",)
+"""Theorems whose bound is checked: every variant, and the any-H theorem for quadratics with
+an additive table (:mod:`rpd.theory.coupled`; n/a on logistic regression)."""
 
 
 def make_problem(name: str, S_: int, d: int):
@@ -92,6 +97,9 @@ def gamma_max(variant: str, L_: float, tau_: int, S_: int = 1) -> float:
   """The exact largest step size of the variant's condition (``1/L`` when ``tau = 0``)."""
   if tau_ == 0:
     return 1.0 / L_
+  if variant == "A8":
+    from rpd.theory import coupled
+    return coupled.gamma_max(S_, tau_, L_)
   return float(theorem.derive(variant)["gamma_max"].subs({L: L_, tau: tau_, S: S_}))
 
 
@@ -100,6 +108,11 @@ def theory_side(variant: str, *, gamma_: float, K_: int, S_: int, L_: float, tau
   """The theorem's bound, or ``None`` when ``gamma_`` violates the step-size condition."""
   if gamma_ > gamma_max(variant, L_, tau_, S_) * (1 + 1e-12):
     return None
+  if variant == "A8":  # at a* = sqrt(S / tau), where gamma_max is taken
+    from rpd.theory import coupled
+    return float(coupled.derive()["bound"].subs({
+        coupled.a: math.sqrt(S_ / max(tau_, 1)), gamma: gamma_, K: K_, S: S_, L: L_,
+        tau: tau_, sigma2: sigma2_, Delta: Delta_}))
   th = theorem.derive(variant)
   return float(th["bound"].subs({gamma: gamma_, K: K_, S: S_, L: L_, tau: tau_,
                                  sigma2: sigma2_, Delta: Delta_}))
@@ -129,7 +142,8 @@ def check_configuration(problem_name: str, rule_name: str, S_: int, cfg: Config 
   pb, s2, dlt, note = make_problem(problem_name, S_, cfg.d)
   rule = get_rule(rule_name, S_)
   t = int(rule.tau_max)
-  runs = [(v, f, f * gamma_max(v, pb.L, t, S_)) for v in VARIANT_NAMES for f in cfg.fractions]
+  bounds = BOUNDS if problem_name == "quadratic" else VARIANT_NAMES
+  runs = [(v, f, f * gamma_max(v, pb.L, t, S_)) for v in bounds for f in cfg.fractions]
   m = measure(pb, rule, [g for _, _, g in runs], cfg.seeds, cfg.K)
   rows = []
   for r, (gv, frac, g) in enumerate(runs):
@@ -144,15 +158,17 @@ def check_configuration(problem_name: str, rule_name: str, S_: int, cfg: Config 
         "measured": lhs, "measured_sem": float(m["avg_grad_norm_sq_sem"][r]),
         "measured_stale": stale, "measured_stale_sem": float(m["avg_stale_x_err_sem"][r]),
     }
-    for v in VARIANT_NAMES:
-      b = theory_side(v, gamma_=g, K_=cfg.K, S_=S_, L_=pb.L, tau_=t, sigma2_=s2, Delta_=dlt)
-      lem = theorem.lemma_bound(v, mean_G, g, t, s2, S_)
+    for v in BOUNDS:
+      b = (theory_side(v, gamma_=g, K_=cfg.K, S_=S_, L_=pb.L, tau_=t, sigma2_=s2, Delta_=dlt)
+           if v in bounds else None)
       row[f"bound_{v}"] = b
       row[f"ratio_{v}"] = None if b is None else b / lhs
+    for v in VARIANT_NAMES:
+      lem = theorem.lemma_bound(v, mean_G, g, t, s2, S_)
       row[f"lemma_{v}"] = lem
       row[f"lemma_ratio_{v}"] = lem / stale if stale > 0 else float("inf")
     row["holds"] = row["diverged"] == 0 and all(
-        row[f"ratio_{v}"] is None or row[f"ratio_{v}"] >= 1 for v in VARIANT_NAMES)
+        row[f"ratio_{v}"] is None or row[f"ratio_{v}"] >= 1 for v in BOUNDS)
     row["lemma_holds"] = all(row[f"lemma_ratio_{v}"] >= 1 for v in VARIANT_NAMES)
     rows.append(row)
   return rows
@@ -211,10 +227,9 @@ def summarize(rows: list[dict]) -> dict:
     sel = [r for r in rows if r["in_assumptions"] == inside]
     key = "rpd (theorem applies)" if inside else "pipedream (outside A3/A4)"
     entry = {"configurations": len(sel)}
-    for v in VARIANT_NAMES:
-      for name in (f"ratio_{v}", f"lemma_ratio_{v}"):
-        vals = [r[name] for r in sel if r[name] is not None]
-        entry[name] = [min(vals), max(vals)] if vals else None
+    for name in [f"ratio_{v}" for v in BOUNDS] + [f"lemma_ratio_{v}" for v in VARIANT_NAMES]:
+      vals = [r[name] for r in sel if r[name] is not None]
+      entry[name] = [min(vals), max(vals)] if vals else None
     bad = [f"{r['problem']}/{r['rule']}/S={r['S']}/gamma={r['gamma_frac']}*gamma_max("
            f"{r['gamma_of']})" for r in sel if not (r["holds"] and r["lemma_holds"])]
     entry["violations" if inside else "exceeded (theorem does not apply)"] = bad
@@ -226,7 +241,7 @@ def format_table(rows: list[dict]) -> str:
   """The check as a text table (one line per row; ``VIOLATED`` only inside the assumptions)."""
   fmt = lambda v: "n/a" if v is None else f"{v:.3g}"
   head = (f"{'problem':9s} {'rule':9s} {'S':>3} {'tau':>4} {'gamma':>16} {'measured':>9} "
-          + " ".join(f"{'bnd_' + v[:4]:>9} {'ratio':>6}" for v in VARIANT_NAMES)
+          + " ".join(f"{'bnd_' + v[:4]:>9} {'ratio':>6}" for v in BOUNDS)
           + f" {'stale':>9} " + " ".join(f"{'lem_' + v[:4]:>9} {'ratio':>6}"
                                          for v in VARIANT_NAMES) + " ok")
   lines = [head]
@@ -237,12 +252,13 @@ def format_table(rows: list[dict]) -> str:
     lines.append(
         f"{r['problem']:9s} {r['rule']:9s} {r['S']:>3} {r['tau']:>4} {g:>16} "
         f"{r['measured']:9.3g} "
-        + " ".join(f"{fmt(r[f'bound_{v}']):>9} {fmt(r[f'ratio_{v}']):>6}" for v in VARIANT_NAMES)
+        + " ".join(f"{fmt(r[f'bound_{v}']):>9} {fmt(r[f'ratio_{v}']):>6}" for v in BOUNDS)
         + f" {r['measured_stale']:9.3g} "
         + " ".join(f"{r[f'lemma_{v}']:9.3g} {r[f'lemma_ratio_{v}']:6.3g}" for v in VARIANT_NAMES)
         + f" {verdict}")
   lines.append("ratio = bound / measured (>= 1 required); n/a: gamma above that variant's "
-               "step-size limit; gamma = fraction * gamma_max of the named variant; pipedream "
+               "step-size limit (A8: also on logistic regression, not a quadratic); gamma = "
+               "fraction * gamma_max of the named variant; pipedream "
                "rows are outside assumptions A3/A4 (reported, never a failure).")
   for k, v in summarize(rows).items():
     lines.append(f"{k}: {v}")
