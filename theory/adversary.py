@@ -136,6 +136,43 @@ def random_instance(rng: np.random.Generator) -> Instance:
   return Instance(H, c, np.diag(s ** 2), T, u / (L * max(1, tau)), x0, K, str(kind))
 
 
+def random_quadratic(rng: np.random.Generator, d: int):
+  """``(H, Sigma, c, x0, L)`` for the families of :mod:`rpd.theory.coupled` and
+  :mod:`rpd.theory.cyclic`: ``H`` of ``+-`` rank one (30%), a single negative eigenvalue (15%)
+  or dense symmetric; noise on one coordinate or on all (or none); ``c``, ``x0`` zero or not;
+  ``L = max |eig H|``."""
+  shape = rng.random()
+  if shape < 0.3:
+    v = rng.standard_normal(d)
+    H = np.outer(v, v) * rng.choice([-1.0, 1.0])
+  elif shape < 0.45:
+    H = np.zeros((d, d))
+    H[0, 0] = -1.0
+  else:
+    M = rng.standard_normal((d, d))
+    H = (M + M.T) / 2
+  L = max(float(np.abs(np.linalg.eigvalsh(H)).max()), 1e-3)
+  s = np.zeros(d)
+  if rng.random() < 0.5:
+    s[int(rng.integers(d))] = rng.uniform(0.1, 2)
+  else:
+    s = rng.uniform(0, 2, d) * (rng.random() < 0.8)
+  c = rng.standard_normal(d) * (rng.random() < 0.5)
+  x0 = rng.standard_normal(d) * (rng.random() < 0.7)
+  return H, np.diag(s ** 2), c, x0, L
+
+
+def search_targets(score, target: str, noiseless_targets, generate, n_random: int,
+                   n_climb: int, seed: int) -> tuple[float, Instance]:
+  """:func:`maximize` of ``score(inst, target)`` over ``generate``'s family; for the targets
+  in ``noiseless_targets`` (mutants of a gradient part) only noiseless members: with noise
+  the search climbs to instances where the noise part alone is tight (ratio exactly 1),
+  which cannot show a halved gradient part."""
+  noiseless = target in noiseless_targets
+  return maximize(lambda inst: score(inst, target), n_random, n_climb, seed,
+                  accept=lambda i: not noiseless or not np.any(i.Sigma), generate=generate)
+
+
 def perturb(inst: Instance, rng: np.random.Generator, scale: float) -> Instance:
   """A nearby instance (same S, delays and K)."""
   S = inst.H.shape[0]

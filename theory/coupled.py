@@ -171,14 +171,8 @@ def derive() -> dict:
   """
   facts = summed_facts()
   final, mult = th._certificate(facts[0].expr, facts[1:], (SDg, SW, FK, F0))
-  cN, cG = final.coeff(SN), final.coeff(SG)
-  c0 = sp.expand(final - cN * SN - cG * SG)
-  if c0.has(SN) or c0.has(SG) or not cN.is_positive:
-    raise AssertionError(f"unexpected final form: {final}")
-  condition = sp.expand(cG / (gamma / 2))
-  quad = sp.expand(-condition.coeff(gamma, 2))
-  if sp.expand(condition - (1 - L * gamma - quad * gamma ** 2)) != 0:
-    raise AssertionError(f"condition is not 1 - L gamma - q gamma^2: {condition}")
+  split = th.quadratic_condition(final, SN, SG, K)
+  condition, quad, bound = split["condition"], split["quadratic_coef"], split["bound"]
   roots = [x for x in sp.solve(sp.diff(quad, a), a) if x.subs({S: 4, tau: 14}).is_positive]
   if len(roots) != 1:
     raise AssertionError(f"minimizers of q in a: {roots}")
@@ -186,17 +180,12 @@ def derive() -> dict:
   t, r = sp.symbols("t r", positive=True)  # tau = t^2, S = r^2: factor() exactly
   q_star = sp.factor(sp.expand(quad.subs(a, a_star).subs({tau: t ** 2, S: r ** 2}))
                      ).subs({t: sp.sqrt(tau), r: sp.sqrt(S)})
-  q = sp.Symbol("q", positive=True)
-  g_roots = [x for x in sp.solve(sp.Eq(1 - L * gamma - q * gamma ** 2, 0), gamma)
-             if x.subs({L: 1, q: 1}).is_positive]
-  if len(g_roots) != 1:
-    raise AssertionError(f"step-size roots: {g_roots}")
-  bound = sp.expand(-c0 / (cN * K))
   K_mb = sp.Symbol("K_mb", positive=True)
   return {"facts": facts, "multipliers": mult, "final": final, "condition": condition,
           "quadratic_coef": quad, "quadratic_coef_factored": sp.factor(quad),
           "a_star": a_star, "quadratic_coef_star": q_star,
-          "gamma_max_in_q": g_roots[0], "gamma_max": g_roots[0].subs(q, q_star),
+          "gamma_max_in_q": split["gamma_max_in_q"],
+          "gamma_max": split["gamma_max_in_q"].subs(split["q"], q_star),
           "bound": bound, "bound_mb": sp.expand(bound.subs(K, S * K_mb)),
           "stale_term": sp.factor(sp.expand(bound - 2 * S * Delta / (gamma * K)
                                             - L * gamma * sigma2))}
@@ -311,7 +300,7 @@ def additive_instance(rng: np.random.Generator):
   table, random ``alpha_i + beta_j``, or time-varying additive tables; ``H`` symmetric
   (indefinite allowed), dense or rank one or curvature on one block; noise on one block or
   all; ``gamma = u / (L max(1, tau))``."""
-  from rpd.theory.adversary import Instance
+  from rpd.theory.adversary import Instance, random_quadratic
   from rpd.theory.delay import tau_table
   kind = str(rng.choice(["pipedream", "additive", "additive", "time"]))
   S_ = int(rng.choice([1, 2, 2, 3, 3, 4]))
@@ -326,39 +315,17 @@ def additive_instance(rng: np.random.Generator):
   if kind == "time":
     hi = int(rng.integers(1, 5))
     T = rng.integers(0, hi + 1, (K_ + 1, S_, 1)) + rng.integers(0, hi + 1, (K_ + 1, 1, S_))
-  d = S_ * int(rng.choice([1, 1, 2]))
-  M = rng.standard_normal((d, d))
-  shape = rng.random()
-  if shape < 0.3:
-    v = rng.standard_normal(d)
-    H = np.outer(v, v) * rng.choice([-1.0, 1.0])
-  elif shape < 0.45:
-    H = np.zeros((d, d))
-    H[0, 0] = -1.0
-  else:
-    H = (M + M.T) / 2
-  L_ = max(float(np.abs(np.linalg.eigvalsh(H)).max()), 1e-3)
-  s = np.zeros(d)
-  if rng.random() < 0.5:
-    s[int(rng.integers(d))] = rng.uniform(0.1, 2)
-  else:
-    s = rng.uniform(0, 2, d) * (rng.random() < 0.8)
-  c = rng.standard_normal(d) * (rng.random() < 0.5)
-  x0 = rng.standard_normal(d) * (rng.random() < 0.7)
+  H, Sigma, c, x0, L_ = random_quadratic(rng, S_ * int(rng.choice([1, 1, 2])))
   u = float(np.exp(rng.uniform(np.log(0.01), np.log(3.0))))
-  return Instance(H, c, np.diag(s ** 2), T, u / (L_ * max(1, int(T.max()))), x0, K_, kind)
+  return Instance(H, c, Sigma, T, u / (L_ * max(1, int(T.max()))), x0, K_, kind)
 
 
 def search(target: str, n_random: int = 150, n_climb: int = 120, seed: int = 0):
-  """Maximize :func:`ratio` of ``target`` over the additive family (random + hill climbing,
-  :func:`rpd.theory.adversary.maximize`). For the mean-part mutants only noiseless members
-  are drawn: with noise the search climbs to instances where the martingale part alone is
-  tight (ratio exactly 1), which cannot show a halved mean part."""
+  """Maximize :func:`ratio` of ``target`` over the additive family (random + hill climbing;
+  the mean-part mutants on noiseless members, :func:`rpd.theory.adversary.search_targets`)."""
   from rpd.theory import adversary
-  noiseless = target in ("half_mean", "tau_half_mean")
-  return adversary.maximize(lambda inst: ratio(inst, target), n_random, n_climb, seed,
-                            accept=lambda i: not noiseless or not np.any(i.Sigma),
-                            generate=additive_instance)
+  return adversary.search_targets(ratio, target, ("half_mean", "tau_half_mean"),
+                                  additive_instance, n_random, n_climb, seed)
 
 
 STORE = pathlib.Path(__file__).with_name("coupled_adversarial.json")

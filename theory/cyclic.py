@@ -178,24 +178,13 @@ def derive() -> dict:
   """
   facts = summed_facts()
   final, mult = th._certificate(facts[0].expr, facts[1:], (SDg, SV, FC, F0))
-  cN, cG = final.coeff(SN), final.coeff(SG)
-  c0 = sp.expand(final - cN * SN - cG * SG)
-  if c0.has(SN) or c0.has(SG) or not cN.is_positive:
-    raise AssertionError(f"unexpected final form: {final}")
-  condition = sp.expand(cG / (gamma / 2))
-  quad = sp.expand(-condition.coeff(gamma, 2))
-  if sp.expand(condition - (1 - L * gamma - quad * gamma ** 2)) != 0:
-    raise AssertionError(f"condition is not 1 - L gamma - q gamma^2: {condition}")
-  q = sp.Symbol("q", positive=True)
-  roots = [x for x in sp.solve(sp.Eq(1 - L * gamma - q * gamma ** 2, 0), gamma)
-           if x.subs({L: 1, q: 1}).is_positive]
-  if len(roots) != 1:
-    raise AssertionError(f"step-size roots: {roots}")
+  split = th.quadratic_condition(final, SN, SG, C)
+  condition, quad, q = split["condition"], split["quadratic_coef"], split["q"]
   return {"facts": facts, "multipliers": mult, "final": final, "condition": condition,
-          "quadratic_coef": sp.factor(quad), "gamma_max_in_q": roots[0],
-          "gamma_max": roots[0].subs(q, quad),
-          "gamma_sup": sp.simplify(roots[0].subs(q, quad.subs(a, 0))),
-          "bound": sp.expand(-c0 / (cN * C))}
+          "quadratic_coef": sp.factor(quad), "gamma_max_in_q": split["gamma_max_in_q"],
+          "gamma_max": split["gamma_max_in_q"].subs(q, quad),
+          "gamma_sup": sp.simplify(split["gamma_max_in_q"].subs(q, quad.subs(a, 0))),
+          "bound": split["bound"]}
 
 
 def gamma_max(n_: int, L_: float = 1.0, a_: float | None = 1.0) -> float:
@@ -313,7 +302,7 @@ def cycle_instance(rng: np.random.Generator):
   one (S = 1..4), ``H`` dense / rank one / one negative eigenvalue, noise on one block or
   all, ``gamma = u / (L max(1, n))``."""
   from rpd.theory import stability
-  from rpd.theory.adversary import Instance
+  from rpd.theory.adversary import Instance, random_quadratic
   S_ = int(rng.choice([1, 2, 2, 3, 3, 4]))
   if S_ > 1 and rng.random() < 0.35:
     N = cycle_table(stability.delay_table(S_), stability.pipedream_order(S_))
@@ -322,38 +311,18 @@ def cycle_instance(rng: np.random.Generator):
     hi = int(rng.integers(1, 6 if S_ > 1 else 13))
     N = rng.integers(0, hi + 1, (S_, 1)) + rng.integers(0, hi + 1, (1, S_))
     kind = "additive"
-  d = S_ * int(rng.choice([1, 1, 2]))
-  shape = rng.random()
-  if shape < 0.3:
-    v = rng.standard_normal(d)
-    H = np.outer(v, v) * rng.choice([-1.0, 1.0])
-  elif shape < 0.45:
-    H = np.zeros((d, d))
-    H[0, 0] = -1.0
-  else:
-    M = rng.standard_normal((d, d))
-    H = (M + M.T) / 2
-  L_ = max(float(np.abs(np.linalg.eigvalsh(H)).max()), 1e-3)
-  s = np.zeros(d)
-  if rng.random() < 0.5:
-    s[int(rng.integers(d))] = rng.uniform(0.1, 2)
-  else:
-    s = rng.uniform(0, 2, d) * (rng.random() < 0.8)
-  c = rng.standard_normal(d) * (rng.random() < 0.5)
-  x0 = rng.standard_normal(d) * (rng.random() < 0.7)
+  H, Sigma, c, x0, L_ = random_quadratic(rng, S_ * int(rng.choice([1, 1, 2])))
   u = float(np.exp(rng.uniform(np.log(0.01), np.log(3.0))))
   K_ = int(min(3 * max(int(N.max()), 1) + 8, 40))
-  return Instance(H, c, np.diag(s ** 2), N, u / (L_ * max(1, int(N.max()))), x0, K_, kind)
+  return Instance(H, c, Sigma, N, u / (L_ * max(1, int(N.max()))), x0, K_, kind)
 
 
 def search(target: str, n_random: int = 150, n_climb: int = 120, seed: int = 0):
-  """Maximize :func:`ratio` over the cycle family; the gradient-part mutants search only
-  noiseless members (with noise the noise part alone is tight)."""
+  """Maximize :func:`ratio` over the cycle family (the gradient-part mutants on noiseless
+  members, :func:`rpd.theory.adversary.search_targets`)."""
   from rpd.theory import adversary
-  noiseless = target in ("half_mean", "n_half_mean")
-  return adversary.maximize(lambda inst: ratio(inst, target), n_random, n_climb, seed,
-                            accept=lambda i: not noiseless or not np.any(i.Sigma),
-                            generate=cycle_instance)
+  return adversary.search_targets(ratio, target, ("half_mean", "n_half_mean"), cycle_instance,
+                                  n_random, n_climb, seed)
 
 
 STORE = pathlib.Path(__file__).with_name("cyclic_adversarial.json")

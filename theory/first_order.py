@@ -169,16 +169,8 @@ def derive() -> dict:
   """
   facts = summed_facts()
   final, mult = th._certificate(facts[0].expr, facts[1:], (SD, SDo, SW, FK, F0))
-  cN, cG = final.coeff(SN), final.coeff(SG)
-  c0 = sp.expand(final - cN * SN - cG * SG)
-  if c0.has(SN) or c0.has(SG) or not cN.is_positive:
-    raise AssertionError(f"unexpected final form: {final}")
-  # cG SG >= 0 can be dropped iff cG >= 0; cG = (gamma/2) * condition
-  condition = sp.expand(cG / (gamma / 2))
-  bound = sp.expand(-c0 / (cN * K))
-  quad = sp.expand(-condition.coeff(gamma, 2))
-  if sp.expand(condition - (1 - L * gamma - quad * gamma ** 2)) != 0:
-    raise AssertionError(f"condition is not 1 - L gamma - q gamma^2: {condition}")
+  split = th.quadratic_condition(final, SN, SG, K)
+  condition, quad, bound = split["condition"], split["quadratic_coef"], split["bound"]
   a_roots = [x for x in sp.solve(sp.diff(quad, alpha), alpha)
              if x.subs({S: 4, tau: 14}).is_positive]
   b_roots = [x for x in sp.solve(sp.diff(quad, beta), beta)
@@ -191,13 +183,8 @@ def derive() -> dict:
   q_tr = sp.factor(sp.expand(sp.factor(quad).subs({alpha: a_star, beta: b_star})
                              .subs({tau: t ** 2, S: r ** 2 + 1})))
   q_star = q_tr.subs({t: sp.sqrt(tau), r: sp.sqrt(S - 1)})
-  q = sp.Symbol("q", positive=True)
-  roots = [x for x in sp.solve(sp.Eq(1 - L * gamma - q * gamma ** 2, 0), gamma)
-           if x.subs({L: 1, q: 1}).is_positive]
-  if len(roots) != 1:
-    raise AssertionError(f"step-size roots: {roots}")
-  pos = [roots[0].subs(q, q_star)]
-  gamma_in_q = roots[0]
+  pos = [split["gamma_max_in_q"].subs(split["q"], q_star)]
+  gamma_in_q = split["gamma_max_in_q"]
   K_mb = sp.Symbol("K_mb", positive=True)
   return {"facts": facts, "multipliers": mult, "final": final, "condition": condition,
           "quadratic_coef_factored": sp.factor(quad),

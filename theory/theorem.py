@@ -357,6 +357,32 @@ def derive(variant_name: str = "cs") -> dict:
   }
 
 
+def quadratic_condition(final: sp.Expr, SN_: sp.Expr, SG_: sp.Expr, count: sp.Expr) -> dict:
+  """Split a stage-2 result ``cN SN + cG SG + c0 <= 0`` whose ``cG = (gamma/2) (1 - L gamma -
+  q gamma^2)``: the condition, ``q``, the bound ``-c0 / (cN count)`` and the positive root
+  ``gamma_max(q)`` of ``1 - L gamma - q gamma^2`` (used by the theorems of
+  :mod:`rpd.theory.first_order`, :mod:`rpd.theory.coupled`, :mod:`rpd.theory.cyclic`).
+
+  Raises:
+    AssertionError: if the result does not have that form.
+  """
+  cN, cG = final.coeff(SN_), final.coeff(SG_)
+  c0 = sp.expand(final - cN * SN_ - cG * SG_)
+  if c0.has(SN_) or c0.has(SG_) or not cN.is_positive:
+    raise AssertionError(f"unexpected final form: {final}")
+  condition = sp.expand(cG / (gamma / 2))  # cG SG >= 0 may be dropped iff cG >= 0
+  quad = sp.expand(-condition.coeff(gamma, 2))
+  if sp.expand(condition - (1 - L * gamma - quad * gamma ** 2)) != 0:
+    raise AssertionError(f"condition is not 1 - L gamma - q gamma^2: {condition}")
+  q = sp.Symbol("q", positive=True)
+  roots = [x for x in sp.solve(sp.Eq(1 - L * gamma - q * gamma ** 2, 0), gamma)
+           if x.subs({L: 1, q: 1}).is_positive]
+  if len(roots) != 1:
+    raise AssertionError(f"step-size roots: {roots}")
+  return {"condition": condition, "quadratic_coef": quad, "q": q, "gamma_max_in_q": roots[0],
+          "bound": sp.expand(-c0 / (cN * count))}
+
+
 def sufficient_step_size_holds(variant_name: str = "cs") -> bool:
   """``gamma <= 1/(2 L max(1, tau))`` implies the condition (checked with sympy).
 
