@@ -19,12 +19,18 @@ def rows():
 
 def test_bound_and_lemma_hold_where_the_theorem_applies(rows):
   inside = [r for r in rows if r["in_assumptions"]]
-  assert len(inside) == 18  # 3 configurations x 3 variants' gamma_max x 2 fractions
+  # 3 configurations x 3 variants' gamma_max x 2 fractions, + A8's on the 2 quadratic ones
+  assert len(inside) == 18 + 4
   for r in inside:
     assert r["diverged"] == 0 and r["holds"] and r["lemma_holds"], r
     for v in theorem.VARIANTS:
       assert r[f"ratio_{v}"] is None or r[f"ratio_{v}"] >= 1, r
       assert r[f"lemma_ratio_{v}"] >= 1, r
+    # the any-H theorem (A8) applies to the quadratic rows only, and holds there
+    if r["problem"] != "quadratic":
+      assert r["bound_A8"] is None and r["gamma_of"] != "A8", r
+    elif r["gamma_of"] == "A8":
+      assert r["bound_A8"] is not None and r["ratio_A8"] >= 1, r
     # The refined bound is the smaller one wherever both apply.
     if r["bound_martingale"] is not None and r["bound_cs"] is not None:
       assert r["bound_martingale"] <= r["bound_cs"]
