@@ -55,7 +55,8 @@ def test_pipedream_cycle_facts_and_refusal():
   """PD's cycle table: reads not newer than the cycle start, additive, max S - 1 (S <= 24
   here; THEOREM.md states S <= 64); an order whose reads are newer is refused."""
   assert cy.pipedream_cycle_facts(range(2, 25)) == {"S": [2, 24], "reads_not_newer": True,
-                                        "additive": True, "max_is_S_minus_1": True}
+                                                    "additive": True, "max_is_S_minus_1": True,
+                                                    "update_phase_is_pi": True}
   with pytest.raises(ValueError, match="newer"):
     cy.cycle_table(np.zeros((3, 3), int), (0, 1, 2))
 

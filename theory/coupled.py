@@ -418,7 +418,10 @@ def markdown_lines() -> list[str]:
       f"{pipedream_table_is_additive()}, proved on the eight parity polynomials of "
       "`theory/delay.py`: `tau[i][j] - tau[i][1] - tau[1][j] + tau[1][1] = 0` identically). "
       "The steady-state tables of the event simulation (`rpd.schedules`, P = 2, 3, 4, 6, 8) "
-      "are additive too: " + ", ".join(f"{n} {v}" for n, v in sched.items()) + ".", "",
+      "are additive too: " + ", ".join(f"{n} {v}" for n, v in sched.items()) + ". The "
+      "reason is weight stashing: a microbatch reads block `j` once, after `R_j` updates, "
+      "and block `i` applies its update for it at iteration `U_i`, so `tau_ij = U_i - R_j` "
+      "(both shift by `S` per microbatch).", "",
       "**Proof, step by step** (`mismatch_steps`; `u_j^l` = `grad_j f` at the point block "
       "`j` reads at step `l`, `F_l`-measurable; `i_l` the block updated at `l`):",
       "1. *Split* (conditional mean plus martingale). The increment of block `j` at step `l` "

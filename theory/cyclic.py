@@ -15,9 +15,14 @@ iterations ``pi(j) mod S``, so at iteration ``t`` it equals block ``j`` of ``y_{
     block j of y_hat^(s) = block j of y_{c - n_sj},   n_sj = floor((tau_sj - pi(s) + pi(j)) / S),
 
 a stale *full-gradient* (Jacobi) step with delays ``n`` counted in cycles and the noise
-``E_c`` of the cycle's ``S`` iterations. For PipeDream, reads are never newer than the cycle
-start and ``n`` is additive with ``max n = S - 1`` (:func:`pipedream_cycle_facts`, checked
-for S = 2..64; a proof for every S would need ``pi`` in closed form).
+``E_c`` of the cycle's ``S`` iterations. Why ``n`` is additive, for every S: with
+weight stashing microbatch ``m`` reads block ``j`` once, after ``R_j(m)`` updates, and block
+``s`` applies its update for ``m`` at iteration ``U_s(m)``; the steady-state table is ``tau_sj
+= U_s(m) - R_j(m)`` (both advance by ``S`` per microbatch), hence additive, and ``U_s = S c_s +
+pi(s)`` (an update of block ``s`` has phase ``pi(s)``), so ``n_sj = c_s + floor((pi(j) -
+R_j) / S)``: additive. :func:`pipedream_cycle_facts` checks the pieces (tables additive, the
+update phase of the decomposition equal to ``pi``, reads not newer than the cycle start) and
+``max n = S - 1`` for S = 2..64.
 
 Assumption A9 (PD, quadratic): ``f(x) = 1/2 x'Hx - c'x``, ``||H|| <= L``; cyclic order with
 reads not newer than the cycle start; the cycle table ``n`` additive (``n_sj = A_s + B_j``),
@@ -81,7 +86,7 @@ def pipedream_cycle_facts(S_values=range(2, 65)) -> dict:
   """For PipeDream's table and update order: reads not newer than the cycle start, the cycle
   table additive, and its maximum ``S - 1``, at every ``S`` of ``S_values``."""
   from rpd.theory import coupled, stability
-  ok_read, ok_add, ok_max = True, True, True
+  ok_read, ok_add, ok_max, ok_phase = True, True, True, True
   for s_ in S_values:
     T, order = stability.delay_table(s_), stability.pipedream_order(s_)
     try:
@@ -91,8 +96,11 @@ def pipedream_cycle_facts(S_values=range(2, 65)) -> dict:
       continue
     ok_add &= coupled.is_additive(N)
     ok_max &= int(N.max()) == s_ - 1
+    alpha, _ = coupled.additive_parts(T)  # U_s up to a constant: same phase as pi(s)
+    ok_phase &= len(set(((alpha - phases(order)) % s_).tolist())) == 1
   return {"S": [min(S_values), max(S_values)], "reads_not_newer": ok_read,
-          "additive": bool(ok_add), "max_is_S_minus_1": bool(ok_max)}
+          "additive": bool(ok_add), "max_is_S_minus_1": bool(ok_max),
+          "update_phase_is_pi": bool(ok_phase)}
 
 
 # --- the lemma and the certificate ----------------------------------------------------------
@@ -399,8 +407,12 @@ def markdown_lines() -> list[str]:
       "For PipeDream's table and order (`pipedream_cycle_facts`, S = "
       f"{facts['S'][0]}..{facts['S'][1]}): reads not newer than the cycle start "
       f"{facts['reads_not_newer']}, cycle table additive {facts['additive']}, `max n = S - 1` "
-      f"{facts['max_is_S_minus_1']} (checked per S; not proved for every S: the order `pi` "
-      "comes from the rule's event program, not from a closed form).", "",
+      f"{facts['max_is_S_minus_1']}, update phase of the decomposition `= pi` "
+      f"{facts['update_phase_is_pi']}. Additivity holds for every `S` by the structure of "
+      "weight stashing: microbatch `m` reads block `j` once, after `R_j(m)` updates, and block "
+      "`s` applies its update for `m` at iteration `U_s(m) = S c_s + pi(s)`; so `tau_sj = "
+      "U_s - R_j` (additive: this is also why PipeDream's table is) and `n_sj = c_s + "
+      "floor((pi(j) - R_j)/S)`. `max n = S - 1` is checked per S, not proved.", "",
       "**Proof, step by step.**",
       "1. *Reduction* (exact, `cycle_table`; `tests/test_cyclic.py` checks it against a "
       "per-iteration simulation of PD). With `y_c = x^{cS}`, block `j` changes only at "
