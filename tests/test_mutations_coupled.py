@@ -62,3 +62,22 @@ def test_cyclic_mutants_are_caught(tmp_path):
   assert_mutants_caught(tmp_path, CYCLIC_MUTANTS, skip=("derivation.json", "THEOREM.md"),
                         extra=("--noconftest",),
                         where=lambda p: p.replace("theory/", "rpd/theory/", 1))
+
+
+SM = "theory/smooth.py"
+SM_HAND = "tests/test_smooth.py::test_certificate_is_the_hand_derivation"
+SMOOTH_MUTANTS = [
+    ("anchor: tau instead of tau^2 (one update per step forgotten)", SM,
+     "  return Fact(\"anchor\", Dg_ - (1 + b) * Dl_ - (1 + 1 / b) * M ** 2 * gamma ** 2 * tau ** 2",
+     "  return Fact(\"anchor\", Dg_ - (1 + b) * Dl_ - (1 + 1 / b) * M ** 2 * gamma ** 2 * tau",
+     [SM_HAND]),
+    ("anchor: Young's (1 + b) dropped", SM,
+     "  return Fact(\"anchor\", Dg_ - (1 + b) * Dl_",
+     "  return Fact(\"anchor\", Dg_ - Dl_", [SM_HAND]),
+]
+
+
+def test_smooth_mutants_are_caught(tmp_path):
+  assert_mutants_caught(tmp_path, SMOOTH_MUTANTS, skip=("derivation.json", "THEOREM.md"),
+                        extra=("--noconftest",),
+                        where=lambda p: p.replace("theory/", "rpd/theory/", 1))

@@ -22,7 +22,7 @@ SOURCES = ("theorem.py", "lemmas.py", "scaling.py", "delay.py", "certify.py", "m
            "exact.py", "check.py", "cache.py", "lemma_exact.py", "adversary.py",
            "adversarial.json", "tightness.py", "first_order.py", "first_order_adversarial.json",
            "coupled.py", "coupled_adversarial.json", "cyclic.py",
-           "cyclic_adversarial.json")
+           "cyclic_adversarial.json", "smooth.py")
 
 
 def source_hash() -> str:

@@ -487,9 +487,9 @@ def markdown_lines() -> list[str]:
       "family of `theory/adversary.py`, S <= 8, outside A8): the same search found no "
       f"counterexample to the lemma (max `Dg / bound` = {ev['nonadditive']:.4f}); additivity "
       "is what the proof uses, not shown necessary.", "",
-      "**Not covered.** (i) The cyclic order of PipeDream itself (`i_k = k mod S`): the "
+      "**Not covered by this section.** (i) The cyclic order of PipeDream itself (`i_k = k mod S`): the "
       "certificate averages over a uniform `i_k`; a cycle-based proof would group the `S` "
-      "updates of one cycle into the conditional mean. (ii) Non-quadratic `f`: step 2 needs "
-      "one matrix `H` for all rows `i` (the integrated Hessian along `x_hat^(i) -> x` depends "
-      "on `i`); with a Hessian-Lipschitz constant the difference is second order in the stale "
-      "error, which this certificate (second moments only) cannot carry.", ""]
+      "updates of one cycle into the conditional mean (done below: A9). (ii) Non-quadratic "
+      "`f`: step 2 needs one matrix `H` for all rows `i` (the integrated Hessian along "
+      "`x_hat^(i) -> x` depends on `i`); anchoring it at `hess f(x^{k-tau})` works under a "
+      "Hessian-Lipschitz constant and an almost-sure gradient bound (A10, below).", ""]

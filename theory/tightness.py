@@ -112,7 +112,7 @@ def markdown_lines(adversarial_tightest: float) -> list[str]:
   """The THEOREM.md section on the order-1/(L S) theorem and the tightness question
   (``adversarial_tightest``: the block lemma's tightest bound/lhs on the adversarial
   instances)."""
-  from rpd.theory import coupled, cyclic, first_order
+  from rpd.theory import coupled, cyclic, first_order, smooth
   m = measurements()
   fmt = lambda xs: ", ".join(f"{x:.4g}" for x in xs)
   st, mp = m["stale"], m["mean_part"]["isotropic"]
@@ -120,6 +120,7 @@ def markdown_lines(adversarial_tightest: float) -> list[str]:
       *first_order.markdown_lines(),
       *coupled.markdown_lines(),
       *cyclic.markdown_lines(),
+      *smooth.markdown_lines(),
       "## Is Theta(S^4/K) tight?", "",
       "**Tightness of Theta(S^4/K) (issue 17, Asked 2), exact.** Stale coefficient `a2 / "
       "(L^2 sigma2)` of the stationary excess on the isotropic quadratic (see the module "
@@ -156,8 +157,10 @@ def markdown_lines(adversarial_tightest: float) -> list[str]:
       "exact PD threshold, and the stale term `(1 + 1/a) gamma^2 L^2 (S - 1) sigma2` grows as "
       f"S^1 against the exact PD exponent {q['pipedream']:.2f}; the first term is `2 Delta / "
       "(gamma C)` with `C = K_mb` cycles, `~ 2 L S Delta / K_mb`. So Theta(S^4/K) is not tight "
-      "for PD on quadratics either. For non-quadratic `f` no matching upper bound is proved: "
-      "the S^4 bound of `cs` is the only one that covers it. A family with "
+      "for PD on quadratics either. For non-quadratic `f` the A10 extension keeps order "
+      "`1/(L S)` only while `M G <~ L^2 / S^(3/2)` (Hessian-Lipschitz `M`, almost-sure "
+      "gradient bound `G`); otherwise the S^4 bound of `cs` is the one that covers it. A "
+      "family with "
       "cross-block coupling (rank one) has an exact second moment only for S <= 3 here "
       "(`rpd theory stability --problem rank1`): its exponent is not measured.", ""]
   return lines
