@@ -238,6 +238,17 @@ def search(variant: str, target: str, n_random: int = 200, n_climb: int = 150,
   return maximize(lambda inst: ratio(inst, fn), n_random, n_climb, seed)
 
 
+def report_searches(found: dict, store: pathlib.Path | None) -> None:
+  """Print ``{target: (ratio, Instance)}`` found by a search (``max Dg / bound``) and write
+  the instances to ``store`` (``None``: do not write)."""
+  for t, (r, inst) in found.items():
+    print(f"{t}: max Dg / bound = {r:.4f} ({inst.label}, S = {np.asarray(inst.T).shape[-1]}, "
+          f"d = {inst.H.shape[0]})", flush=True)
+  if store is not None:
+    store.write_text(json.dumps({t: inst.to_json() for t, (r, inst) in found.items()},
+                                indent=0) + "\n")
+
+
 def load_store() -> dict:
   """``{variant: {target: Instance}}`` from ``theory/adversarial.json``."""
   raw = json.loads(STORE.read_text())

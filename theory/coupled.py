@@ -152,9 +152,7 @@ def summed_facts() -> tuple[Fact, ...]:
       Fact("summed_step", summed, "le", "telescoping", "sum_k of the one-step inequality"),
       Fact("mismatch", SDg - (cW * SW + K * c0), "le", "mismatch_lemma",
            f"Dg <= {mismatch_lemma()}, summed over k"),
-      Fact("window_count", SW - th.window_count_bound(SG), "le", "window_count",
-           "sum_k W_k <= tau sum_k G_k"),
-      Fact("lower_bound", F0 - FK - Delta, "le", "assumption A2", "f(x^0) - E f(x^K) <= Delta"),
+      *th.closing_facts(),
   )
 
 
@@ -359,14 +357,10 @@ def evaluate_store() -> dict:
 
 def _main(argv) -> None:
   if "--search" in argv:
+    from rpd.theory import adversary
     found = {t: search(t, seed=k) for k, t in enumerate(TARGETS)}
     found["nonadditive"] = nonadditive_search()
-    for t, (r, inst) in found.items():
-      print(f"{t}: max Dg / bound = {r:.4f} ({inst.label}, S = {inst.T.shape[-1]}, "
-            f"d = {inst.H.shape[0]})", flush=True)
-    if "--write" in argv:
-      STORE.write_text(json.dumps({t: inst.to_json() for t, (r, inst) in found.items()},
-                                  indent=0) + "\n")
+    adversary.report_searches(found, STORE if "--write" in argv else None)
     return
   d = derive()
   print("PipeDream table additive for every S:", pipedream_table_is_additive())

@@ -365,13 +365,9 @@ def threshold_table(S_values=range(2, 33)) -> list[dict]:
 
 def _main(argv) -> None:
   if "--search" in argv:
+    from rpd.theory import adversary
     found = {t: search(t, seed=k) for k, t in enumerate(TARGETS)}
-    for t, (r, inst) in found.items():
-      print(f"{t}: max Dg / bound = {r:.4f} ({inst.label}, S = {inst.T.shape[-1]}, "
-            f"d = {inst.H.shape[0]})", flush=True)
-    if "--write" in argv:
-      STORE.write_text(json.dumps({t: inst.to_json() for t, (r, inst) in found.items()},
-                                  indent=0) + "\n")
+    adversary.report_searches(found, STORE if "--write" in argv else None)
     return
   d = derive()
   print("PipeDream cycle facts:", pipedream_cycle_facts())

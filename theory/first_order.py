@@ -150,9 +150,7 @@ def summed_facts() -> tuple[Fact, ...]:
            f"D_own <= {own_block_lemma()}, summed over k"),
       Fact("whole", SD - (cW * SW + K * c0), "le", "whole_lemma",
            f"D <= {whole_lemma()}, summed over k"),
-      Fact("window_count", SW - th.window_count_bound(SG), "le", "window_count",
-           "sum_k W_k <= tau sum_k G_k"),
-      Fact("lower_bound", F0 - FK - Delta, "le", "assumption A2", "f(x^0) - E f(x^K) <= Delta"),
+      *th.closing_facts(),
   )
 
 

@@ -75,9 +75,7 @@ def summed_facts() -> tuple[Fact, ...]:
            "window), summed over k"),
       Fact("whole", SD - (cWd * SW + K * c0d), "le", "stale_read_block",
            "D <= the block variant's lemma, summed over k"),
-      Fact("window_count", SW - th.window_count_bound(SG), "le", "window_count",
-           "sum_k W_k <= tau sum_k G_k"),
-      Fact("lower_bound", F0 - FK - Delta, "le", "assumption A2", "f(x^0) - E f(x^K) <= Delta"),
+      *th.closing_facts(),
   )
 
 

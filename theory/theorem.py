@@ -307,11 +307,18 @@ def summed_facts(variant: Variant) -> tuple[Fact, ...]:
            "sum_k of the one-step inequality, telescoped: E f(x^K) - f(x^0) + ..."),
       Fact("stale_read", SD - (cW * SW + K * c0_lemma), "le", variant.check,
            lemma_statement(variant) + "; summed over k (rhs affine in W_k)"),
-      Fact("window_count", SW - window_count_bound(SG), "le", "window_count",
-           "sum_k W_k <= tau sum_k G_k  (each l lies in at most tau windows)"),
-      Fact("lower_bound", F0 - FK - Delta, "le", "assumption A2",
-           "f(x^0) - E f(x^K) <= Delta  (f >= f*)"),
+      *closing_facts(),
   )
+
+
+def closing_facts() -> tuple[Fact, Fact]:
+  """The two stage-2 facts every certificate ends with: the window count ``sum_k W_k <= tau
+  sum_k G_k`` and ``f >= f*`` (:func:`summed_facts` and the theorems of
+  :mod:`rpd.theory.first_order`, :mod:`rpd.theory.coupled`, :mod:`rpd.theory.smooth`)."""
+  return (Fact("window_count", SW - window_count_bound(SG), "le", "window_count",
+               "sum_k W_k <= tau sum_k G_k  (each l lies in at most tau windows)"),
+          Fact("lower_bound", F0 - FK - Delta, "le", "assumption A2",
+               "f(x^0) - E f(x^K) <= Delta  (f >= f*)"))
 
 
 @functools.cache
