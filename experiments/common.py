@@ -162,6 +162,12 @@ def check_interrupt() -> None:
     raise Interrupted
 
 
+def stop_batches() -> None:
+  """Stop every runner before its next batch, as a first Ctrl-C does (:func:`check_interrupt`
+  raises :class:`Interrupted`): ``rpd reproduce`` stops its other lanes when one fails."""
+  _STOP.set()
+
+
 @contextlib.contextmanager
 def deferred_sigint(message: str = "interrupt: stopping after the current batch "
                     "(Ctrl-C again to stop at once)"):
