@@ -89,7 +89,7 @@ def search(cfg: dict, store: ResultsStore, rule: str, S: int, run_missing: bool 
       base = {"experiment": cfg["name"], "round": rnd}
       if run_missing:
         run_engine_batch(store, base, spec, rule, S, gs, np.full(len(gs), cfg["seed"]), K,
-                         K // 2)
+                         K // 2, metrics=("grad_norm_sq",))  # all _stable reads
       rows = [store.get(c) for c in batch_configs(base, spec, rule, S, gs,
                                                   np.full(len(gs), cfg["seed"]), K, K // 2)]
       if any(r is None for r in rows):

@@ -47,7 +47,8 @@ def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
       for S in _stages(cfg, prob):
         K = _K(cfg, S)
         ran += run_engine_batch(store, {"experiment": cfg["name"]}, _spec(prob), rule, S,
-                                g.ravel(), s.ravel(), K, K // cfg["n_records"])
+                                g.ravel(), s.ravel(), K, K // cfg["n_records"],
+                                metrics=("loss",))  # all the figure reads
         bar.update()
   bar.close()
   return ran

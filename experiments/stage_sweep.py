@@ -55,7 +55,7 @@ def run(cfg: dict, store: ResultsStore, progress: bool = True, label: str | None
     spec = {k: v for k, v in p.items() if k != "label"}
     ran += run_engine_batch(store, {"experiment": cfg["name"]}, spec, rule, S, gs.ravel(),
                             ss.ravel(), cfg["K"], cfg["K"] // cfg["n_records"],
-                            track_average=True)
+                            track_average=True, metrics=())  # reads only the avg_* means
     bar.update()
   bar.close()
   return ran
