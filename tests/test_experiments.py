@@ -299,3 +299,29 @@ def test_record_metrics_subset_changes_nothing_it_keeps():
       np.testing.assert_array_equal(sub.metrics[m], full.metrics[m], err_msg=m)
   with pytest.raises(ValueError, match="'gn'"):
     LocalSGD(H=2).sweep(prob, metrics=("gn",), **lsgd)
+
+
+@pytest.mark.parametrize("spec,S", [("pipedream", 4), ("schedule:zb-h1", 3), ("sync", 2)])
+def test_scanned_period_equals_unrolled_period(spec, S, monkeypatch):
+  """With per-iteration metrics a program rule scans its period's updates
+  (``ProgramRule._step_scanned``): the same bits as the unrolled period, realized blocks and
+  delays included."""
+  import jax
+  from rpd.engine import run
+  from rpd.experiments.runner import build_problem
+  from rpd.rules import get_rule
+  from rpd.rules.program_rule import ProgramRule
+  prob = build_problem(dict(name="quadratic", options=dict(d=12, L=1.0, mu=0.1, noise=0.1,
+                                                           seed=0)), S)
+  rule = get_rule(spec, S)
+  K = 8 * rule.updates_per_step
+  kw = dict(gamma=0.3, K=K, key=jax.random.key(3), record_every=K // 4, track_average=True,
+            instrument=True)
+  scanned = run(prob, rule, **kw)
+  monkeypatch.setattr(ProgramRule, "_scans_updates", lambda self, ctx: False)
+  unrolled = run(prob, rule, **kw)
+  np.testing.assert_array_equal(scanned.x_SxD, unrolled.x_SxD)
+  for m in unrolled.metrics:
+    np.testing.assert_array_equal(scanned.metrics[m], unrolled.metrics[m], err_msg=m)
+  for m in ("block", "tau"):
+    np.testing.assert_array_equal(scanned.realized[m], unrolled.realized[m], err_msg=m)
