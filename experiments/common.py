@@ -94,6 +94,7 @@ class ResultsStore:
   def __init__(self, path: str):
     self.path = path
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    self._lock = threading.Lock()  # batches may finish in several threads
     self.rows: dict[str, dict] = {}
     if os.path.exists(path):
       with open(path) as f:
@@ -114,7 +115,12 @@ class ResultsStore:
     return [c for c in configs if not self.has(c)]
 
   def add(self, rows: list[tuple[dict, dict, dict]]) -> None:
-    """Append ``(config, result, meta)`` rows and flush them to disk at once."""
+    """Append ``(config, result, meta)`` rows and flush them to disk at once (one thread at
+    a time: a batch's rows stay together in the file)."""
+    with self._lock:
+      self._add(rows)
+
+  def _add(self, rows: list[tuple[dict, dict, dict]]) -> None:
     lines = []
     for config, result, meta in rows:
       row = {"key": config_key(config), "config": _jsonable(config),

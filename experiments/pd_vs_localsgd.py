@@ -69,27 +69,44 @@ def _d(p, S):
   return build_problem(_spec(p), S).d
 
 
-def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
+def run(cfg: dict, store: ResultsStore, progress: bool = True, jobs: int = 1) -> int:
+  """Run every missing configuration; returns how many ran.
+
+  ``jobs``: batches run at once, each in a thread of its own (XLA compiles and runs them
+  outside Python's lock). The batches are independent and each appends its rows when it
+  finishes, so the results do not depend on it; with several, the last objectives of the
+  config (the language models, whose programs take longest to compile) start first.
+  """
   batches = [(p, S, H) for p in cfg["problems"] for S in p.get("stages", cfg["stages"])
              for H in [None] + list(p.get("H", cfg["H"]))]
   bar = Progress(len(batches), cfg["name"], progress)
-  ran = 0
   base = {"experiment": cfg["name"], "cost": cfg["cost"], "microbatches": cfg["microbatches"]}
-  dims = {}
-  for p, S, H in batches:
+
+  def one(p, S, H):
     gs, ss = np.meshgrid(p["gammas"], cfg["seeds"], indexing="ij")
     if H is None:
       K = cfg["microbatches"] * S
-      ran += run_engine_batch(store, base, _spec(p), "pipedream", S, gs.ravel(), ss.ravel(),
-                              K, K // cfg["n_records"], metrics=METRICS)
+      n = run_engine_batch(store, base, _spec(p), "pipedream", S, gs.ravel(), ss.ravel(),
+                           K, K // cfg["n_records"], metrics=METRICS)
     else:
-      key = (p["label"], S)
-      if key not in dims:
-        dims[key] = _d(p, S)
-      R, rec = localsgd_rounds(cfg, S, H, dims[key])
-      ran += run_localsgd_batch(store, base, _spec(p), H, S, gs.ravel(), ss.ravel(), R, rec,
-                                _cost(cfg), metrics=METRICS)
+      R, rec = localsgd_rounds(cfg, S, H, _d(p, S))
+      n = run_localsgd_batch(store, base, _spec(p), H, S, gs.ravel(), ss.ravel(), R, rec,
+                             _cost(cfg), metrics=METRICS)
     bar.update()
+    return n
+
+  if jobs <= 1:
+    ran = sum(one(*b) for b in batches)
+  else:
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(jobs, thread_name_prefix="rpd-batch") as ex:
+      futures = [ex.submit(one, *b) for b in reversed(batches)]
+      try:
+        ran = sum(f.result() for f in futures)
+      except BaseException:
+        for f in futures:  # what has not started does not start
+          f.cancel()
+        raise
   bar.close()
   return ran
 

@@ -149,6 +149,12 @@ def test_pd_vs_localsgd_end_to_end(tmp_path):
   for S in (2, 4):
     R, rec = pd_vs_localsgd.localsgd_rounds(cfg, S, 2, 16)
     assert R % rec == 0 and R * (2 * 2 * S + 1.0) >= pd_vs_localsgd.budget(cfg, S)
+  # Batches in two threads (rpd reproduce --jobs 2): the same rows, the same table.
+  store2 = ResultsStore(str(tmp_path / "p2.jsonl"))
+  assert pd_vs_localsgd.run(cfg, store2, progress=False, jobs=2) == ran
+  assert {k: r["result"] for k, r in ResultsStore(store2.path).rows.items()} == {
+      k: r["result"] for k, r in store.rows.items()}
+  assert pd_vs_localsgd.plot(cfg, store2, str(tmp_path / "two"))["table"] == out["table"]
 
 
 def test_fit_exponent_interval_covers_truth():

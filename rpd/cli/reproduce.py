@@ -238,7 +238,7 @@ def _lanes_of(names: list[str]) -> list[list[str]]:
 _PLOT_LOCK = threading.Lock()  # matplotlib's pyplot keeps global state: one figure at a time
 
 
-def _experiment(args, name: str, names: list[str], out_dir: str, mode: str):
+def _experiment(args, name: str, names: list[str], out_dir: str, mode: str, jobs: int = 1):
   """Run (if selected) and plot one experiment; ``None`` if it has nothing to plot."""
   from rpd.experiments.common import ResultsStore  # JAX's default dtype: float32 from the shell
   driver = importlib.import_module(f"rpd.experiments.{name}")
@@ -250,7 +250,11 @@ def _experiment(args, name: str, names: list[str], out_dir: str, mode: str):
     return None  # not selected and never run: nothing to plot
   store = ResultsStore(path)
   t0 = time.time()
-  ran = driver.run(cfg, store, progress=not args.no_progress) if name in names else 0
+  ran = 0
+  if name in names:
+    import inspect
+    kw = {"jobs": jobs} if "jobs" in inspect.signature(driver.run).parameters else {}
+    ran = driver.run(cfg, store, progress=not args.no_progress, **kw)
   with _PLOT_LOCK:
     res = driver.plot(cfg, store, out_dir)
   if not args.no_progress:
@@ -275,7 +279,7 @@ def _run_all(args, names: list[str], out_dir: str, mode: str) -> dict:
   done: dict = {}
   if jobs == 1 or len(busy) <= 1:
     for name in EXPERIMENTS:
-      done[name] = _experiment(args, name, names, out_dir, mode)
+      done[name] = _experiment(args, name, names, out_dir, mode, jobs)
     return done
   from concurrent.futures import ThreadPoolExecutor
   from rpd.experiments import common
@@ -290,8 +294,8 @@ def _run_all(args, names: list[str], out_dir: str, mode: str) -> dict:
           return
         unit = queue.pop(0)
       for name in unit:
-        try:
-          done[name] = _experiment(args, name, names, out_dir, mode)
+        try:  # an experiment that runs its batches in threads (pd_vs_localsgd) gets --jobs
+          done[name] = _experiment(args, name, names, out_dir, mode, jobs)
         except BaseException as e:  # noqa: BLE001 -- raised again by the main thread
           with lock:
             errors.append(e)
