@@ -168,6 +168,29 @@ def check_interrupt() -> None:
     raise Interrupted
 
 
+def run_batches(fn, items: list, jobs: int = 1) -> list:
+  """``[fn(*item) for item in items]``, with ``jobs > 1`` in that many threads.
+
+  For an experiment's independent batches (each appends its own rows when it finishes, so
+  the results do not depend on the order): XLA compiles and runs outside Python's lock, so
+  ``jobs`` threads use ``jobs`` cores. In threads the items start in reverse order (a config
+  lists its costliest batches last: the largest S, the language models), so the last one
+  to start is a short one. The first error (or :class:`Interrupted`) is raised once the
+  running batches end; batches not yet started do not start.
+  """
+  if jobs <= 1 or len(items) <= 1:
+    return [fn(*item) for item in items]
+  from concurrent.futures import ThreadPoolExecutor
+  with ThreadPoolExecutor(jobs, thread_name_prefix="rpd-batch") as ex:
+    futures = [ex.submit(fn, *item) for item in reversed(items)]
+    try:
+      return [f.result() for f in futures][::-1]
+    except BaseException:
+      for f in futures:
+        f.cancel()
+      raise
+
+
 def stop_batches() -> None:
   """Stop every runner before its next batch, as a first Ctrl-C does (:func:`check_interrupt`
   raises :class:`Interrupted`): ``rpd reproduce`` stops its other lanes when one fails."""

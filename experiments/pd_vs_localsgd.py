@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from rpd.experiments.common import Progress, ResultsStore, save_figure
+from rpd.experiments.common import Progress, ResultsStore, run_batches, save_figure
 from rpd.experiments.runner import run_engine_batch, run_localsgd_batch
 
 
@@ -72,10 +72,8 @@ def _d(p, S):
 def run(cfg: dict, store: ResultsStore, progress: bool = True, jobs: int = 1) -> int:
   """Run every missing configuration; returns how many ran.
 
-  ``jobs``: batches run at once, each in a thread of its own (XLA compiles and runs them
-  outside Python's lock). The batches are independent and each appends its rows when it
-  finishes, so the results do not depend on it; with several, the last objectives of the
-  config (the language models, whose programs take longest to compile) start first.
+  ``jobs``: batches run at once (:func:`rpd.experiments.common.run_batches`; the language
+  models, last in the config, start first); the results do not depend on it.
   """
   batches = [(p, S, H) for p in cfg["problems"] for S in p.get("stages", cfg["stages"])
              for H in [None] + list(p.get("H", cfg["H"]))]
@@ -95,18 +93,7 @@ def run(cfg: dict, store: ResultsStore, progress: bool = True, jobs: int = 1) ->
     bar.update()
     return n
 
-  if jobs <= 1:
-    ran = sum(one(*b) for b in batches)
-  else:
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(jobs, thread_name_prefix="rpd-batch") as ex:
-      futures = [ex.submit(one, *b) for b in reversed(batches)]
-      try:
-        ran = sum(f.result() for f in futures)
-      except BaseException:
-        for f in futures:  # what has not started does not start
-          f.cancel()
-        raise
+  ran = sum(run_batches(one, batches, jobs))
   bar.close()
   return ran
 
