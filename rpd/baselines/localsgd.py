@@ -67,17 +67,18 @@ class BaselineResult:
   W: int
 
 
-def _local_round(problem, W: int, H: int, gamma, key, r, xbar_SxD):
-  """One round: ``H`` local steps on each of ``W`` replicas, then the average."""
+def _local_round(problem, W: int, H, gamma, key, r, xbar_SxD):
+  """One round: ``H`` local steps on each of ``W`` replicas, then the average (``H`` may be
+  traced: a loop with a run-time trip count)."""
 
-  def step(x_WxSxD, h):
+  def step(h, x_WxSxD):
     keys = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, r), h), W)
     batch = jax.vmap(problem.sample)(keys)
     g_WxSxD = jax.vmap(problem.grad)(x_WxSxD, batch)
-    return x_WxSxD - gamma * g_WxSxD, None
+    return x_WxSxD - gamma * g_WxSxD
 
   x_WxSxD = jnp.broadcast_to(xbar_SxD, (W,) + xbar_SxD.shape)
-  x_WxSxD, _ = jax.lax.scan(step, x_WxSxD, jnp.arange(H))
+  x_WxSxD = jax.lax.fori_loop(0, H, step, x_WxSxD)
   new_SxD = jnp.mean(x_WxSxD, axis=0)
   drift = jnp.mean(jnp.sum((x_WxSxD - new_SxD) ** 2, axis=(1, 2)))
   return new_SxD, drift
@@ -94,10 +95,12 @@ def _metrics(problem, x_SxD, metrics=METRICS):
   return loss, gn
 
 
-@functools.partial(jax.jit, static_argnames=("W", "H", "R", "record_every", "metrics"))
-def _run(problem, gamma, key, x0_SxD, *, W, H, R, record_every, metrics=METRICS):
-  """The jitted LocalSGD loop (scan over records, over rounds, over local steps)."""
-  n_rec = R // record_every
+@functools.partial(jax.jit, static_argnames=("W", "n_rec", "metrics"))
+def _run(problem, gamma, key, x0_SxD, H, record_every, *, W, n_rec, metrics=METRICS):
+  """The jitted LocalSGD loop: a scan over the ``n_rec`` records, loops over the rounds of a
+  record and the local steps of a round. ``H`` and ``record_every`` are traced int32
+  scalars, so one compiled program serves every ``H`` and number of rounds with the same
+  number of records (the same operations on the same values as static counts)."""
   dtype = x0_SxD.dtype
 
   def one_round(carry, r):
@@ -112,8 +115,8 @@ def _run(problem, gamma, key, x0_SxD, *, W, H, R, record_every, metrics=METRICS)
     return (x_SxD, diverged, div_at, drift.astype(dtype)), None
 
   def one_record(carry, rec):
-    rounds = rec * record_every + jnp.arange(record_every)
-    carry, _ = jax.lax.scan(one_round, carry, rounds)
+    carry = jax.lax.fori_loop(0, record_every,
+                              lambda i, c: one_round(c, rec * record_every + i)[0], carry)
     x_SxD, diverged, _, drift = carry
     loss, gn = _metrics(problem, x_SxD, metrics)
     inf = jnp.asarray(jnp.inf, dtype)
@@ -131,12 +134,18 @@ def _run(problem, gamma, key, x0_SxD, *, W, H, R, record_every, metrics=METRICS)
           cat(loss0, loss), cat(gn0, gn), cat(0.0, drift))
 
 
-@functools.partial(jax.jit, static_argnames=("W", "H", "R", "record_every", "metrics"))
-def _sweep(problem, gammas, keys, x0_SxD, *, W, H, R, record_every, metrics=METRICS):
+@functools.partial(jax.jit, static_argnames=("W", "n_rec", "metrics"))
+def _sweep(problem, gammas, keys, x0_SxD, H, record_every, *, W, n_rec, metrics=METRICS):
   """``vmap`` of :func:`_run` over ``(gamma, key)`` pairs: one compiled program."""
-  fn = lambda g, k: _run(problem, g, k, x0_SxD, W=W, H=H, R=R, record_every=record_every,
+  fn = lambda g, k: _run(problem, g, k, x0_SxD, H, record_every, W=W, n_rec=n_rec,
                          metrics=metrics)
   return jax.vmap(fn)(gammas, keys)
+
+
+def _counts(H: int, rounds: int, record_every: int) -> dict:
+  """The traced counts and the static record count of :func:`_run` / :func:`_sweep`."""
+  return dict(H=jnp.asarray(H, jnp.int32), record_every=jnp.asarray(record_every, jnp.int32),
+              n_rec=rounds // record_every)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,8 +210,8 @@ class LocalSGD:
     """
     W, record_every = self._check(problem, rounds, record_every)
     x0 = problem.init(key) if x0 is None else jnp.asarray(x0)
-    out = _run(problem, jnp.asarray(gamma, x0.dtype), key, x0, W=W, H=int(self.H), R=rounds,
-               record_every=record_every)
+    out = _run(problem, jnp.asarray(gamma, x0.dtype), key, x0, W=W,
+               **_counts(int(self.H), rounds, record_every))
     return self._result(problem, out, W, rounds, record_every, cost, batched=False)
 
   def sweep(self, problem, *, gammas, seeds, rounds: int, record_every: int | None = None,
@@ -228,7 +237,7 @@ class LocalSGD:
     W, record_every = self._check(problem, rounds, record_every)
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
     x0 = problem.init(jax.random.key(int(seeds[0]))) if x0 is None else jnp.asarray(x0)
-    out = _sweep(problem, jnp.asarray(gammas, x0.dtype), keys, x0, W=W, H=int(self.H), R=rounds,
-                 record_every=record_every, metrics=metrics)
+    out = _sweep(problem, jnp.asarray(gammas, x0.dtype), keys, x0, W=W, metrics=metrics,
+                 **_counts(int(self.H), rounds, record_every))
     return self._result(problem, out, W, rounds, record_every, cost, batched=True,
                         metrics=metrics)
