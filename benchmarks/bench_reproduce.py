@@ -118,6 +118,10 @@ def _stated() -> dict:
     if m:
       a, b, c, d = map(int, m.groups())
       out["readme_wall"], out["readme_cpu"] = 60 * a + b, 60 * c + d
+    else:  # "340 s wall, 439 s CPU"
+      m = re.search(r"(\d+) s wall, (\d+) s CPU", text)
+      if m:
+        out["readme_wall"], out["readme_cpu"] = map(int, m.groups())
   except OSError:
     pass
   try:
