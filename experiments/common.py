@@ -168,6 +168,30 @@ def check_interrupt() -> None:
     raise Interrupted
 
 
+_SLOTS: threading.BoundedSemaphore | None = None
+
+
+@contextlib.contextmanager
+def batch_slots(n: int):
+  """Within this block at most ``n`` batches of :func:`run_batches` run at once, in every
+  thread together (``rpd reproduce`` runs two experiments, each with its batches in
+  threads: without a common limit four compiles would share two cores)."""
+  global _SLOTS
+  previous, _SLOTS = _SLOTS, threading.BoundedSemaphore(n)
+  try:
+    yield
+  finally:
+    _SLOTS = previous
+
+
+def _in_slot(fn, *item):
+  slots = _SLOTS
+  if slots is None:
+    return fn(*item)
+  with slots:
+    return fn(*item)
+
+
 def run_batches(fn, items: list, jobs: int = 1) -> list:
   """``[fn(*item) for item in items]``, with ``jobs > 1`` in that many threads.
 
@@ -175,14 +199,15 @@ def run_batches(fn, items: list, jobs: int = 1) -> list:
   the results do not depend on the order): XLA compiles and runs outside Python's lock, so
   ``jobs`` threads use ``jobs`` cores. In threads the items start in reverse order (a config
   lists its costliest batches last: the largest S, the language models), so the last one
-  to start is a short one. The first error (or :class:`Interrupted`) is raised once the
+  to start is a short one; within :func:`batch_slots` each batch also waits for a slot.
+  The first error (or :class:`Interrupted`) is raised once the
   running batches end; batches not yet started do not start.
   """
   if jobs <= 1 or len(items) <= 1:
-    return [fn(*item) for item in items]
+    return [_in_slot(fn, *item) for item in items]
   from concurrent.futures import ThreadPoolExecutor
   with ThreadPoolExecutor(jobs, thread_name_prefix="rpd-batch") as ex:
-    futures = [ex.submit(fn, *item) for item in reversed(items)]
+    futures = [ex.submit(_in_slot, fn, *item) for item in reversed(items)]
     try:
       return [f.result() for f in futures][::-1]
     except BaseException:

@@ -269,7 +269,8 @@ def _run_all(args, names: list[str], out_dir: str, mode: str) -> dict:
 
   With one lane (or one unit of work) everything runs in this thread, in the order of
   :data:`EXPERIMENTS`. Otherwise each lane is a thread that takes the next unit of
-  :func:`_lanes_of` when it is free. Ctrl-C (:func:`rpd.experiments.common.deferred_sigint`)
+  :func:`_lanes_of` when it is free, and at most ``--jobs`` batches run at once in all
+  lanes together (:func:`rpd.experiments.common.batch_slots`). Ctrl-C (:func:`rpd.experiments.common.deferred_sigint`)
   stops every lane after its current batch; an error in one lane stops the others the same
   way and is raised here. Every experiment writes its own results file and figures.
   """
@@ -302,7 +303,8 @@ def _run_all(args, names: list[str], out_dir: str, mode: str) -> dict:
           common.stop_batches()  # the other lanes stop after their current batch
           return
 
-  with ThreadPoolExecutor(min(jobs, len(busy)), thread_name_prefix="rpd-lane") as ex:
+  with common.batch_slots(jobs), \
+       ThreadPoolExecutor(min(jobs, len(busy)), thread_name_prefix="rpd-lane") as ex:
     for f in [ex.submit(lane) for _ in range(min(jobs, len(busy)))]:
       f.result()
   if errors:
