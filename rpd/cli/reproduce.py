@@ -303,8 +303,14 @@ def _run_all(args, names: list[str], out_dir: str, mode: str) -> dict:
           common.stop_batches()  # the other lanes stop after their current batch
           return
 
-  with common.batch_slots(jobs), \
+  import warnings
+  with warnings.catch_warnings(), common.batch_slots(jobs), \
        ThreadPoolExecutor(min(jobs, len(busy)), thread_name_prefix="rpd-lane") as ex:
+    # Two threads compiling the same small program (a broadcast, a conversion) at once: one
+    # can read the persistent-cache file the other is still writing; JAX then warns and
+    # compiles it again (harmless, the file is complete once written).
+    warnings.filterwarnings("ignore", message="Error reading persistent compilation cache",
+                            category=UserWarning)
     for f in [ex.submit(lane) for _ in range(min(jobs, len(busy)))]:
       f.result()
   if errors:
