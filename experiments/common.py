@@ -94,6 +94,7 @@ class ResultsStore:
   def __init__(self, path: str):
     self.path = path
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    self._lock = threading.Lock()  # batches may finish in several threads
     self.rows: dict[str, dict] = {}
     if os.path.exists(path):
       with open(path) as f:
@@ -114,7 +115,12 @@ class ResultsStore:
     return [c for c in configs if not self.has(c)]
 
   def add(self, rows: list[tuple[dict, dict, dict]]) -> None:
-    """Append ``(config, result, meta)`` rows and flush them to disk at once."""
+    """Append ``(config, result, meta)`` rows and flush them to disk at once (one thread at
+    a time: a batch's rows stay together in the file)."""
+    with self._lock:
+      self._add(rows)
+
+  def _add(self, rows: list[tuple[dict, dict, dict]]) -> None:
     lines = []
     for config, result, meta in rows:
       row = {"key": config_key(config), "config": _jsonable(config),
@@ -160,6 +166,60 @@ def check_interrupt() -> None:
   """
   if _STOP.is_set():
     raise Interrupted
+
+
+_SLOTS: threading.BoundedSemaphore | None = None
+
+
+@contextlib.contextmanager
+def batch_slots(n: int):
+  """Within this block at most ``n`` batches of :func:`run_batches` run at once, in every
+  thread together (``rpd reproduce`` runs two experiments, each with its batches in
+  threads: without a common limit four compiles would share two cores)."""
+  global _SLOTS
+  previous, _SLOTS = _SLOTS, threading.BoundedSemaphore(n)
+  try:
+    yield
+  finally:
+    _SLOTS = previous
+
+
+def _in_slot(fn, *item):
+  slots = _SLOTS
+  if slots is None:
+    return fn(*item)
+  with slots:
+    return fn(*item)
+
+
+def run_batches(fn, items: list, jobs: int = 1) -> list:
+  """``[fn(*item) for item in items]``, with ``jobs > 1`` in that many threads.
+
+  For an experiment's independent batches (each appends its own rows when it finishes, so
+  the results do not depend on the order): XLA compiles and runs outside Python's lock, so
+  ``jobs`` threads use ``jobs`` cores. In threads the items start in reverse order (a config
+  lists its costliest batches last: the largest S, the language models), so the last one
+  to start is a short one; within :func:`batch_slots` each batch also waits for a slot.
+  The first error (or :class:`Interrupted`) is raised once the
+  running batches end; batches not yet started do not start.
+  """
+  if jobs <= 1 or len(items) <= 1:
+    return [_in_slot(fn, *item) for item in items]
+  from concurrent.futures import ThreadPoolExecutor
+  with ThreadPoolExecutor(jobs, thread_name_prefix="rpd-batch") as ex:
+    futures = [ex.submit(_in_slot, fn, *item) for item in reversed(items)]
+    try:
+      return [f.result() for f in futures][::-1]
+    except BaseException:
+      for f in futures:
+        f.cancel()
+      raise
+
+
+def stop_batches() -> None:
+  """Stop every runner before its next batch, as a first Ctrl-C does (:func:`check_interrupt`
+  raises :class:`Interrupted`): ``rpd reproduce`` stops its other lanes when one fails."""
+  _STOP.set()
 
 
 @contextlib.contextmanager

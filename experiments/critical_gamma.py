@@ -26,7 +26,8 @@ import math
 
 import numpy as np
 
-from rpd.experiments.common import Progress, ResultsStore, loglog_slope, save_figure
+from rpd.experiments.common import (Progress, ResultsStore, loglog_slope, run_batches,
+                                   save_figure)
 from rpd.experiments.runner import batch_configs, run_engine_batch
 
 
@@ -89,7 +90,7 @@ def search(cfg: dict, store: ResultsStore, rule: str, S: int, run_missing: bool 
       base = {"experiment": cfg["name"], "round": rnd}
       if run_missing:
         run_engine_batch(store, base, spec, rule, S, gs, np.full(len(gs), cfg["seed"]), K,
-                         K // 2)
+                         K // 2, metrics=("grad_norm_sq",))  # all _stable reads
       rows = [store.get(c) for c in batch_configs(base, spec, rule, S, gs,
                                                   np.full(len(gs), cfg["seed"]), K, K // 2)]
       if any(r is None for r in rows):
@@ -101,12 +102,14 @@ def search(cfg: dict, store: ResultsStore, rule: str, S: int, run_missing: bool 
   return lo, hi
 
 
-def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
+def run(cfg: dict, store: ResultsStore, progress: bool = True, jobs: int = 1) -> int:
+  """Every (rule, S) search (``jobs``: searches at once, each in a thread of its own,
+  :func:`rpd.experiments.common.run_batches`; a search's rounds run in turn)."""
   batches = [(r, S) for r in cfg["rules"] for S in cfg["stages"]]
   bar = Progress(len(batches) * cfg["rounds"], cfg["name"], progress)
   n0 = len(store.rows)
-  for rule, S in batches:
-    search(cfg, store, rule, S, run_missing=True, on_round=bar.update)
+  run_batches(lambda rule, S: search(cfg, store, rule, S, run_missing=True,
+                                     on_round=bar.update), batches, jobs)
   bar.close()
   return len(store.rows) - n0
 

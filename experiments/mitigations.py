@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rpd.experiments.common import Progress, ResultsStore, save_figure
+from rpd.experiments.common import Progress, ResultsStore, run_batches, save_figure
 from rpd.experiments.runner import run_engine_batch
 
 FIGURE_DOC = ("Mitigations at their own tuned step size against S: loss reached after K "
@@ -36,19 +36,23 @@ def _K(cfg, S):
   return cfg["microbatches"] * S
 
 
-def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
-  """One sweep per (problem, rule, S) over ``gammas x seeds``; reruns skip finished work."""
-  bar = Progress(sum(len(_stages(cfg, p)) for p in cfg["problems"]) * len(cfg["rules"]),
-                 cfg["name"], progress)
+def run(cfg: dict, store: ResultsStore, progress: bool = True, jobs: int = 1) -> int:
+  """One sweep per (problem, rule, S) over ``gammas x seeds``; reruns skip finished work
+  (``jobs``: batches at once, :func:`rpd.experiments.common.run_batches`)."""
+  batches = [(prob, rule, S) for prob in cfg["problems"] for rule in cfg["rules"]
+             for S in _stages(cfg, prob)]
+  bar = Progress(len(batches), cfg["name"], progress)
   g, s = np.meshgrid(cfg["gammas"], cfg["seeds"], indexing="ij")
-  ran = 0
-  for prob in cfg["problems"]:
-    for rule in cfg["rules"]:
-      for S in _stages(cfg, prob):
-        K = _K(cfg, S)
-        ran += run_engine_batch(store, {"experiment": cfg["name"]}, _spec(prob), rule, S,
-                                g.ravel(), s.ravel(), K, K // cfg["n_records"])
-        bar.update()
+
+  def one(prob, rule, S):
+    K = _K(cfg, S)
+    n = run_engine_batch(store, {"experiment": cfg["name"]}, _spec(prob), rule, S,
+                         g.ravel(), s.ravel(), K, K // cfg["n_records"],
+                         metrics=("loss",))  # all the figure reads
+    bar.update()
+    return n
+
+  ran = sum(run_batches(one, batches, jobs))
   bar.close()
   return ran
 

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from rpd.experiments.common import Progress, ResultsStore, save_figure
+from rpd.experiments.common import Progress, ResultsStore, run_batches, save_figure
 from rpd.experiments.runner import run_engine_batch, run_localsgd_batch
 
 
@@ -33,6 +33,11 @@ FIGURE_DOC = ("Loss against simulated time for PipeDream and LocalSGD on the sam
               "evaluation loss in nats on a linear scale with the source's entropy rate "
               "dotted (a finite evaluation set can dip below it, so the excess is not plotted "
               "on a log scale).")
+
+# The record metrics the figure reads: the loss only (the others would cost two more
+# full-data gradients per record and their code in every compiled program).
+METRICS = ("loss",)
+
 
 def _cost(cfg):
   from rpd.simtime import cost_model_from_dict
@@ -64,27 +69,31 @@ def _d(p, S):
   return build_problem(_spec(p), S).d
 
 
-def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
+def run(cfg: dict, store: ResultsStore, progress: bool = True, jobs: int = 1) -> int:
+  """Run every missing configuration; returns how many ran.
+
+  ``jobs``: batches run at once (:func:`rpd.experiments.common.run_batches`; the language
+  models, last in the config, start first); the results do not depend on it.
+  """
   batches = [(p, S, H) for p in cfg["problems"] for S in p.get("stages", cfg["stages"])
              for H in [None] + list(p.get("H", cfg["H"]))]
   bar = Progress(len(batches), cfg["name"], progress)
-  ran = 0
   base = {"experiment": cfg["name"], "cost": cfg["cost"], "microbatches": cfg["microbatches"]}
-  dims = {}
-  for p, S, H in batches:
+
+  def one(p, S, H):
     gs, ss = np.meshgrid(p["gammas"], cfg["seeds"], indexing="ij")
     if H is None:
       K = cfg["microbatches"] * S
-      ran += run_engine_batch(store, base, _spec(p), "pipedream", S, gs.ravel(), ss.ravel(),
-                              K, K // cfg["n_records"])
+      n = run_engine_batch(store, base, _spec(p), "pipedream", S, gs.ravel(), ss.ravel(),
+                           K, K // cfg["n_records"], metrics=METRICS)
     else:
-      key = (p["label"], S)
-      if key not in dims:
-        dims[key] = _d(p, S)
-      R, rec = localsgd_rounds(cfg, S, H, dims[key])
-      ran += run_localsgd_batch(store, base, _spec(p), H, S, gs.ravel(), ss.ravel(), R, rec,
-                                _cost(cfg))
+      R, rec = localsgd_rounds(cfg, S, H, _d(p, S))
+      n = run_localsgd_batch(store, base, _spec(p), H, S, gs.ravel(), ss.ravel(), R, rec,
+                             _cost(cfg), metrics=METRICS)
     bar.update()
+    return n
+
+  ran = sum(run_batches(one, batches, jobs))
   bar.close()
   return ran
 

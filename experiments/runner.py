@@ -93,7 +93,8 @@ def batch_configs(base: dict, problem_spec: dict, rule_spec: str, S: int, gammas
 
 def run_engine_batch(store: ResultsStore, base: dict, problem_spec: dict, rule_spec: str,
                      S: int, gammas, seeds, K: int, record_every: int,
-                     track_average: bool = False, init_seed: int = 0) -> int:
+                     track_average: bool = False, init_seed: int = 0,
+                     metrics=None) -> int:
   """Run the missing ``(gamma, seed)`` configurations of one engine batch.
 
   Args:
@@ -104,6 +105,9 @@ def run_engine_batch(store: ResultsStore, base: dict, problem_spec: dict, rule_s
     gammas, seeds: the configurations (equal lengths).
     track_average: record the exact running means (``avg_*`` metrics).
     init_seed: seed of ``x0 = problem.init`` (shared by every configuration).
+    metrics: the record metrics the experiment reads (default all, :func:`rpd.engine.sweep`);
+      the others are neither computed nor stored. Not part of the configuration: the
+      iterates and the metrics computed do not depend on it.
 
   Returns:
     the number of configurations that ran.
@@ -122,7 +126,7 @@ def run_engine_batch(store: ResultsStore, base: dict, problem_spec: dict, rule_s
   f_ref = reference_f_star(problem)
   res = sweep(problem, rule, gammas=np.array([c["gamma"] for c in todo]),
               seeds=np.array([c["seed"] for c in todo]), K=K, record_every=record_every,
-              x0=_x0(problem, init_seed), track_average=track_average)
+              x0=_x0(problem, init_seed), track_average=track_average, metrics=metrics)
   wall = time.time() - t0
   rows = []
   for n, c in enumerate(todo):
@@ -137,8 +141,9 @@ def run_engine_batch(store: ResultsStore, base: dict, problem_spec: dict, rule_s
 
 def run_localsgd_batch(store: ResultsStore, base: dict, problem_spec: dict, H: int, S: int,
                        gammas, seeds, rounds: int, record_every: int, cost,
-                       init_seed: int = 0) -> int:
-  """Run the missing ``(gamma, seed)`` configurations of one LocalSGD batch (``W = S``)."""
+                       init_seed: int = 0, metrics=("loss", "grad_norm_sq")) -> int:
+  """Run the missing ``(gamma, seed)`` configurations of one LocalSGD batch (``W = S``);
+  ``metrics``: as in :func:`run_engine_batch` (:meth:`rpd.baselines.LocalSGD.sweep`)."""
   from rpd.baselines import LocalSGD
   configs = [dict(base, problem=problem_spec, method="localsgd", H=H, S=S, rounds=rounds,
                   record_every=record_every, gamma=float(g), seed=int(s), init_seed=init_seed)
@@ -152,11 +157,12 @@ def run_localsgd_batch(store: ResultsStore, base: dict, problem_spec: dict, H: i
   f_ref = reference_f_star(problem)
   res = LocalSGD(H=H).sweep(problem, gammas=np.array([c["gamma"] for c in todo]),
                             seeds=np.array([c["seed"] for c in todo]), rounds=rounds,
-                            record_every=record_every, x0=_x0(problem, init_seed), cost=cost)
+                            record_every=record_every, x0=_x0(problem, init_seed), cost=cost,
+                            metrics=metrics)
   wall = time.time() - t0
   rows = []
   for n, c in enumerate(todo):
-    result = {m: res.metrics[m][n] for m in LOCALSGD_METRICS}
+    result = {m: res.metrics[m][n] for m in LOCALSGD_METRICS if m in res.metrics}
     result.update(diverged=bool(res.diverged[n]), diverged_at=int(res.diverged_at[n]),
                   f_star=f_ref, d=problem.d)
     rows.append((c, result, metadata(seed=c["seed"], wall_s=wall / len(todo))))

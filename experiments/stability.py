@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from rpd.experiments.common import Progress, ResultsStore, loglog_slope, metadata, save_figure
+from rpd.experiments.common import (Progress, ResultsStore, check_interrupt, loglog_slope,
+                                   metadata, run_batches, save_figure)
 
 FIGURE_DOC = ("Step sizes against S: the theorem's gamma_max (cs, martingale, block, the "
               "own-block theorem A7, the any-H theorems A8 and A9), exact "
@@ -31,7 +32,9 @@ def _no_delay_excess(cfg, S):
   return S * L ** 2 * st.chain_second_moment(0, 1.0, g * L, g ** 2 * s ** 2)[0]
 
 
-def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
+def run(cfg: dict, store: ResultsStore, progress: bool = True, jobs: int = 1) -> int:
+  """Every missing item (``jobs``: items at once, :func:`rpd.experiments.common.run_batches`;
+  each is stored when it finishes)."""
   from rpd.theory import stability as st
   base = {"experiment": cfg["name"], "problem": cfg["problem"], "L": cfg["L"]}
   todo = []
@@ -49,7 +52,9 @@ def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
                          seeds=cfg["excess_seeds"], K_rounds=cfg["excess_K_rounds"]))
   todo = store.missing(todo)
   bar = Progress(len(todo), cfg["name"], progress)
-  for c in todo:
+
+  def one(c):
+    check_interrupt()
     t0 = __import__("time").time()
     if c["kind"] == "exact":
       r = st.thresholds(c["rule"], c["S"], c["problem"], c["L"], gamma=c["gamma"],
@@ -68,6 +73,8 @@ def run(cfg: dict, store: ResultsStore, progress: bool = True) -> int:
                                c["L"], seeds=c["seeds"], K_rounds=c["K_rounds"])
     store.add([(c, res, metadata(wall_s=__import__("time").time() - t0))])
     bar.update()
+
+  run_batches(one, [(c,) for c in todo], jobs)
   bar.close()
   return len(todo)
 

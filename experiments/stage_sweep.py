@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rpd.experiments.common import (Progress, ResultsStore, fit_exponent_over_seeds, save_figure,
-                                window_mean)
+from rpd.experiments.common import (Progress, ResultsStore, fit_exponent_over_seeds,
+                                run_batches, save_figure, window_mean)
 from rpd.experiments.runner import run_engine_batch
 
 ERRS = (("avg_stale_grad_err", r"$\|\nabla f(x^k)-\nabla f(\hat x^k)\|^2$"),
@@ -44,19 +44,24 @@ FIGURE_DOC = ("Stale-read errors (gradient, iterate, and gradient relative to ||
               "the theorem's tau_max(S)^2 ~ S^4 and the drift count (tau_max/S)^2 ~ S^2 "
               "overlaid.")
 
-def run(cfg: dict, store: ResultsStore, progress: bool = True, label: str | None = None) -> int:
+def run(cfg: dict, store: ResultsStore, progress: bool = True, label: str | None = None,
+        jobs: int = 1) -> int:
   """Run every missing configuration; returns how many ran (``label``: of the progress bar,
-  default the experiment's name)."""
+  default the experiment's name; ``jobs``: batches at once,
+  :func:`rpd.experiments.common.run_batches`)."""
   batches = [(p, r, S) for p in cfg["problems"] for r in cfg["rules"] for S in cfg["stages"]]
   bar = Progress(len(batches), label or cfg["name"], progress)
   gs, ss = np.meshgrid(cfg["gammas"], cfg["seeds"], indexing="ij")
-  ran = 0
-  for p, rule, S in batches:
+
+  def one(p, rule, S):
     spec = {k: v for k, v in p.items() if k != "label"}
-    ran += run_engine_batch(store, {"experiment": cfg["name"]}, spec, rule, S, gs.ravel(),
-                            ss.ravel(), cfg["K"], cfg["K"] // cfg["n_records"],
-                            track_average=True)
+    n = run_engine_batch(store, {"experiment": cfg["name"]}, spec, rule, S, gs.ravel(),
+                         ss.ravel(), cfg["K"], cfg["K"] // cfg["n_records"],
+                         track_average=True, metrics=())  # reads only the avg_* means
     bar.update()
+    return n
+
+  ran = sum(run_batches(one, batches, jobs))
   bar.close()
   return ran
 

@@ -56,8 +56,8 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from rpd.engine_context import AXIS, Carry, Context, UpdateCountError
-from rpd.engine_core import (_check_K, _metric_dict, _run_local, traced,
-                             buffer_floats, on_mesh, step_shapes)
+from rpd.engine_core import (_check_K, _metric_dict, _run_local, traced, check_metrics,
+                             buffer_floats, on_mesh, step_shapes, RECORD_METRICS)
 from rpd.engine_segments import run_segmented
 from rpd.errors import DelayRangeError
 from rpd.keys import sample_key, select_key
@@ -129,7 +129,8 @@ def _validate(problem: Problem, rule: Rule, gamma, mesh):
       raise ValueError(f"device count {n_dev} does not divide S={rule.S}")
 
 
-def _result(out, rule, problem, K, many: bool, stopped: bool = False) -> RunResult:
+def _result(out, rule, problem, K, many: bool, stopped: bool = False,
+            metrics=RECORD_METRICS, track: bool = True) -> RunResult:
   x, vals, ks, diverged, at, bad_at, bad, realized = jax.device_get(out)
   bad_at, bad = np.asarray(bad_at), np.asarray(bad)
   if np.any(bad_at >= 0):
@@ -140,7 +141,11 @@ def _result(out, rule, problem, K, many: bool, stopped: bool = False) -> RunResu
   real = None
   if realized is not None:
     real = {"block": np.asarray(realized[0]), "tau": np.asarray(realized[1])}
-  return RunResult(x_SxD=np.asarray(x), metrics=_metric_dict(np.asarray(vals), ks),
+  values = _metric_dict(np.asarray(vals), ks)
+  if tuple(metrics) != RECORD_METRICS:  # what was not computed is left out
+    values = {m: v for m, v in values.items() if m == "k" or m in metrics
+              or (track and m.startswith("avg_"))}
+  return RunResult(x_SxD=np.asarray(x), metrics=values,
                    diverged=np.asarray(diverged) if many else bool(diverged),
                    diverged_at=np.asarray(at) if many else int(at),
                    buffer_floats=buffer_floats(rule, problem.D), K=K, S=rule.S, rule=rule.name,
@@ -202,15 +207,18 @@ def run(problem: Problem, rule: Rule, *, gamma: float, K: int, key: jax.Array,
   return _result(out, rule, problem, int(K), many=False)
 
 
-@functools.partial(jax.jit, static_argnames=("rule", "tx", "K", "record_every", "track"))
-def _sweep_jit(problem, x0s, gammas, keys, *, rule, tx, K, record_every, track):
-  f = functools.partial(_run_local, problem, rule, tx, None, K, record_every, track, False)
+@functools.partial(jax.jit, static_argnames=("rule", "tx", "K", "record_every", "track",
+                                             "metrics"))
+def _sweep_jit(problem, x0s, gammas, keys, *, rule, tx, K, record_every, track,
+               metrics=RECORD_METRICS):
+  f = functools.partial(_run_local, problem, rule, tx, None, K, record_every, track, False,
+                        metrics=metrics)
   return jax.vmap(f)(x0s, gammas, keys)
 
 
 def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd",
           record_every: int | None = None, x0=None, track_average: bool = False,
-          variants=None) -> RunResult:
+          variants=None, metrics=None) -> RunResult:
   """Run a batch of ``(gamma, seed)`` configurations as one vmapped, compiled program.
 
   Equal to calling :func:`run` with ``key = jax.random.key(seed)`` for each pair (and rule
@@ -222,6 +230,11 @@ def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd
     variants: optional ``N`` rules that differ from ``rule`` only in traced
       hyperparameters (:mod:`rpd.rules.hyper`: ``dc``'s lambda, ``pipemare``'s decay),
       e.g. ``[get_rule(f"dc:{lam}:pipedream", S) for lam in lams]``: one program for all.
+    metrics: the record metrics to compute (default all: ``"loss"``, ``"grad_norm_sq"``,
+      ``"stale_x_err"``, ``"stale_grad_err"``); the others are left out of the result. Each
+      costs full-data evaluations of the objective at every record and its code in the
+      compiled program (a sweep that needs only the loss compiles and runs faster); the
+      iterates do not depend on it.
     (others as in :func:`run`; a given ``x0`` is shared by all configurations, by default
     each starts at ``problem.init(key)`` of its own key, as :func:`run` does.)
 
@@ -235,6 +248,7 @@ def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd
                      f"{seeds.shape}")
   _validate(problem, rule, gammas, None)
   _check_K(rule, K, record_every)
+  metrics = check_metrics(metrics)
   tx = get_optimizer(optimizer)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
   if x0 is None:
@@ -250,5 +264,5 @@ def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd
   else:
     hv = jnp.broadcast_to(hv, (len(seeds),) + hv.shape)
   out = _sweep_jit(problem, x0s, (g, hv), keys, rule=skeleton, tx=tx,
-                   K=int(K), record_every=record_every, track=track_average)
-  return _result(out, rule, problem, int(K), many=True)
+                   K=int(K), record_every=record_every, track=track_average, metrics=metrics)
+  return _result(out, rule, problem, int(K), many=True, metrics=metrics, track=track_average)

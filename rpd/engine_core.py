@@ -76,16 +76,37 @@ def _init_carry(ctx: Context, rule: Rule, x0_loc, key) -> Carry:
                out_tau=jnp.full((ups, rule.S), -1, jnp.int32))
 
 
-def _metrics(problem, x, xhat):
-  gf = problem.full_grad(x)
-  return jnp.stack([problem.full_loss(x), sq(gf), sq(x - xhat),
-                    sq(gf - problem.full_grad(xhat))])
+# The metrics a record computes (``metrics=`` of :func:`rpd.engine.sweep`); the running means
+# ``avg_*`` come from the carry's sums (``track``) and cost nothing at a record.
+RECORD_METRICS = _NAMES[:4]
 
 
-def _record(ctx: Context, rule: Rule, carry: Carry, key):
-  """Metrics at the current iterate: ``(values (7,), k)``."""
-  xhat = rule.read_point(carry, key, ctx)
-  m = _metrics(ctx.problem, ctx.gather(carry.x), xhat)
+def check_metrics(metrics) -> tuple[str, ...]:
+  """``metrics`` (``None``: all of :data:`RECORD_METRICS`) as a tuple in their order."""
+  if metrics is None:
+    return RECORD_METRICS
+  bad = [m for m in metrics if m not in RECORD_METRICS]
+  if bad:
+    raise ValueError(f"unknown record metric {bad[0]!r}; known: {', '.join(RECORD_METRICS)}")
+  return tuple(m for m in RECORD_METRICS if m in metrics)
+
+
+def _metrics(problem, x, xhat, metrics=RECORD_METRICS):
+  """The record metrics at ``x`` (read point ``xhat``); those not in ``metrics`` are ``nan``
+  and not computed (each costs full-data evaluations of the objective)."""
+  nan = jnp.full((), jnp.nan, x.dtype)
+  gf = problem.full_grad(x) if {"grad_norm_sq", "stale_grad_err"} & set(metrics) else None
+  return jnp.stack([problem.full_loss(x) if "loss" in metrics else nan,
+                    sq(gf) if "grad_norm_sq" in metrics else nan,
+                    sq(x - xhat) if "stale_x_err" in metrics else nan,
+                    sq(gf - problem.full_grad(xhat)) if "stale_grad_err" in metrics else nan])
+
+
+def _record(ctx: Context, rule: Rule, carry: Carry, key, metrics=RECORD_METRICS):
+  """Metrics at the current iterate: ``(values (7,), k)`` (``nan`` where not in ``metrics``)."""
+  stale = {"stale_x_err", "stale_grad_err"} & set(metrics)
+  xhat = rule.read_point(carry, key, ctx) if stale else None
+  m = _metrics(ctx.problem, ctx.gather(carry.x), xhat, metrics)
   k = carry.k
   avg = carry.sums / jnp.maximum(k, 1).astype(carry.sums.dtype)
   avg = jnp.where(k > 0, avg, jnp.nan)
@@ -124,18 +145,18 @@ def _flat_realized(outs, S):
 
 
 def _run_local(problem, rule, tx, n_dev, K, record_every, track, instrument, x0_loc, theta,
-               key):
+               key, metrics=RECORD_METRICS):
   """The whole run on this device's blocks (called directly, or inside ``shard_map``);
-  ``theta = (gamma, traced hyperparameters)``."""
+  ``theta = (gamma, traced hyperparameters)``; ``metrics``: those the records compute."""
   rule, gamma = bind(rule, theta)
   n_rec, inner = _check_K(rule, K, record_every)
   ctx = _context(problem, rule, tx, gamma, n_dev, track)
   carry = _init_carry(ctx, rule, x0_loc, key)
-  m0 = _record(ctx, rule, carry, key)
+  m0 = _record(ctx, rule, carry, key, metrics)
 
   def outer(carry, _):
     carry, out = _steps(ctx, rule, key, carry, inner, instrument)
-    return carry, (_record(ctx, rule, carry, key), out)
+    return carry, (_record(ctx, rule, carry, key, metrics), out)
 
   carry, (recs, outs) = jax.lax.scan(outer, carry, None, length=n_rec)
   vals = jnp.concatenate([m0[0][None], recs[0]])

@@ -149,6 +149,12 @@ def test_pd_vs_localsgd_end_to_end(tmp_path):
   for S in (2, 4):
     R, rec = pd_vs_localsgd.localsgd_rounds(cfg, S, 2, 16)
     assert R % rec == 0 and R * (2 * 2 * S + 1.0) >= pd_vs_localsgd.budget(cfg, S)
+  # Batches in two threads (rpd reproduce --jobs 2): the same rows, the same table.
+  store2 = ResultsStore(str(tmp_path / "p2.jsonl"))
+  assert pd_vs_localsgd.run(cfg, store2, progress=False, jobs=2) == ran
+  assert {k: r["result"] for k, r in ResultsStore(store2.path).rows.items()} == {
+      k: r["result"] for k, r in store.rows.items()}
+  assert pd_vs_localsgd.plot(cfg, store2, str(tmp_path / "two"))["table"] == out["table"]
 
 
 def test_fit_exponent_interval_covers_truth():
@@ -263,3 +269,65 @@ def test_pd_vs_localsgd_panels_not_run_carry_a_note(tmp_path, monkeypatch):
   ax_run, ax_not = figs[0].axes[:2]
   assert ax_run.lines and not ax_not.lines and not ax_not.axison
   assert "not run in this mode" in " ".join(t.get_text() for t in ax_not.texts)
+
+
+def test_record_metrics_subset_changes_nothing_it_keeps():
+  """``metrics=`` of the engine's and LocalSGD's sweeps (what the experiments ask for):
+  the iterates and every metric kept are bit for bit those of the default run, the others
+  are left out, and an unknown name is an error naming it."""
+  from rpd.baselines import LocalSGD
+  from rpd.engine import sweep
+  from rpd.experiments.runner import build_problem
+  from rpd.rules import get_rule
+  prob = build_problem(dict(name="quadratic", options=dict(d=8, L=1.0, mu=0.1, noise=0.1,
+                                                           seed=0)), 2)
+  kw = dict(gammas=[0.1, 0.5], seeds=[0, 1], K=32, record_every=8)
+  for spec, wants in (("pipedream", (("loss",), ())),
+                      ("rpd", (("grad_norm_sq", "stale_x_err", "stale_grad_err"),))):
+    rule = get_rule(spec, 2)
+    full = sweep(prob, rule, track_average=True, **kw)
+    for want in wants:
+      sub = sweep(prob, rule, track_average=True, metrics=want, **kw)
+      np.testing.assert_array_equal(sub.x_SxD, full.x_SxD)
+      kept = {"k", *want, "avg_grad_norm_sq", "avg_stale_x_err", "avg_stale_grad_err"}
+      assert set(sub.metrics) == kept, (spec, want)
+      for m in kept:
+        np.testing.assert_array_equal(sub.metrics[m], full.metrics[m], err_msg=f"{spec} {m}")
+  with pytest.raises(ValueError, match="'los'"):
+    sweep(prob, get_rule("rpd", 2), metrics=("los",), **kw)
+  lsgd = dict(gammas=np.array([0.1, 0.5]), seeds=np.array([0, 1]), rounds=8, record_every=2)
+  full = LocalSGD(H=2).sweep(prob, **lsgd)
+  for want in (("loss",),):
+    sub = LocalSGD(H=2).sweep(prob, metrics=want, **lsgd)
+    np.testing.assert_array_equal(sub.x_SxD, full.x_SxD)
+    assert set(sub.metrics) == {"k", "time", "drift_x_err", *want}
+    for m in sub.metrics:
+      np.testing.assert_array_equal(sub.metrics[m], full.metrics[m], err_msg=m)
+  with pytest.raises(ValueError, match="'gn'"):
+    LocalSGD(H=2).sweep(prob, metrics=("gn",), **lsgd)
+
+
+@pytest.mark.parametrize("spec,S", [("pipedream", 4), ("schedule:zb-h1", 3), ("sync", 2)])
+def test_scanned_period_equals_unrolled_period(spec, S, monkeypatch):
+  """With per-iteration metrics a program rule scans its period's updates
+  (``ProgramRule._step_scanned``): the same bits as the unrolled period, realized blocks and
+  delays included."""
+  import jax
+  from rpd.engine import run
+  from rpd.experiments.runner import build_problem
+  from rpd.rules import get_rule
+  from rpd.rules.program_rule import ProgramRule
+  prob = build_problem(dict(name="quadratic", options=dict(d=12, L=1.0, mu=0.1, noise=0.1,
+                                                           seed=0)), S)
+  rule = get_rule(spec, S)
+  K = 8 * rule.updates_per_step
+  kw = dict(gamma=0.3, K=K, key=jax.random.key(3), record_every=K // 4, track_average=True,
+            instrument=True)
+  scanned = run(prob, rule, **kw)
+  monkeypatch.setattr(ProgramRule, "_scans_updates", lambda self, ctx: False)
+  unrolled = run(prob, rule, **kw)
+  np.testing.assert_array_equal(scanned.x_SxD, unrolled.x_SxD)
+  for m in unrolled.metrics:
+    np.testing.assert_array_equal(scanned.metrics[m], unrolled.metrics[m], err_msg=m)
+  for m in ("block", "tau"):
+    np.testing.assert_array_equal(scanned.realized[m], unrolled.realized[m], err_msg=m)

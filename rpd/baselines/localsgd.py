@@ -67,32 +67,40 @@ class BaselineResult:
   W: int
 
 
-def _local_round(problem, W: int, H: int, gamma, key, r, xbar_SxD):
-  """One round: ``H`` local steps on each of ``W`` replicas, then the average."""
+def _local_round(problem, W: int, H, gamma, key, r, xbar_SxD):
+  """One round: ``H`` local steps on each of ``W`` replicas, then the average (``H`` may be
+  traced: a loop with a run-time trip count)."""
 
-  def step(x_WxSxD, h):
+  def step(h, x_WxSxD):
     keys = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, r), h), W)
     batch = jax.vmap(problem.sample)(keys)
     g_WxSxD = jax.vmap(problem.grad)(x_WxSxD, batch)
-    return x_WxSxD - gamma * g_WxSxD, None
+    return x_WxSxD - gamma * g_WxSxD
 
   x_WxSxD = jnp.broadcast_to(xbar_SxD, (W,) + xbar_SxD.shape)
-  x_WxSxD, _ = jax.lax.scan(step, x_WxSxD, jnp.arange(H))
+  x_WxSxD = jax.lax.fori_loop(0, H, step, x_WxSxD)
   new_SxD = jnp.mean(x_WxSxD, axis=0)
   drift = jnp.mean(jnp.sum((x_WxSxD - new_SxD) ** 2, axis=(1, 2)))
   return new_SxD, drift
 
 
-def _metrics(problem, x_SxD):
-  loss = problem.full_loss(x_SxD)
-  gn = jnp.sum(problem.full_grad(x_SxD) ** 2)
+METRICS = ("loss", "grad_norm_sq")  # computed at the records (the ``metrics`` option)
+
+
+def _metrics(problem, x_SxD, metrics=METRICS):
+  """``(loss, ||grad f||^2)`` at ``x``; one not in ``metrics`` is ``nan``, not computed."""
+  nan = jnp.full((), jnp.nan, x_SxD.dtype)
+  loss = problem.full_loss(x_SxD) if "loss" in metrics else nan
+  gn = jnp.sum(problem.full_grad(x_SxD) ** 2) if "grad_norm_sq" in metrics else nan
   return loss, gn
 
 
-@functools.partial(jax.jit, static_argnames=("W", "H", "R", "record_every"))
-def _run(problem, gamma, key, x0_SxD, *, W, H, R, record_every):
-  """The jitted LocalSGD loop (scan over records, over rounds, over local steps)."""
-  n_rec = R // record_every
+@functools.partial(jax.jit, static_argnames=("W", "n_rec", "metrics"))
+def _run(problem, gamma, key, x0_SxD, H, record_every, *, W, n_rec, metrics=METRICS):
+  """The jitted LocalSGD loop: a scan over the ``n_rec`` records, loops over the rounds of a
+  record and the local steps of a round. ``H`` and ``record_every`` are traced int32
+  scalars, so one compiled program serves every ``H`` and number of rounds with the same
+  number of records (the same operations on the same values as static counts)."""
   dtype = x0_SxD.dtype
 
   def one_round(carry, r):
@@ -107,28 +115,37 @@ def _run(problem, gamma, key, x0_SxD, *, W, H, R, record_every):
     return (x_SxD, diverged, div_at, drift.astype(dtype)), None
 
   def one_record(carry, rec):
-    rounds = rec * record_every + jnp.arange(record_every)
-    carry, _ = jax.lax.scan(one_round, carry, rounds)
+    carry = jax.lax.fori_loop(0, record_every,
+                              lambda i, c: one_round(c, rec * record_every + i)[0], carry)
     x_SxD, diverged, _, drift = carry
-    loss, gn = _metrics(problem, x_SxD)
+    loss, gn = _metrics(problem, x_SxD, metrics)
     inf = jnp.asarray(jnp.inf, dtype)
-    loss = jnp.where(diverged | ~jnp.isfinite(loss), inf, loss)
-    gn = jnp.where(diverged | ~jnp.isfinite(gn), inf, gn)
+    if "loss" in metrics:
+      loss = jnp.where(diverged | ~jnp.isfinite(loss), inf, loss)
+    if "grad_norm_sq" in metrics:
+      gn = jnp.where(diverged | ~jnp.isfinite(gn), inf, gn)
     return carry, (loss, gn, drift)
 
   init = (x0_SxD, jnp.asarray(False), jnp.asarray(-1, jnp.int32), jnp.asarray(0.0, dtype))
   carry, (loss, gn, drift) = jax.lax.scan(one_record, init, jnp.arange(n_rec))
-  loss0, gn0 = _metrics(problem, x0_SxD)
+  loss0, gn0 = _metrics(problem, x0_SxD, metrics)
   cat = lambda a0, a: jnp.concatenate([jnp.asarray(a0, dtype)[None], a])
   return (carry[0], carry[1], carry[2],
           cat(loss0, loss), cat(gn0, gn), cat(0.0, drift))
 
 
-@functools.partial(jax.jit, static_argnames=("W", "H", "R", "record_every"))
-def _sweep(problem, gammas, keys, x0_SxD, *, W, H, R, record_every):
+@functools.partial(jax.jit, static_argnames=("W", "n_rec", "metrics"))
+def _sweep(problem, gammas, keys, x0_SxD, H, record_every, *, W, n_rec, metrics=METRICS):
   """``vmap`` of :func:`_run` over ``(gamma, key)`` pairs: one compiled program."""
-  fn = lambda g, k: _run(problem, g, k, x0_SxD, W=W, H=H, R=R, record_every=record_every)
+  fn = lambda g, k: _run(problem, g, k, x0_SxD, H, record_every, W=W, n_rec=n_rec,
+                         metrics=metrics)
   return jax.vmap(fn)(gammas, keys)
+
+
+def _counts(H: int, rounds: int, record_every: int) -> dict:
+  """The traced counts and the static record count of :func:`_run` / :func:`_sweep`."""
+  return dict(H=jnp.asarray(H, jnp.int32), record_every=jnp.asarray(record_every, jnp.int32),
+              n_rec=rounds // record_every)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,13 +175,15 @@ class LocalSGD:
                        f"record_every={record_every}")
     return W, record_every
 
-  def _result(self, problem, out, W, rounds, record_every, cost, batched):
+  def _result(self, problem, out, W, rounds, record_every, cost, batched, metrics=METRICS):
     x, diverged, div_at, loss, gn, drift = (np.asarray(a) for a in out)
     k = np.arange(rounds // record_every + 1) * record_every * self.H
     t_rounds = simtime.localsgd_round_times(rounds, self.H, problem.S, problem.d,
                                             cost or simtime.CostModel())
     time = np.concatenate([[0.0], t_rounds[record_every - 1::record_every]])
-    metrics = {"loss": loss, "grad_norm_sq": gn, "drift_x_err": drift}
+    values = {"loss": loss, "grad_norm_sq": gn}
+    metrics = {m: values[m] for m in METRICS if m in metrics}  # those computed
+    metrics["drift_x_err"] = drift
     lead = loss.shape[:-1]
     metrics["k"] = np.broadcast_to(k, lead + k.shape).copy()
     metrics["time"] = np.broadcast_to(time, lead + time.shape).copy()
@@ -191,18 +210,26 @@ class LocalSGD:
     """
     W, record_every = self._check(problem, rounds, record_every)
     x0 = problem.init(key) if x0 is None else jnp.asarray(x0)
-    out = _run(problem, jnp.asarray(gamma, x0.dtype), key, x0, W=W, H=int(self.H), R=rounds,
-               record_every=record_every)
+    out = _run(problem, jnp.asarray(gamma, x0.dtype), key, x0, W=W,
+               **_counts(int(self.H), rounds, record_every))
     return self._result(problem, out, W, rounds, record_every, cost, batched=False)
 
   def sweep(self, problem, *, gammas, seeds, rounds: int, record_every: int | None = None,
-            x0=None, cost: simtime.CostModel | None = None) -> BaselineResult:
+            x0=None, cost: simtime.CostModel | None = None,
+            metrics=METRICS) -> BaselineResult:
     """``vmap`` over configurations ``(gammas[c], seeds[c])``: one compiled program.
 
     Every field of the result gets a leading config axis. ``x0`` defaults to
     ``problem.init(jax.random.key(seeds[0]))`` shared by all configurations (as the engine's
-    sweep; for the convex problems it is zero anyway).
+    sweep; for the convex problems it is zero anyway). ``metrics``: those of ``"loss"`` and
+    ``"grad_norm_sq"`` the records compute (the other is left out of the result; each costs
+    a full-data evaluation per record and its code in the program; the iterates do not
+    depend on it).
     """
+    bad = [m for m in metrics if m not in METRICS]
+    if bad:
+      raise ValueError(f"unknown record metric {bad[0]!r}; known: {', '.join(METRICS)}")
+    metrics = tuple(m for m in METRICS if m in metrics)
     gammas = np.asarray(gammas, dtype=float)
     seeds = np.asarray(seeds)
     if gammas.shape != seeds.shape or gammas.ndim != 1:
@@ -210,6 +237,7 @@ class LocalSGD:
     W, record_every = self._check(problem, rounds, record_every)
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
     x0 = problem.init(jax.random.key(int(seeds[0]))) if x0 is None else jnp.asarray(x0)
-    out = _sweep(problem, jnp.asarray(gammas, x0.dtype), keys, x0, W=W, H=int(self.H), R=rounds,
-                 record_every=record_every)
-    return self._result(problem, out, W, rounds, record_every, cost, batched=True)
+    out = _sweep(problem, jnp.asarray(gammas, x0.dtype), keys, x0, W=W, metrics=metrics,
+                 **_counts(int(self.H), rounds, record_every))
+    return self._result(problem, out, W, rounds, record_every, cost, batched=True,
+                        metrics=metrics)

@@ -17,6 +17,7 @@ import csv
 import importlib
 import os
 import sys
+import threading
 import time
 
 from rpd import jsonout
@@ -30,6 +31,11 @@ EXPERIMENTS = ("stage_sweep", "tuned_rate", "critical_gamma", "pd_vs_localsgd",
                "mitigations",  # which staleness mitigation helps (issue 10)
                "stability")  # exact stability thresholds and stale excess vs S (issue 11)
 _STORE_OF = {"tuned_rate": "stage_sweep"}
+# Experiments run together in one lane (tuned_rate plots stage_sweep's runs, so it follows it).
+_AFTER = {"tuned_rate": "stage_sweep"}
+# Lanes take experiments in this order, the costliest first (measured CPU seconds of
+# --quick with an empty cache, BENCHMARKS.md), so the last one to start is a short one.
+_COST_ORDER = ("pd_vs_localsgd", "stage_sweep", "mitigations", "critical_gamma", "stability")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,8 +51,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--text", default=None, metavar="PATH",
                  help="train the character LM on this UTF-8 text file instead of the bundled "
                       "Markov source (its best achievable loss is then unknown)")
+  p.add_argument("--jobs", type=_jobs_arg, default=None, metavar="N",
+                 help="experiments run at the same time, each in a thread of its own (XLA "
+                      "compiles and runs outside Python's lock, so they use N cores; the "
+                      "results do not depend on it); default: min(2, CPU cores); 1: one "
+                      "after another")
   p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
   p.add_argument("--json", action="store_true", help=jsonout.JSON_HELP)
+
+
+def _jobs_arg(text: str) -> int:
+  from rpd.cli import positive_int
+  return positive_int("--jobs")(text)
 
 
 def _csv(path: str, rows: list[dict]) -> None:
@@ -110,14 +126,17 @@ class _Programs:
     if _Programs._counts is None:
       import jax.monitoring as mon
       counts = _Programs._counts = {"compiled": 0, "cached": 0}
+      lock = threading.Lock()  # experiments may compile in several threads (--jobs)
 
       def duration(event, secs, **_):
         if event == "/jax/core/compile/backend_compile_duration":
-          counts["compiled"] += 1
+          with lock:
+            counts["compiled"] += 1
 
       def hit(event, **_):
         if event == "/jax/compilation_cache/cache_hits":
-          counts["cached"] += 1
+          with lock:
+            counts["cached"] += 1
 
       mon.register_event_duration_secs_listener(duration)
       mon.register_event_listener(hit)
@@ -207,30 +226,109 @@ def run(args) -> int:
     return _run(args, names, out_dir)
 
 
-def _run(args, names: list[str], out_dir: str) -> int:
+def _lanes_of(names: list[str]) -> list[list[str]]:
+  """The experiments of ``names`` as units that run one after another (an experiment and
+  those that follow it, :data:`_AFTER`), the costliest first (:data:`_COST_ORDER`)."""
+  units = [[n] + [m for m in names if _AFTER.get(m) == n] for n in names if n not in _AFTER]
+  units += [[m] for m in names if m in _AFTER and _AFTER[m] not in names]
+  rank = {n: i for i, n in enumerate(_COST_ORDER)}
+  return sorted(units, key=lambda u: rank.get(u[0], len(rank)))
+
+
+_PLOT_LOCK = threading.Lock()  # matplotlib's pyplot keeps global state: one figure at a time
+
+
+def _experiment(args, name: str, names: list[str], out_dir: str, mode: str, jobs: int = 1):
+  """Run (if selected) and plot one experiment; ``None`` if it has nothing to plot."""
   from rpd.experiments.common import ResultsStore  # JAX's default dtype: float32 from the shell
+  driver = importlib.import_module(f"rpd.experiments.{name}")
+  cfg = importlib.import_module(f"rpd.experiments.configs.{name}").get_config(args.quick)
+  if args.text is not None:
+    cfg = _with_text(cfg, args.text)
+  path = os.path.join(out_dir, "results", f"{_STORE_OF.get(name, name)}.{mode}.jsonl")
+  if name not in names and not os.path.exists(path):
+    return None  # not selected and never run: nothing to plot
+  store = ResultsStore(path)
+  t0 = time.time()
+  ran = 0
+  if name in names:
+    import inspect
+    kw = {"jobs": jobs} if "jobs" in inspect.signature(driver.run).parameters else {}
+    ran = driver.run(cfg, store, progress=not args.no_progress, **kw)
+  with _PLOT_LOCK:
+    res = driver.plot(cfg, store, out_dir)
+  if not args.no_progress:
+    print(f"{name}: {res['finding']}", file=sys.stderr)
+  entry = dict(name=name, figures=res["figures"], finding=res["finding"], ran=ran,
+               runtime_s=time.time() - t0, doc=driver.FIGURE_DOC, selected=name in names)
+  return entry, res["table"]
+
+
+def _run_all(args, names: list[str], out_dir: str, mode: str) -> dict:
+  """``{name: (entry, table)}`` of every experiment, in ``--jobs`` lanes.
+
+  With one lane (or one unit of work) everything runs in this thread, in the order of
+  :data:`EXPERIMENTS`. Otherwise each lane is a thread that takes the next unit of
+  :func:`_lanes_of` when it is free, and at most ``--jobs`` batches run at once in all
+  lanes together (:func:`rpd.experiments.common.batch_slots`). Ctrl-C (:func:`rpd.experiments.common.deferred_sigint`)
+  stops every lane after its current batch; an error in one lane stops the others the same
+  way and is raised here. Every experiment writes its own results file and figures.
+  """
+  jobs = args.jobs or min(2, os.cpu_count() or 1)
+  units = _lanes_of(list(EXPERIMENTS))
+  busy = [u for u in units if any(n in names for n in u)]
+  done: dict = {}
+  if jobs == 1 or len(busy) <= 1:
+    for name in EXPERIMENTS:
+      done[name] = _experiment(args, name, names, out_dir, mode, jobs)
+    return done
+  from concurrent.futures import ThreadPoolExecutor
+  from rpd.experiments import common
+  queue = list(units)
+  lock = threading.Lock()
+  errors: list[BaseException] = []
+
+  def lane():
+    while True:
+      with lock:
+        if not queue or errors:
+          return
+        unit = queue.pop(0)
+      for name in unit:
+        try:  # an experiment that runs its batches in threads (pd_vs_localsgd) gets --jobs
+          done[name] = _experiment(args, name, names, out_dir, mode, jobs)
+        except BaseException as e:  # noqa: BLE001 -- raised again by the main thread
+          with lock:
+            errors.append(e)
+          common.stop_batches()  # the other lanes stop after their current batch
+          return
+
+  import warnings
+  with warnings.catch_warnings(), common.batch_slots(jobs), \
+       ThreadPoolExecutor(min(jobs, len(busy)), thread_name_prefix="rpd-lane") as ex:
+    # Two threads compiling the same small program (a broadcast, a conversion) at once: one
+    # can read the persistent-cache file the other is still writing; JAX then warns and
+    # compiles it again (harmless, the file is complete once written).
+    warnings.filterwarnings("ignore", message="Error reading persistent compilation cache",
+                            category=UserWarning)
+    for f in [ex.submit(lane) for _ in range(min(jobs, len(busy)))]:
+      f.result()
+  if errors:
+    first = next((e for e in errors if not isinstance(e, common.Interrupted)), errors[0])
+    raise first
+  return done
+
+
+def _run(args, names: list[str], out_dir: str) -> int:
   mode = "quick" if args.quick else "full"
   entries, table = [], []
   programs = _Programs()
   t_all, cpu0 = time.time(), sum(os.times()[:2])
-  for name in EXPERIMENTS:
-    driver = importlib.import_module(f"rpd.experiments.{name}")
-    cfg = importlib.import_module(f"rpd.experiments.configs.{name}").get_config(args.quick)
-    if args.text is not None:
-      cfg = _with_text(cfg, args.text)
-    path = os.path.join(out_dir, "results", f"{_STORE_OF.get(name, name)}.{mode}.jsonl")
-    if name not in names and not os.path.exists(path):
-      continue  # not selected and never run: nothing to plot
-    store = ResultsStore(path)
-    t0 = time.time()
-    ran = driver.run(cfg, store, progress=not args.no_progress) if name in names else 0
-    res = driver.plot(cfg, store, out_dir)
-    entries.append(dict(name=name, figures=res["figures"], finding=res["finding"], ran=ran,
-                        runtime_s=time.time() - t0, doc=driver.FIGURE_DOC,
-                        selected=name in names))
-    table += res["table"]
-    if not args.no_progress:
-      print(f"{name}: {res['finding']}", file=sys.stderr)
+  done = _run_all(args, names, out_dir, mode)
+  for name in EXPERIMENTS:  # the README and the CSV in one order, however the lanes ran
+    if done.get(name) is not None:
+      entries.append(done[name][0])
+      table += done[name][1]
   total = time.time() - t_all
   _csv(os.path.join(out_dir, "results.csv"), table)
   with open(os.path.join(out_dir, "README.md"), "w") as f:

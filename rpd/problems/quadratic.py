@@ -7,6 +7,8 @@ Stochastic gradient: ``g(x; xi) = A x - b + sigma * xi``, ``xi ~ N(0, I_d)``, so
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import jax
 import jax.numpy as jnp
@@ -23,7 +25,10 @@ class Quadratic(Problem):
     A: ``(d, d)`` symmetric matrix, or ``(d,)`` its diagonal when ``diagonal``.
     b: ``(d,)``.
     S, block_sizes, L, f_star: see :class:`rpd.problems.base.Problem`.
-    sigma: gradient noise level (static; ``0`` gives exact gradients).
+    sigma: gradient noise level (``0`` gives exact gradients). A data field, not a static
+      one: a quadratic with exact gradients and one with noisy gradients of the same shapes
+      run through the same compiled program (the noise is drawn and scaled by ``sigma = 0``;
+      the gradient is then exact, the same numbers up to the sign of a zero).
     diagonal: whether ``A`` is stored as its diagonal.
   """
 
@@ -33,7 +38,7 @@ class Quadratic(Problem):
   block_sizes: tuple = struct.field(pytree_node=False)
   L: float | None = struct.field(pytree_node=False, default=None)
   f_star: float | None = struct.field(pytree_node=False, default=None)
-  sigma: float = struct.field(pytree_node=False, default=0.0)
+  sigma: Any = 0.0
   diagonal: bool = struct.field(pytree_node=False, default=False)
   name: str = struct.field(pytree_node=False, default="quadratic")
 
@@ -49,8 +54,6 @@ class Quadratic(Problem):
     return jnp.zeros((self.S, self.D), self.b.dtype)
 
   def sample(self, key):
-    if self.sigma == 0:
-      return jnp.zeros((0,), self.b.dtype)
     return jax.random.normal(key, (self.d,), self.b.dtype)
 
   def full_loss(self, x_SxD):
@@ -60,19 +63,14 @@ class Quadratic(Problem):
   def loss(self, x_SxD, batch):
     """``f(x) + sigma xi'x``: its gradient is the stochastic gradient above."""
     x = self.flat(x_SxD)
-    value = 0.5 * x @ self._Ax(x) - self.b @ x
-    if self.sigma != 0:
-      value = value + self.sigma * batch @ x
-    return value
+    return 0.5 * x @ self._Ax(x) - self.b @ x + self.sigma * batch @ x
 
   def full_grad(self, x_SxD):
     return self.blocks(self._Ax(self.flat(x_SxD)) - self.b)
 
   def grad(self, x_SxD, batch):
     g = self._Ax(self.flat(x_SxD)) - self.b
-    if self.sigma != 0:
-      g = g + self.sigma * batch
-    return self.blocks(g)
+    return self.blocks(g + self.sigma * batch)
 
 
 def spectrum(d: int, L: float, mu: float, kind: str = "geometric") -> np.ndarray:

@@ -14,6 +14,7 @@ schedules (:class:`rpd.rules.schedule.ScheduleRule`), ``sync`` (:class:`Synchron
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -151,8 +152,74 @@ class ProgramRule(Rule):
     h = ctx.local(jnp.asarray(self.program().horizon(), jnp.int32))
     return self.hook.read(hstate, xhat_loc, h)
 
+  def _scans_updates(self, ctx) -> bool:
+    """Whether :meth:`step` runs the period's updates as a ``lax.scan`` (:meth:`_step_scanned`):
+    with per-iteration metrics (``ctx.track``: every update is its own group, in time
+    order), one gradient per period (``q = 1``), no mitigation and no sharding."""
+    h = self.hook
+    return (bool(ctx.track) and not ctx.sharded and self.program().q == 1
+            and not (h.changes_read or h.changes_grad or h.observes))
+
+  def _step_scanned(self, carry, key, ctx):
+    """:meth:`step` for :meth:`_scans_updates`: the period's gradient event, then a
+    ``lax.scan`` over its ``S`` updates, each followed by the reads before the next one.
+
+    The same operations on the same values in the same order as the unrolled loop of
+    :meth:`step` (its block, slot and iteration indices become scanned tables), so the
+    iterates and metrics are the same bits; the compiled program holds one update instead
+    of ``S`` (``tests/test_engine.py`` and the rules' common suite check it against the
+    NumPy references; ``tests/test_experiments.py`` against the unrolled step).
+    """
+    prog = self.program()
+    R, S = prog.R, self.S
+    st = carry.rule
+    n, slots, read_k, xhat_slots = st.n, st.slots, st.read_k, st.xhat
+    k0 = carry.k
+    assert prog.events[0][0] == "G" and sum(kd == "G" for kd, _, _ in prog.events) == 1
+    o_g = prog.events[0][1]
+    r = (n + o_g) % R
+    xhat_slots = xhat_slots.at[r].set(slots[r])
+    slots = slots.at[r].set(ctx.grad(ctx.gather(slots[r]), sample_key(key, n + o_g)))
+    units: list = []  # per update: (o, b, reads after it [(o, b)...])
+    for kind, o, b in prog.events[1:]:
+      if kind == "U":
+        units.append((o, b, []))
+      else:  # a read: the period starts with G then U, so an update precedes it
+        units[-1][2].append((o, b))
+    width = max(1, max(len(rd) for _, _, rd in units))
+    u_o = np.array([o for o, _, _ in units], np.int32)
+    u_b = np.array([b for _, b, _ in units], np.int32)
+    rd_o = np.zeros((len(units), width), np.int32)
+    rd_b = np.zeros((len(units), width), np.int32)
+    rd_on = np.zeros((len(units), width), bool)
+    for u, (_, _, rd) in enumerate(units):
+      for c, (o, b) in enumerate(rd):
+        rd_o[u, c], rd_b[u, c], rd_on[u, c] = o, b, True
+    inner = dataclasses.replace(ctx, applied=0)
+
+    def unit(state, xs):
+      carry, slots, read_k = state
+      u, o, b, ro, rb, on = xs
+      rs = (n + o) % R
+      pos = k0 + u
+      carry = inner.apply(carry, b[None], slots[rs, b][None], pos[None],
+                          tau=(pos - read_k[rs])[None], xhat=ctx.gather(xhat_slots[rs]))
+      rr = jnp.where(on, (n + ro) % R, R)  # padding: out of range, dropped
+      slots = slots.at[rr, rb].set(carry.x[rb], mode="drop")
+      read_k = read_k.at[rr, rb].set(pos + 1, mode="drop")
+      return (carry, slots, read_k), None
+
+    xs = (jnp.arange(len(units), dtype=jnp.int32), u_o, u_b, rd_o, rd_b, rd_on)
+    (carry, slots, read_k), _ = jax.lax.scan(unit, (carry, slots, read_k), xs)
+    if inner.applied != 1:
+      raise AssertionError(f"a scanned update applied {inner.applied} block updates")
+    ctx.applied += len(units)
+    return carry._replace(rule=ProgramState(slots, read_k, n + prog.q, xhat_slots, st.hook))
+
   def step(self, carry, key, ctx):
     """One period: ``q`` gradients and ``q * S`` block updates, in the program's order."""
+    if self._scans_updates(ctx):
+      return self._step_scanned(carry, key, ctx)
     prog = self.program()
     R = prog.R
     st = carry.rule
