@@ -50,6 +50,7 @@ SHARED_WORK = ("test_charlm.py", "test_delay_theory.py", "test_first_order.py",
                "test_theorem.py", "test_theorem_check.py")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the marks
 def pytest_collection_modifyitems(config, items):
   for item in items:
     if item.path.name in SHARED_WORK:
