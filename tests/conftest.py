@@ -36,3 +36,22 @@ def _free_compiled_programs():
   programs over the suite, and keeping them all made XLA's compiler crash late in the run."""
   yield
   jax.clear_caches()
+
+
+# Modules whose tests share work done once per process: module-scoped fixtures, lru_cache'd
+# problems and the compiled programs of one module (kept until the module ends, see above),
+# sympy derivations cached by rpd.theory (scaling.orders: ~25 s of CPU for the three
+# variants). With `--dist loadgroup` (pyproject.toml's addopts) each runs whole on one xdist
+# worker, so that work is done once, not once per worker; every other test is handed out one
+# by one, as with `--dist load`.
+SHARED_WORK = ("test_charlm.py", "test_delay_theory.py", "test_first_order.py",
+               "test_lemma_adversarial.py", "test_pipeline.py", "test_problems_common.py",
+               "test_rules_common.py", "test_schedules_readme.py", "test_schedules_zb_auto.py",
+               "test_theorem.py", "test_theorem_check.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the marks
+def pytest_collection_modifyitems(config, items):
+  for item in items:
+    if item.path.name in SHARED_WORK:
+      item.add_marker(pytest.mark.xdist_group(item.path.stem))

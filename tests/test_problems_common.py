@@ -36,7 +36,15 @@ def build(name):
 # The problems' functions run jitted (one compiled program each) rather than op by op: eagerly,
 # every primitive of a network's gradient is compiled on its own (most of this file's time).
 init = jax.jit(lambda prob, key: prob.init(key))
-full_grad = jax.jit(lambda prob, x: prob.full_grad(x))
+
+
+@jax.jit
+def grads(prob, x, key):
+  """``(grad, jax.grad of loss, full_grad, jax.grad of full_loss)`` at ``x``: one program per
+  problem, shared by the padding and the gradient tests (``x`` and ``key`` are traced)."""
+  batch = prob.sample(key)
+  return (prob.grad(x, batch), jax.grad(prob.loss)(x, batch), prob.full_grad(x),
+          jax.grad(prob.full_loss)(x))
 
 
 def test_every_problem_has_an_example():
@@ -49,9 +57,10 @@ def test_init_shape_dtype_and_padding(name):
   x0 = init(prob, jax.random.key(0))
   assert x0.shape == (prob.S, prob.D) and jnp.issubdtype(x0.dtype, jnp.floating)
   assert prob.d == sum(prob.block_sizes) and prob.D == max(prob.block_sizes)
-  g = full_grad(prob, x0 + 0.01)
+  g, _, fg, _ = grads(prob, x0 + 0.01, jax.random.key(2))
   for s, n in enumerate(prob.block_sizes):
-    assert np.all(np.asarray(g[s, n:]) == 0)  # no gradient on the padding
+    assert np.all(np.asarray(fg[s, n:]) == 0)  # no gradient on the padding
+    assert np.all(np.asarray(g[s, n:]) == 0)  # nor on the stochastic gradient's
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
@@ -59,12 +68,6 @@ def test_grad_equals_jax_grad_of_the_loss(name):
   prob = build(name)
   key = jax.random.key(1)
   x = init(prob, key) + 0.05 * jax.random.normal(key, (prob.S, prob.D))
-
-  @jax.jit
-  def grads(prob, x, key):
-    batch = prob.sample(key)
-    return (prob.grad(x, batch), jax.grad(prob.loss)(x, batch), prob.full_grad(x),
-            jax.grad(prob.full_loss)(x))
   g, g_ref, fg, fg_ref = grads(prob, x, jax.random.key(2))
   np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=1e-6, atol=1e-9)
   np.testing.assert_allclose(np.asarray(fg), np.asarray(fg_ref), rtol=1e-6, atol=1e-9)

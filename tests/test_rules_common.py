@@ -41,10 +41,13 @@ def problem(noise=0.3):
   return get_problem("quadratic", S, d=S * D, noise=noise, seed=1)
 
 
-# Compiled programs are shared between tests (``K`` and the problem's structure are static
-# arguments of the engine's jitted driver, ``gamma``, the key and ``x0`` are traced): the
-# compile-once test runs the reference test's program, and the same-seed test the realized-
-# delays test's (instrumented) program, so each spec compiles two engine programs, not four.
+# Compiled programs are shared between tests (``K``, ``instrument`` and the problem's structure
+# are static arguments of the engine's jitted driver; ``gamma``, the key and ``x0`` are traced):
+# the compile-once, realized-delays, same-seed and reference tests all run one instrumented
+# program per spec (reference problem, ``reference_K``), so each spec compiles two engine
+# programs (that one and its zero-delay rule's), not three. The non-instrumented path runs
+# for every spec in the zero-delay test (bitwise against plain SGD), and
+# tests/test_replay.py checks both paths against NumPy replays.
 
 def reference_problem():
   """A dense quadratic with exact gradients (``noise=0``): the rules' NumPy references."""
@@ -54,10 +57,6 @@ def reference_problem():
 def reference_K(rule):
   ups = rule.updates_per_step
   return ups * -(-max(24, 3 * rule.tau_max) // ups)
-
-
-def bounds_K(rule):
-  return rule.updates_per_step * max(8, 2 * rule.tau_max)
 
 
 def test_every_rule_has_examples():
@@ -70,9 +69,9 @@ def test_compiles_once(spec, table_file):
   rule = build(spec, table_file)
   prob = reference_problem()
   K = reference_K(rule)
-  run(prob, rule, gamma=0.05, K=K, key=jax.random.key(0))
+  run(prob, rule, gamma=0.05, K=K, key=jax.random.key(0), instrument=True)
   size = engine._run_jit._cache_size()
-  run(prob, rule, gamma=0.07, K=K, key=jax.random.key(1))
+  run(prob, rule, gamma=0.07, K=K, key=jax.random.key(1), instrument=True)
   assert engine._run_jit._cache_size() == size
 
 
@@ -122,8 +121,9 @@ def test_zero_delay_reproduces_plain_sgd_bitwise(spec, table_file):
 @pytest.mark.parametrize("spec", SPECS)
 def test_realized_delays_within_bounds(spec, table_file):
   rule = build(spec, table_file)
-  K = bounds_K(rule)
-  res = run(problem(), rule, gamma=0.01, K=K, key=jax.random.key(0), instrument=True)
+  K = reference_K(rule)  # >= 3 tau_max iterations: every delay can reach tau_max
+  res = run(reference_problem(), rule, gamma=0.01, K=K, key=jax.random.key(0),
+            instrument=True)
   tau, blocks = res.realized["tau"], res.realized["block"]
   assert tau.shape == (K, S) and blocks.shape == (K,)
   assert tau.min() >= 0 and tau.max() <= rule.tau_max
@@ -133,9 +133,9 @@ def test_realized_delays_within_bounds(spec, table_file):
 @pytest.mark.parametrize("spec", SPECS)
 def test_same_seed_same_result(spec, table_file):
   rule = build(spec, table_file)
-  K = bounds_K(rule)  # the realized-delays test's program (instrumented)
-  a = run(problem(), rule, gamma=0.05, K=K, key=jax.random.key(5), instrument=True)
-  b = run(problem(), rule, gamma=0.05, K=K, key=jax.random.key(5), instrument=True)
+  K = reference_K(rule)  # the realized-delays test's program (instrumented)
+  a = run(reference_problem(), rule, gamma=0.05, K=K, key=jax.random.key(5), instrument=True)
+  b = run(reference_problem(), rule, gamma=0.05, K=K, key=jax.random.key(5), instrument=True)
   np.testing.assert_array_equal(a.x_SxD, b.x_SxD)
   for name in a.metrics:
     np.testing.assert_array_equal(a.metrics[name], b.metrics[name])
@@ -163,7 +163,7 @@ def test_engine_equals_the_rules_numpy_reference(spec, table_file):
   K = reference_K(rule)
   key = jax.random.key(7)
   gamma = 0.2
-  out = run(prob, rule, gamma=gamma, K=K, key=key, x0=x0).x_SxD
+  out = run(prob, rule, gamma=gamma, K=K, key=key, x0=x0, instrument=True).x_SxD
   ref = rule.reference(x0, lambda x: (A @ x.reshape(-1) - b).reshape(S, D), gamma, K, key)
   assert not np.allclose(ref, x0)
   np.testing.assert_allclose(out, ref, rtol=0, atol=1e-12)
