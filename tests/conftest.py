@@ -44,7 +44,8 @@ def _free_compiled_programs():
 # variants). With `--dist loadgroup` (pyproject.toml's addopts) each runs whole on one xdist
 # worker, so that work is done once, not once per worker; every other test is handed out one
 # by one, as with `--dist load`.
-SHARED_WORK = ("test_charlm.py", "test_delay_theory.py", "test_first_order.py",
+SHARED_WORK = ("test_charlm.py", "test_coupled.py", "test_cyclic.py", "test_delay_theory.py",
+               "test_first_order.py",
                "test_lemma_adversarial.py", "test_pipeline.py", "test_problems_common.py",
                "test_rules_common.py", "test_schedules_readme.py", "test_schedules_zb_auto.py",
                "test_theorem.py", "test_theorem_check.py")
