@@ -89,3 +89,21 @@ def test_rpd_no_cache_environment_variable_turns_it_off(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(env, RPD_NO_CACHE=off), timeout=60).stdout.strip()
     assert out == want
+
+
+def test_reproduce_names_a_run_that_started_from_an_empty_cache(tmp_path, monkeypatch):
+  """Programs loaded from a cache that was empty when the run started were compiled by the
+  same run (another --jobs lane): the README must call it a fresh clone's first run, not a
+  warm cache; with entries present at the start it is a warm cache."""
+  from rpd.cli.reproduce import _Programs
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(empty))
+  p = _Programs()
+  p._start = {"compiled": _Programs._counts["compiled"] - 5,
+              "cached": _Programs._counts["cached"] - 2}
+  assert p.started_empty and "empty at the start" in p.sentence()
+  (empty / "entry").write_text("x")
+  q = _Programs()
+  q._start = dict(p._start)
+  assert not q.started_empty and "a warm cache" in q.sentence()

@@ -141,6 +141,10 @@ class _Programs:
       mon.register_event_duration_secs_listener(duration)
       mon.register_event_listener(hit)
     self._start = dict(_Programs._counts)
+    # was the persistent cache empty when this run started? (hits can then only be programs
+    # compiled earlier in the same run, e.g. by another --jobs lane)
+    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    self.started_empty = bool(folder) and (not os.path.isdir(folder) or not os.listdir(folder))
 
   @property
   def compiled(self) -> int:
@@ -156,6 +160,10 @@ class _Programs:
     if self.cached == 0:
       return (f"{self.compiled} programs compiled, none from the persistent compilation "
               "cache (an empty or disabled cache: the time of a fresh clone's first run)")
+    if self.started_empty:
+      return (f"{self.compiled} programs, from a persistent compilation cache that was empty "
+              f"at the start (the time of a fresh clone's first run; {self.cached} of them "
+              "were compiled earlier in this run and loaded)")
     return (f"{self.compiled} programs, {self.cached} of them loaded from the persistent "
             "compilation cache (a warm cache: faster than a fresh clone's first run)")
 
