@@ -4,8 +4,9 @@ Vectorised bisection: a geometric grid of gammas runs as one vmapped sweep, then
 between the largest stable and the smallest unstable gamma. Stable = never diverged and
 ||grad f(x^K)||^2 below its values at 0 and K/2 (exact gradients: an unstable mode grows
 without bound). Command: ``rpd reproduce --only critical_gamma [--quick]``. Expected
-runtime with ``--quick`` (measured on a 2-core CPU shared with other jobs): 34 s wall, about
-14 s of CPU time; about 3.5 min without (measured earlier).
+runtime with ``--quick`` from an empty compilation cache: about 30 s of CPU time
+(``benchmarks/bench_reproduce.py --jobs 1``, 2-core CPU, 2026-12-02); about 3.5 min without
+(measured before the issue-21 changes).
 """
 from __future__ import annotations
 

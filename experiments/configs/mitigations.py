@@ -6,8 +6,9 @@ updates; the tuned gamma is the grid point with the lowest final loss. Reported:
 reached after K (excess over f* where known) at the tuned gamma, microbatches to a target
 (``target_frac`` of the largest decrease any rule reaches at that S), and, as a secondary
 panel, the largest stable nominal gamma of the grid with ``adapt``'s effective step.
-Command: ``rpd reproduce --only mitigations [--quick]``. Expected runtime (quick, 2 cores):
-about 30 s of CPU, most of it compiling one program per (problem, rule, S); the quick run
+Command: ``rpd reproduce --only mitigations [--quick]``. Expected runtime (quick, 2 cores,
+empty compilation cache): about 24 s of CPU (``benchmarks/bench_reproduce.py --jobs 1``,
+2026-12-02), most of it compiling one program per (problem, rule, S); the quick run
 leaves the transformer out (each of its programs takes ~23 s to compile).
 """
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Each method at its best step size (and H for LocalSGD) from a small grid, chosen by the mean
 final loss over seeds at the common time budget. Command: ``rpd reproduce --only
-pd_vs_localsgd [--quick]``. Expected runtime with ``--quick`` (measured on a 2-core CPU shared
-with other jobs): 244 s wall, about 100 s of CPU time; about 7 min without (measured earlier;
-compiling the LM's programs dominates).
+pd_vs_localsgd [--quick]``. Expected runtime with ``--quick`` from an empty compilation cache:
+about 136 s of CPU time (``benchmarks/bench_reproduce.py --jobs 1``, 2-core CPU, 2026-12-02;
+its batches run two at a time by default); about 7 min without (measured before the issue-21
+changes; compiling the LM's programs dominates).
 """
 from __future__ import annotations
 

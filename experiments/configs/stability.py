@@ -5,7 +5,8 @@ pipedream and rpd on the isotropic quadratic, the theorem's gamma_max of every v
 measured divergence threshold (engine bisection), and the stationary excess
 lim E||grad f||^2 at a fixed gamma (exact, measured, and each bound's stale term). Command:
 ``rpd reproduce --only stability [--quick]``. Expected runtime on a 2-core CPU (measured):
-about 20 s with ``--quick``, about 2 min without.
+about 17 s of CPU with ``--quick`` from an empty compilation cache (2026-12-02), about 2 min
+without (measured earlier).
 """
 from __future__ import annotations
 

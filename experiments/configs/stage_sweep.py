@@ -1,9 +1,9 @@
 """Stage sweep: stale-read errors versus the number of stages S, at a fixed step size.
 
 Command: ``rpd reproduce --only stage_sweep [--quick]`` (figures ``stage_sweep.*`` and, from
-the same runs, ``tuned_rate.*``). Expected runtime with ``--quick`` (measured on a 2-core CPU
-shared with other jobs): 199 s wall, about 80 s of CPU time; about 2.5 min without (measured
-earlier).
+the same runs, ``tuned_rate.*``). Expected runtime with ``--quick`` from an empty compilation
+cache: about 58 s of CPU time (``benchmarks/bench_reproduce.py --jobs 1``, 2-core CPU,
+2026-12-02); about 2.5 min without (measured before the issue-21 changes).
 """
 from __future__ import annotations
 
