@@ -40,28 +40,13 @@ class MemoryModel:
 
   def peak(self, timed) -> list[float]:
     """Peak held activation memory per device of a timed schedule (units of ``M_B``)."""
-    from rpd.schedules.core import block_of
-    split = timed.update_kind == "W"
-    out = []
-    for p in range(timed.P):
-      events = []
-      for a in timed.actions[p]:
-        if a.kind != "F":
-          continue
-        b = block_of(a, timed.P)
-        events.append((timed.start[("F", a.microbatch, b)], 1.0))
-        if split:
-          events.append((timed.end[("B", a.microbatch, b)], -(1.0 - self.ratio)))
-          events.append((timed.end[("W", a.microbatch, b)], -self.ratio))
-        else:
-          events.append((timed.end[("B", a.microbatch, b)], -1.0))
-      events.sort(key=lambda e: (e[0], e[1]))  # releases at t before acquisitions at t
-      held = peak = 0.0
-      for _, d in events:
-        held += d
-        peak = max(peak, held)
-      out.append(round(peak, 12))
-    return out
+    from rpd.schedules.metrics import peak_held
+    if timed.update_kind == "W":
+      release = lambda m, b: [(timed.end[("B", m, b)], 1.0 - self.ratio),
+                              (timed.end[("W", m, b)], self.ratio)]
+    else:
+      release = lambda m, b: [(timed.end[("B", m, b)], 1.0)]
+    return [round(float(p), 12) for p in peak_held(timed, release)]
 
 
 RPD = MemoryModel("rpd", 1.0)

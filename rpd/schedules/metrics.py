@@ -126,14 +126,11 @@ def _last_backward(timed: TimedSchedule, until: str) -> str:
   return "W" if (until == "W" and timed.update_kind == "W") else "B"
 
 
-def peak_activations(timed: TimedSchedule, until: str = "W") -> list[int]:
-  """Peak number of held (microbatch, block) activations per device.
-
-  Args:
-    until: ``"W"`` (default) holds an activation until the end of its last backward action
-      (``W`` in split schedules); ``"B"`` releases it at the end of ``B``.
-  """
-  last = _last_backward(timed, until)
+def peak_held(timed: TimedSchedule, release) -> list:
+  """Peak held activation memory per device: each forward ``(m, b)`` acquires 1 at its start
+  and ``release(m, b)`` gives ``(time, amount)`` pairs that free it (amounts summing to 1);
+  a release at ``t`` happens before an acquire at ``t``. Shared by :func:`peak_activations`
+  and the memory models of :mod:`rpd.schedules.memory`."""
   out = []
   for p in range(timed.P):
     events = []
@@ -142,14 +139,25 @@ def peak_activations(timed: TimedSchedule, until: str = "W") -> list[int]:
         continue
       b = block_of(a, timed.P)
       events.append((timed.start[("F", a.microbatch, b)], 1))
-      events.append((timed.end[(last, a.microbatch, b)], -1))
-    events.sort(key=lambda e: (e[0], e[1]))  # a release at t happens before an acquire at t
+      events.extend((t, -amount) for t, amount in release(a.microbatch, b))
+    events.sort(key=lambda e: (e[0], e[1]))
     held = peak = 0
     for _, d in events:
       held += d
       peak = max(peak, held)
     out.append(peak)
   return out
+
+
+def peak_activations(timed: TimedSchedule, until: str = "W") -> list[int]:
+  """Peak number of held (microbatch, block) activations per device.
+
+  Args:
+    until: ``"W"`` (default) holds an activation until the end of its last backward action
+      (``W`` in split schedules); ``"B"`` releases it at the end of ``B``.
+  """
+  last = _last_backward(timed, until)
+  return peak_held(timed, lambda m, b: [(timed.end[(last, m, b)], 1)])
 
 
 def _read_versions(schedule: Schedule, timed: TimedSchedule, batch: int | None):
