@@ -272,18 +272,25 @@ def parts() -> tuple[sp.Expr, sp.Expr]:
   return M, R
 
 
+@functools.cache
+def _lambdified(target: str):
+  """``(gamma, tau, S, W, sigma2, L) -> bound`` of a target, built once per process (the
+  searches evaluate it on hundreds of instances)."""
+  M, R = parts()
+  best = lambda m, r: (sp.sqrt(m) + sp.sqrt(r)) ** 2
+  exprs = {"lemma": best(M, R), "half_mean": best(M / 2, R), "half_martingale": best(M, R / 2),
+           "tau_half_mean": best(M.subs(tau, tau / 2), R)}
+  return sp.lambdify((gamma, tau, S, W, sigma2, L), exprs[target], "numpy")
+
+
 def target_fn(target: str, L_: float):
   """``(gamma, tau, S, W, sigma2) -> bound`` for ``||H|| = L_``: the lemma at its best
   ``a`` (``min_a (1 + a) M + (1 + 1/a) R = (sqrt(M) + sqrt(R))^2``: it holds for every
   ``a``, so this is its strongest form) or a mutant: ``M`` or ``R`` halved, or ``tau ->
   tau/2`` in ``M``."""
-  M, R = parts()
-  best = lambda m, r: (sp.sqrt(m) + sp.sqrt(r)) ** 2
-  exprs = {"lemma": best(M, R), "half_mean": best(M / 2, R), "half_martingale": best(M, R / 2),
-           "tau_half_mean": best(M.subs(tau, tau / 2), R)}
-  fn = sp.lambdify((gamma, tau, S, W, sigma2), exprs[target].subs(L, L_), "numpy")
+  fn = _lambdified(target)
   # W_k >= 0 exactly; exact moments may round a zero G_l to -1e-20
-  return lambda g, t, s, w, s2: fn(g, t, s, np.maximum(w, 0.0), s2)
+  return lambda g, t, s, w, s2: fn(g, t, s, np.maximum(w, 0.0), s2, L_)
 
 
 def ratio(inst, target: str = "lemma") -> float:

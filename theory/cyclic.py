@@ -280,9 +280,9 @@ def window_sums(G: np.ndarray, n_: int) -> np.ndarray:
 TARGETS = ("lemma", "half_mean", "half_noise", "n_half_mean")
 
 
-def target_fn(target: str, L_: float):
-  """``(gamma, n, V, sigma2) -> bound`` at the lemma's best ``a`` (``(sqrt(M) +
-  sqrt(R))^2``) or a mutant: ``M`` or ``R`` halved, ``n -> n/2`` in ``M``."""
+@functools.cache
+def _lambdified(target: str):
+  """``(gamma, n, V, sigma2, L) -> bound`` of a target, built once per process."""
   e = sp.expand(cycle_lemma())
   M, R = e.coeff(a, 1), e.coeff(a, -1)
   if sp.expand(e - (1 + a) * M - (1 + 1 / a) * R) != 0:
@@ -290,8 +290,14 @@ def target_fn(target: str, L_: float):
   best = lambda m_, r_: (sp.sqrt(m_) + sp.sqrt(r_)) ** 2
   exprs = {"lemma": best(M, R), "half_mean": best(M / 2, R), "half_noise": best(M, R / 2),
            "n_half_mean": best(M.subs(n, n / 2), R)}
-  fn = sp.lambdify((gamma, n, Vw, sigma2), exprs[target].subs(L, L_), "numpy")
-  return lambda g, n_, v, s2: fn(g, n_, np.maximum(v, 0.0), s2)
+  return sp.lambdify((gamma, n, Vw, sigma2, L), exprs[target], "numpy")
+
+
+def target_fn(target: str, L_: float):
+  """``(gamma, n, V, sigma2) -> bound`` at the lemma's best ``a`` (``(sqrt(M) +
+  sqrt(R))^2``) or a mutant: ``M`` or ``R`` halved, ``n -> n/2`` in ``M``."""
+  fn = _lambdified(target)
+  return lambda g, n_, v, s2: fn(g, n_, np.maximum(v, 0.0), s2, L_)
 
 
 def ratio(inst, target: str = "lemma") -> float:
