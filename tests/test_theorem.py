@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import sympy as sp
 
@@ -191,13 +192,20 @@ def test_orders_in_S(variant):
   for name, p in EXPECTED_EXPONENTS[variant].items():
     assert o[name]["even"][0] == p, name
     assert o[name]["odd"] == o[name]["even"], name
-  # The leading coefficient agrees with direct evaluation at a large S (both parities).
-  num = {L: 1.7, sigma2: 0.3, Delta: 2.0, gamma: 0.01, K: 10 ** 6}
-  for name in ("stale_fixed_gamma", "stale_at_minimizer_K_to_inf", "K_star_tuned"):
-    p, lc = o[name]["even"]
-    for s_ in (4000, 4001):
-      val = o[name]["expr"].subs(num).subs({tau: delay.tau_max(s_), S: s_})
-      assert float(val / s_ ** p) == pytest.approx(float(lc.subs(num)), rel=2e-3), name
+  # Every order against direct evaluation at large S (both parities; K and K_mb fixed): the
+  # exponent from the growth between S and 4 S, the leading coefficient from f(S) / S^p.
+  num = {L: 1.7, sigma2: 0.3, Delta: 2.0, gamma: 0.01, K: 10 ** 6, scaling.K_mb: 10 ** 6,
+         scaling.c: 0.5}
+  for name, entry in o.items():
+    if name == "same_for_both_parities":
+      continue
+    for label, s_ in (("even", 4000), ("odd", 4001), ("mb", 4000)):
+      p, lc = entry[label]
+      expr = entry["expr"].subs(K, S * scaling.K_mb) if label == "mb" else entry["expr"]
+      f = lambda n: float(expr.subs({tau: delay.tau_max(n), S: n}).subs(num))
+      growth = np.log(f(4 * s_) / f(s_)) / np.log(4)
+      assert growth == pytest.approx(float(p), abs=5e-3), (name, label)
+      assert f(s_) / s_ ** float(p) == pytest.approx(float(lc.subs(num)), rel=1e-2), (name, label)
 
 
 def test_comparison_with_paper_under_both_countings():

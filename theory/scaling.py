@@ -17,8 +17,8 @@ Substituting ``tau = tau_max(S)`` from :mod:`rpd.theory.delay` (one polynomial p
 - the ``K`` beyond which the stale ``1/K`` term is at most the ``1/sqrt(K)`` term at the
   tuned ``gamma = sqrt(A / (B K))``: ``K_* = c_s^2 A / (4 B^3)`` (solved by sympy).
 
-Orders come from :func:`order_in_S`: ``p = lim S f'(S) / f(S)`` and the leading coefficient
-``lim f(S) / S^p`` as ``S -> oo`` (sympy ``limit``).
+Orders come from :func:`order_in_S`: the leading term ``lc S^p`` of ``f(S)`` as ``S -> oo``
+(sympy's series expansion at ``x = 1/S -> 0``).
 """
 from __future__ import annotations
 
@@ -42,12 +42,25 @@ COLUMNS_DOC = ("stale coef = stale term / gamma^2; gamma_max = largest step size
                "K_needed = max(K_cap, K_star)")
 
 
+_x = sp.Symbol("x", positive=True)  # x = 1/S
+
+
 def order_in_S(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
-  """``(p, lc)`` with ``expr ~ lc S^p`` as ``S -> oo`` (computed with limits)."""
-  expr = sp.simplify(expr)
-  p = sp.limit(sp.simplify(S * sp.diff(expr, S) / expr), S, sp.oo)
-  lc = sp.limit(sp.simplify(expr / S ** p), S, sp.oo)
-  return sp.nsimplify(p), sp.simplify(lc)
+  """``(p, lc)`` with ``expr ~ lc S^p`` as ``S -> oo``.
+
+  The leading term of ``expr(S = 1/x)`` as ``x -> 0+`` (sympy's ``as_leading_term``, the
+  series expansion its ``limit`` is built on): ``lc x^-p``. Both ``p`` and ``lc`` are exact;
+  about ten times faster than the two ``limit`` calls ``p = lim S f'(S)/f(S)``,
+  ``lc = lim f(S)/S^p`` (the same values on every expression of :func:`orders`).
+
+  Raises:
+    ValueError: the leading term is not of the form ``lc S^p`` (e.g. a ``log S`` factor).
+  """
+  lead = sp.simplify(expr).subs(S, 1 / _x).as_leading_term(_x)
+  lc, q = lead.as_coeff_exponent(_x)
+  if lc == 0 or lc.has(_x) or q.has(_x):
+    raise ValueError(f"no leading term lc S^p for {expr}: {lead}")
+  return sp.nsimplify(-q), sp.simplify(lc)
 
 
 @functools.cache
