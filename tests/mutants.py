@@ -2,23 +2,25 @@
 
 A mutant is ``(name, path, old, new, tests)``: the text ``old`` (which must occur exactly once
 in ``path`` of a copy of the package) is replaced by ``new``; the named ``tests`` then run on
-the copy in a subprocess (``PYTHONPATH`` pointing at it) and must fail (pytest exit code 1),
-while the unmutated copy must pass them. Mutants run two at a time.
+the copy in a process of their own (the copy first on ``sys.path``) and must fail (pytest
+exit code 1), while the unmutated copy must pass them. Mutants run two at a time, forked by
+one ``tests/mutant_server.py`` process per batch.
 """
 from __future__ import annotations
 
-import concurrent.futures
+import json
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# pytest options of the subprocesses: one process per mutant (mutants already run in
-# parallel: no xdist, so the project's ``-n 2`` is dropped), and neither the xdist nor the
-# hypothesis plugin loaded (the named tests use neither; about 0.8 s CPU per subprocess).
+# pytest options of the runs: one process per mutant (mutants already run in parallel: no
+# xdist, so the project's ``-n 2`` is dropped), and neither the xdist nor the
+# hypothesis plugin loaded (the named tests use neither; about 0.8 s CPU per run).
 LEAN = ("-p", "no:cacheprovider", "-o", "addopts=", "-p", "no:xdist", "-p", "no:hypothesispytest")
 
 
@@ -40,31 +42,51 @@ def copy_package(tmp: pathlib.Path, skip: tuple[str, ...] = ()) -> pathlib.Path:
   return dst
 
 
-def run_named(pkg: pathlib.Path, tests, extra: tuple[str, ...] = ()):
-  """Run the named ``tests`` (node ids relative to the repository) against the copy ``pkg``.
-
-  ``os.environ`` carries ``RPD_CACHE_DIR`` (tests/conftest.py): the subprocesses share the
-  suite's persistent compilation cache, so programs a mutant does not change are loaded, not
-  compiled again. Runs from the copy's folder (the working directory comes first on sys.path).
-  """
-  env = dict(os.environ, PYTHONPATH=str(pkg), JAX_PLATFORMS="cpu",
-             PYTHONDONTWRITEBYTECODE="1")
+def _env() -> dict:
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONDONTWRITEBYTECODE="1")
   env.pop("XLA_FLAGS", None)
-  return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", *LEAN, *extra,
-                         "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-                         *[str(ROOT / t) for t in tests]],
-                        cwd=pkg, env=env, capture_output=True, text=True, timeout=600)
+  env.pop("PYTHONPATH", None)
+  return env
 
 
-def run_mutant(tmp: pathlib.Path, name, path, old, new, tests, *, skip=(), extra=(),
-               where=lambda p: p):
-  """Copy the package, apply one mutant (``where`` maps ``path`` into the copy), run ``tests``."""
+def run_many(runs, parallel: int = 2) -> list[subprocess.CompletedProcess]:
+  """Run each ``(pkg, tests, extra)`` of ``runs``: the named ``tests`` (node ids relative to
+  the repository) against the copy ``pkg``, ``parallel`` at a time.
+
+  One ``tests/mutant_server.py`` process runs them all (each in a process of its own, forked
+  after NumPy, JAX and pytest are imported once). ``os.environ`` carries ``RPD_CACHE_DIR``
+  (tests/conftest.py): the runs share the suite's persistent compilation cache, so programs
+  a mutant does not change are loaded, not compiled again. Each runs in its copy's folder.
+
+  Returns:
+    per run, its exit code and output (``stdout``; ``stderr`` is empty).
+  """
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix="rpd-mutants-"))
+  try:
+    jobs = [{"pkg": str(pkg), "tests": [str(ROOT / t) for t in tests], "extra": list(extra),
+             "out": str(tmp / f"{i}.txt")} for i, (pkg, tests, extra) in enumerate(runs)]
+    args = ["-x", "-q", *LEAN, "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml")]
+    server = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "mutant_server.py")], env=_env(),
+        input=json.dumps({"parallel": parallel, "args": args, "jobs": jobs}),
+        capture_output=True, text=True, timeout=900)
+    assert server.returncode == 0, server.stdout[-2000:] + server.stderr[-3000:]
+    codes = json.loads(server.stdout.strip().splitlines()[-1])
+    return [subprocess.CompletedProcess(job["tests"], code, pathlib.Path(job["out"]).read_text(),
+                                        "") for job, code in zip(jobs, codes)]
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def mutated_copy(tmp: pathlib.Path, name, path, old, new, *, skip=(),
+                 where=lambda p: p) -> pathlib.Path:
+  """Copy the package and apply one mutant (``where`` maps ``path`` into the copy)."""
   pkg = copy_package(tmp, skip)
   f = pkg / where(path)
   text = f.read_text()
   assert text.count(old) == 1, f"{name}: the original text must occur once in {path}"
   f.write_text(text.replace(old, new))
-  return run_named(pkg, tests, extra)
+  return pkg
 
 
 def assert_mutants_caught(tmp_path: pathlib.Path, mutants, *, skip=(), extra=(),
@@ -79,15 +101,12 @@ def assert_mutants_caught(tmp_path: pathlib.Path, mutants, *, skip=(), extra=(),
   if probe is not None:
     probe(control_pkg)
   all_tests = sorted({t for m in mutants for t in m[4]})
-  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-    control = pool.submit(run_named, control_pkg, all_tests, extra)
-    runs = {m[0]: pool.submit(run_mutant, tmp_path / f"m{i}", *m, skip=skip, extra=extra,
-                              where=where) for i, m in enumerate(mutants)}
-    control = control.result()
-    assert control.returncode == 0, control.stdout[-3000:] + control.stderr[-2000:]
-    survivors = []
-    for name, fut in runs.items():
-      proc = fut.result()
-      if proc.returncode != 1:
-        survivors.append(f"{name}: exit {proc.returncode}\n{proc.stdout[-1500:]}")
+  runs = [(control_pkg, all_tests, extra)]
+  for i, (name, path, old, new, tests) in enumerate(mutants):
+    runs.append((mutated_copy(tmp_path / f"m{i}", name, path, old, new, skip=skip,
+                              where=where), tests, extra))
+  control, *procs = run_many(runs)
+  assert control.returncode == 0, control.stdout[-5000:]
+  survivors = [f"{m[0]}: exit {p.returncode}\n{p.stdout[-1500:]}"
+               for m, p in zip(mutants, procs) if p.returncode != 1]
   assert not survivors, "\n\n".join(survivors)
