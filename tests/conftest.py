@@ -29,6 +29,36 @@ else:
 
 import pytest  # noqa: E402
 
+# benchmarks/profile_suite.py: with RPD_COMPILE_PROFILE=<folder>, every pytest process of the
+# run (the xdist workers, the mutants' runs) records the seconds and number of JAX's compile
+# events per test module and per compiled function, written to <folder>/<pid>.json when its
+# session ends. Off by default (no listener is registered).
+_PROFILE = os.environ.get("RPD_COMPILE_PROFILE")
+_profile: dict = {}
+if _PROFILE:
+  import jax.monitoring  # noqa: E402
+
+  def _on_duration(event, secs, fun_name=None, **_):
+    if not event.startswith("/jax/core/compile/"):
+      return
+    test = os.environ.get("PYTEST_CURRENT_TEST", "(outside a test)").split("::")[0]
+    kind = event.rsplit("/", 1)[-1].replace("_duration", "")
+    for key in ((test, kind), ("fun", kind, str(fun_name)) if fun_name else None):
+      if key:
+        n, t = _profile.get("|".join(key), (0, 0.0))
+        _profile["|".join(key)] = (n + 1, t + secs)
+
+  jax.monitoring.register_event_duration_secs_listener(_on_duration)
+
+
+def pytest_unconfigure(config):
+  if _PROFILE:
+    import json
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    with open(os.path.join(_PROFILE, f"{os.getpid()}.json"), "w") as f:
+      json.dump({"cpu": r.ru_utime + r.ru_stime, "events": _profile}, f)
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _free_compiled_programs():
