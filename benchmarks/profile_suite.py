@@ -3,8 +3,9 @@
     python benchmarks/profile_suite.py [--cache-dir DIR] [--top N] [-- PYTEST ARGS...]
 
 Runs ``python -m pytest`` (the project's options: two xdist workers) in a child process with
-``RPD_COMPILE_PROFILE`` set: every pytest process of the run (the workers and the mutants'
-runs, see ``tests/conftest.py``) records JAX's compile events (tracing, lowering to MLIR,
+``RPD_COMPILE_PROFILE`` set: every pytest process of the run that loads ``tests/conftest.py``
+(the workers and the mutants' runs; the theory and schedule mutants' runs skip it and compile
+nothing) records JAX's compile events (tracing, lowering to MLIR,
 XLA backend compilation) per test module and per compiled function. Prints the wall time,
 the CPU time of the whole process tree, the compile totals, the modules and functions that
 compile most, and the compile CPU next to what the 4-minute goal allows on this machine
