@@ -28,6 +28,11 @@ import jax.numpy  # noqa: F401
 import flax.struct  # noqa: F401
 import optax  # noqa: F401
 import pytest
+from jax._src import xla_bridge
+
+# Forking is safe only while JAX has no backend (no XLA thread pools; JAX warns at fork once
+# one exists): none of the imports above may have started one.
+assert not getattr(xla_bridge, "_backends", None), "a JAX backend exists before the forks"
 
 
 def _child(job: dict, args: list[str]) -> int:
