@@ -380,10 +380,6 @@ def _main(argv) -> None:
           f"S*gamma_max={r['S_gamma_max']:.4f} exact={r['exact']:.5g} ratio={r['ratio']:.3f}")
 
 
-if __name__ == "__main__":
-  _main(__import__("sys").argv[1:])
-
-
 def schedule_tables_additive(P_values=(2, 3, 4, 6, 8)) -> dict:
   """``{schedule: all steady-state tables additive}`` for the asynchronous schedules of
   :mod:`rpd.schedules` (tables from the event simulation, not from the closed form)."""
@@ -494,3 +490,7 @@ def markdown_lines() -> list[str]:
       "`f`: step 2 needs one matrix `H` for all rows `i` (the integrated Hessian along "
       "`x_hat^(i) -> x` depends on `i`); anchoring it at `hess f(x^{k-tau})` works under a "
       "Hessian-Lipschitz constant and an almost-sure gradient bound (A10, below).", ""]
+
+
+if __name__ == "__main__":
+  _main(__import__("sys").argv[1:])

@@ -386,10 +386,6 @@ def _main(argv) -> None:
           f"ratio(sup)={r['ratio_sup']:.3f}")
 
 
-if __name__ == "__main__":
-  _main(__import__("sys").argv[1:])
-
-
 def markdown_lines() -> list[str]:
   """THEOREM.md: PipeDream's own cyclic order, the cycle reduction and its theorem."""
   d = derive()
@@ -454,3 +450,7 @@ def markdown_lines() -> list[str]:
       f"{ev['lemma']:.6f} (attained); mutants on the stored instances: gradient part halved "
       f"{ev['half_mean']:.3f}, noise part halved {ev['half_noise']:.3f}, `n -> n/2` in the "
       f"gradient part {ev['n_half_mean']:.3f}: all **refuted**.", ""]
+
+
+if __name__ == "__main__":
+  _main(__import__("sys").argv[1:])

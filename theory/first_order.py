@@ -319,10 +319,6 @@ def _main(argv) -> None:
           f"S*gamma_max={r['S_gamma_max']:.4f} exact={r['exact']:.5g} ratio={r['ratio']:.3f}")
 
 
-if __name__ == "__main__":
-  _main(__import__("sys").argv[1:])
-
-
 def markdown_lines() -> list[str]:
   """THEOREM.md: the order-1/(L S) theorem under A7, each step, the checks, what is open."""
   d = derive()
@@ -428,3 +424,7 @@ def markdown_lines() -> list[str]:
       "mean part `gamma grad f' (rho o H) grad f` *adds* to the descent when the symmetric "
       "part of `rho o H` is PSD (e.g. `H = L I`), and `1/mu` is not a step-size limit of "
       "that route (its agreement in size with the exact thresholds is not evidence).", ""]
+
+
+if __name__ == "__main__":
+  _main(__import__("sys").argv[1:])
