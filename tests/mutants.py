@@ -54,7 +54,7 @@ def run_many(runs, parallel: int = 2) -> list[subprocess.CompletedProcess]:
   the repository) against the copy ``pkg``, ``parallel`` at a time.
 
   One ``tests/mutant_server.py`` process runs them all (each in a process of its own, forked
-  after NumPy, JAX and pytest are imported once). ``os.environ`` carries ``RPD_CACHE_DIR``
+  after the third-party libraries are imported once). ``os.environ`` carries ``RPD_CACHE_DIR``
   (tests/conftest.py): the runs share the suite's persistent compilation cache, so programs
   a mutant does not change are loaded, not compiled again. Each runs in its copy's folder.
 
