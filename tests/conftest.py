@@ -30,7 +30,7 @@ else:
 import pytest  # noqa: E402
 
 # benchmarks/profile_suite.py: with RPD_COMPILE_PROFILE=<folder>, every pytest process of the
-# run (the xdist workers, the mutants' runs) records the seconds and number of JAX's compile
+# run that loads this file (the xdist workers, the mutants' runs without --noconftest) records the seconds and number of JAX's compile
 # events per test module and per compiled function, written to <folder>/<pid>.json when its
 # session ends. Off by default (no listener is registered).
 _PROFILE = os.environ.get("RPD_COMPILE_PROFILE")
