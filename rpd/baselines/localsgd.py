@@ -115,23 +115,24 @@ def _run(problem, gamma, key, x0_SxD, H, record_every, *, W, n_rec, metrics=METR
     return (x_SxD, diverged, div_at, drift.astype(dtype)), None
 
   def one_record(carry, rec):
-    carry = jax.lax.fori_loop(0, record_every,
-                              lambda i, c: one_round(c, rec * record_every + i)[0], carry)
+    # Record rec follows rec * record_every rounds; record 0 (at x0, no round before it) is
+    # made by the same code as the others, so the program holds one copy of the metrics.
+    n = jnp.where(rec > 0, record_every, 0)
+    carry = jax.lax.fori_loop(0, n, lambda i, c: one_round(c, (rec - 1) * record_every + i)[0],
+                              carry)
     x_SxD, diverged, _, drift = carry
     loss, gn = _metrics(problem, x_SxD, metrics)
     inf = jnp.asarray(jnp.inf, dtype)
+    after = rec > 0  # the values at x0 are kept as they are
     if "loss" in metrics:
-      loss = jnp.where(diverged | ~jnp.isfinite(loss), inf, loss)
+      loss = jnp.where(after & (diverged | ~jnp.isfinite(loss)), inf, loss)
     if "grad_norm_sq" in metrics:
-      gn = jnp.where(diverged | ~jnp.isfinite(gn), inf, gn)
+      gn = jnp.where(after & (diverged | ~jnp.isfinite(gn)), inf, gn)
     return carry, (loss, gn, drift)
 
   init = (x0_SxD, jnp.asarray(False), jnp.asarray(-1, jnp.int32), jnp.asarray(0.0, dtype))
-  carry, (loss, gn, drift) = jax.lax.scan(one_record, init, jnp.arange(n_rec))
-  loss0, gn0 = _metrics(problem, x0_SxD, metrics)
-  cat = lambda a0, a: jnp.concatenate([jnp.asarray(a0, dtype)[None], a])
-  return (carry[0], carry[1], carry[2],
-          cat(loss0, loss), cat(gn0, gn), cat(0.0, drift))
+  carry, (loss, gn, drift) = jax.lax.scan(one_record, init, jnp.arange(n_rec + 1))
+  return carry[0], carry[1], carry[2], loss, gn, drift
 
 
 @functools.partial(jax.jit, static_argnames=("W", "n_rec", "metrics"))
