@@ -54,8 +54,9 @@ def test_committed_outputs_are_those_the_run_wrote():
 # settings (float32, one device, the XLA:CPU flags of rpd.experiments.common.pin_xla_cpu) and
 # compared with the committed ones: a subset of pd_vs_localsgd (the rows of the objectives in
 # _FRESH at S = 2, with every configuration those rows are chosen from), which runs in a few
-# seconds. With the pinned flags the bits are the same on every x86-64 machine with AVX2 and at
-# any thread count; the tolerance below allows only for the CSV's rounding to 6 significant
+# seconds. With the pinned flags these rows had the same bits on the two AVX2 machines measured
+# and at any thread count (other rows did not: README.md, "The same numbers on every
+# machine"); the tolerance below allows only for the CSV's rounding to 6 significant
 # digits: every number within _RTOL relative, and the excess f - f* (a difference of two
 # rounded losses) within _RTOL * |f*| absolute; chosen step sizes, H and winners exactly.
 _FRESH = ("quadratic, exact gradients", "logistic regression")
