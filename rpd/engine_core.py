@@ -160,7 +160,7 @@ def _run_local(problem, rule, tx, n_dev, K, record_every, track, instrument, x0_
   def outer(carry, r):
     # Record r follows r intervals of steps (none before record 0): the first record is made
     # by the same code as the others, so the program holds one copy of the record's metrics
-    # (full-data loss and gradients; a fifth to a quarter of the compile time of a program).
+    # (full-data loss and gradients: 9-22% of a program's compile time, BENCHMARKS.md).
     carry, out = jax.lax.cond(r > 0, steps, lambda c: (c, none), carry)
     return carry, (_record(ctx, rule, carry, key, metrics), out)
 
