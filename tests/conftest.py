@@ -30,9 +30,9 @@ else:
 import pytest  # noqa: E402
 
 # benchmarks/profile_suite.py: with RPD_COMPILE_PROFILE=<folder>, every pytest process of the
-# run that loads this file (the xdist workers, the mutants' runs without --noconftest) records the seconds and number of JAX's compile
-# events per test module and per compiled function, written to <folder>/<pid>.json when its
-# session ends. Off by default (no listener is registered).
+# run that loads this file (the xdist workers, the mutants' runs without --noconftest) records
+# the seconds and number of JAX's compile events per test module and per compiled function,
+# written to <folder>/<pid>.json when its session ends. Off by default (no listener is registered).
 _PROFILE = os.environ.get("RPD_COMPILE_PROFILE")
 _profile: dict = {}
 if _PROFILE:

@@ -108,6 +108,19 @@ def test_divergence_is_flagged_not_raised():
   assert np.isinf(sw.metrics["loss"][1, -1]) and np.isfinite(sw.metrics["loss"][0]).all()
 
 
+def test_first_record_is_the_objective_at_x0_as_it_is():
+  """Record 0 is f(x0) itself, also where it is not finite (a diverged run's later records are
+  inf); the run diverges in its first round and reports k = 0."""
+  p = _quad(sigma=0.0)
+  x0 = np.zeros((p.S, p.D))
+  x0[0, 0] = np.nan
+  res = LocalSGD(H=2).run(p, gamma=0.1, rounds=4, record_every=2, key=jax.random.key(0), x0=x0)
+  assert np.isnan(res.metrics["loss"][0]) and np.isinf(res.metrics["loss"][1:]).all()
+  assert res.diverged and res.diverged_at == 0
+  ok = LocalSGD(H=2).run(p, gamma=0.1, rounds=4, record_every=2, key=jax.random.key(0))
+  assert ok.metrics["loss"][0] == float(p.full_loss(jnp.zeros((p.S, p.D))))
+
+
 def test_registry_and_bad_input():
   assert get_baseline("localsgd:4").H == 4 and get_baseline("localsgd").H == 1
   with pytest.raises(KeyError, match="unknown baseline"):
