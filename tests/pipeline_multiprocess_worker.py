@@ -10,7 +10,12 @@ CPU devices; ``jax.distributed.initialize`` joins them (gloo CPU collectives) in
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+# The test's XLA flags (the suite's code generation: the same machine code as the one-process
+# run it is compared with), with 2 devices per process instead of the suite's 8.
+os.environ["XLA_FLAGS"] = " ".join(
+    [f for f in os.environ.get("XLA_FLAGS", "").split()
+     if not f.startswith("--xla_force_host_platform_device_count")]
+    + ["--xla_force_host_platform_device_count=2"])
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402
