@@ -99,8 +99,47 @@ SHARED_WORK = ("test_charlm.py", "test_coupled.py", "test_cyclic.py", "test_dela
                "test_theorem.py", "test_theorem_check.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the marks
-def pytest_collection_modifyitems(config, items):
-  for item in items:
-    if item.path.name in SHARED_WORK:
-      item.add_marker(pytest.mark.xdist_group(item.path.stem))
+def shared_work_scope(nodeid: str) -> str:
+  """The unit of work one xdist worker runs whole: the module of a SHARED_WORK test, else the
+  test itself. (``xdist_group`` marks no longer do this: pytest-xdist 3.8 groups by a suffix
+  it writes to ``item._nodeid``, which pytest 9.2 no longer reads, so with pytest 9.2 every
+  marked module was split between the workers and its shared work done twice.)"""
+  path = nodeid.split("::", 1)[0]
+  return path if os.path.basename(path) in SHARED_WORK else nodeid
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+  if config.getvalue("dist") != "loadgroup":
+    return None  # another --dist mode asked for on the command line: pytest-xdist's own
+  from xdist.scheduler import LoadScopeScheduling
+
+  class SharedWorkScheduling(LoadScopeScheduling):
+    def _split_scope(self, nodeid: str) -> str:
+      return shared_work_scope(nodeid)
+
+  return SharedWorkScheduling(config, log)
+
+
+# A run that split a SHARED_WORK module between workers (the scheduler above not in effect)
+# fails: that would do the module's shared work twice without any test noticing.
+_workers_of: dict[str, set] = {}
+
+
+def pytest_runtest_logreport(report):
+  node = getattr(report, "node", None)  # on pytest-xdist's controller: the worker that ran it
+  if node is not None and report.when == "setup":
+    path = report.nodeid.split("::", 1)[0]
+    if os.path.basename(path) in SHARED_WORK:
+      _workers_of.setdefault(path, set()).add(node.gateway.id)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  split = sorted(p for p, w in _workers_of.items() if len(w) > 1)
+  if split and session.config.getvalue("dist") == "loadgroup":
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+      tr.ensure_newline()
+      tr.write_line(f"ERROR: SHARED_WORK modules split between xdist workers: {', '.join(split)}"
+                    " (tests/conftest.py, pytest_xdist_make_scheduler)", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
