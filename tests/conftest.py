@@ -4,9 +4,9 @@ import os
 import platform
 
 # How XLA:CPU generates machine code for the suite (x86-64): its loop emitters instead of the
-# MLIR fusion emitters, LLVM at -O0, and no FMA (instruction set up to AVX). The programs
-# compute the same operations in the same order; what changes is the machine code: slower to
-# run, 2-3 times faster to compile (BENCHMARKS.md, "The test suite's code generation"), and
+# MLIR fusion emitters, LLVM at -O0, and no FMA (instruction set up to AVX). The programs (the
+# HLO) are the same; what changes is their machine code: slower to run, about 3 times faster
+# to compile (BENCHMARKS.md, "Session 6: the suite compiles with fast code generation"), and
 # most of the suite's time is compiling small programs. Without FMA, every program rounds each
 # product and each sum, so the tests that compare two programs bit for bit hold here as they
 # do with XLA's defaults (the loop emitters at -O0 *with* FMA fail 16 of them, by about 1e-15
