@@ -136,10 +136,9 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
   split = sorted(p for p, w in _workers_of.items() if len(w) > 1)
-  if split and session.config.getvalue("dist") == "loadgroup":
+  if split and exitstatus == pytest.ExitCode.OK and session.config.getvalue("dist") == "loadgroup":
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if tr is not None:
-      tr.ensure_newline()
-      tr.write_line(f"ERROR: SHARED_WORK modules split between xdist workers: {', '.join(split)}"
+      tr.write_line(f"\nERROR: SHARED_WORK modules split between xdist workers: {', '.join(split)}"
                     " (tests/conftest.py, pytest_xdist_make_scheduler)", red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
