@@ -128,10 +128,9 @@ _workers_of: dict[str, set] = {}
 
 def pytest_runtest_logreport(report):
   node = getattr(report, "node", None)  # on pytest-xdist's controller: the worker that ran it
-  if node is not None and report.when == "setup":
-    path = report.nodeid.split("::", 1)[0]
-    if os.path.basename(path) in SHARED_WORK:
-      _workers_of.setdefault(path, set()).add(node.gateway.id)
+  scope = shared_work_scope(report.nodeid)
+  if node is not None and report.when == "setup" and scope != report.nodeid:
+    _workers_of.setdefault(scope, set()).add(node.gateway.id)
 
 
 def pytest_sessionfinish(session, exitstatus):
