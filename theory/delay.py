@@ -262,6 +262,12 @@ def tau_max_evaluator():
   return sp.lambdify(S, tau_max_expr(), modules="numpy")
 
 
+@functools.cache
+def _tau_case_evaluators() -> dict:
+  """Numeric evaluators of :func:`tau_parity_cases`, keyed like it (lambdified once)."""
+  return {k: sp.lambdify((S, i, j), v, modules="numpy") for k, v in tau_parity_cases().items()}
+
+
 def tau_table(S_value: int) -> np.ndarray:
   """The closed-form steady-state table as a 0-based ``(S, S)`` int64 array.
 
@@ -271,8 +277,7 @@ def tau_table(S_value: int) -> np.ndarray:
   Returns:
     ``tau[i][j]`` with rows the updated block and columns the read block.
   """
-  cases = tau_parity_cases()
-  fns = {k: sp.lambdify((S, i, j), v, modules="numpy") for k, v in cases.items()}
+  fns = _tau_case_evaluators()
   out = np.zeros((S_value, S_value), dtype=np.int64)
   for ii in range(1, S_value + 1):
     for jj in range(1, S_value + 1):

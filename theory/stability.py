@@ -164,20 +164,22 @@ def chain_second_moment(t: int, p: float, c: float, g2: float = 1.0) -> np.ndarr
   if c <= 0:
     return None
   n = t + 1
-  M = np.zeros((n, n))
   rhs = np.zeros(n)
   if t == 0:  # y^{k+1} = (1 - c) y^k w.p. p: 2c r0 - c^2 r0 = g2
     val = 2 * c - c * c
     return None if val <= 0 else np.array([g2 / val])
-  M[0, t] += 2 * c
-  M[0, 0] -= c * c
   rhs[0] = g2
-  for m in range(1, n):
-    M[m, m] += 1.0
-    M[m, m - 1] -= 1.0
-    M[m, t + 1 - m] += p * c
+  # Row 0: 2 c r_t - c^2 r_0 = g2; row m >= 1: r_m - r_{m-1} + p c r_{t+1-m} = 0. Built
+  # as triplets (entries at the same place are summed; an exact zero is dropped), not as a
+  # dense n x n matrix: the same sparse matrix at O(t) cost instead of O(t^2).
+  m = np.arange(1, n)
+  rows = np.concatenate([[0, 0], m, m, m])
+  cols = np.concatenate([[t, 0], m, m - 1, t + 1 - m])
+  vals = np.concatenate([[2 * c, -(c * c)], np.ones(t), -np.ones(t), np.full(t, p * c)])
+  M = sps.csc_matrix((vals, (rows, cols)), shape=(n, n))
+  M.eliminate_zeros()
   try:
-    r = spla.spsolve(sps.csc_matrix(M), rhs)
+    r = spla.spsolve(M, rhs)
   except RuntimeError:
     return None
   if not np.all(np.isfinite(r)) or not toeplitz_pd(r):
@@ -194,13 +196,16 @@ def toeplitz_pd(r: np.ndarray) -> bool:
   if not r[0] > 0:
     return False
   rho = r / r[0]
-  a = np.zeros(0)
+  a_buf, tmp = np.zeros(len(r)), np.empty(len(r))  # a = a_buf[:m - 1] (no reallocation)
   err = 1.0
   for m in range(1, len(r)):
+    a = a_buf[:m - 1]
     k = (rho[m] - a @ rho[m - 1:0:-1]) / err if m > 1 else rho[1] / err
     if not abs(k) < 1:
       return False
-    a = np.concatenate([a - k * a[::-1], [k]])
+    ka = np.multiply(k, a[::-1], out=tmp[:m - 1])  # a <- a - k reversed(a), then append k
+    np.subtract(a, ka, out=a)
+    a_buf[m - 1] = k
     err *= 1 - k * k
   return True
 

@@ -30,6 +30,8 @@ import functools
 
 import numpy as np
 
+from rpd.schedules.core import without_gc
+
 
 @dataclasses.dataclass(frozen=True)
 class Program:
@@ -159,6 +161,7 @@ def zero_delay_program(S: int) -> Program:
                  source="synchronous SGD")
 
 
+@without_gc
 def compile_timed(timed, source: str = "", max_q: int | None = None) -> Program:
   """Compile a timed, weight-stashing schedule into a steady-state :class:`Program`.
 
