@@ -1,7 +1,7 @@
-"""``rpd reproduce`` with real signals in a subprocess: a rerun does no new training and
-leaves ``results.csv`` byte-identical; a run stopped by SIGINT (exit 130, no crash) or SIGKILL
-and then resumed ends byte-identical to one clean run; two lanes (``--jobs 2``) give the same
-results as one."""
+"""``rpd reproduce`` with real signals in a subprocess: a run stopped by SIGINT (exit 130, no
+crash) and then by SIGKILL, and resumed, ends byte-identical to one clean run; a rerun of a
+finished folder does no new training and leaves ``results.csv`` byte-identical; two lanes
+(``--jobs 2``) give the same results as one."""
 from __future__ import annotations
 
 import json
@@ -67,10 +67,12 @@ def _lines(out, name="critical_gamma"):
   return path.read_text().count("\n") if path.exists() else 0
 
 
-def _stop_midway(out, sig, jobs):
+def _stop_midway(out, sig, jobs, after):
+  """Start a run, send ``sig`` once the results files hold more than ``after`` complete rows
+  in all, and return its exit code, stderr and rows per experiment."""
   p = _start(out, jobs)
   t0 = time.time()
-  while _lines(out) < 1 and p.poll() is None and time.time() - t0 < 120:
+  while _total(out) <= after and p.poll() is None and time.time() - t0 < 120:
     time.sleep(0.02)
   assert p.poll() is None, "finished before the signal: make the driver's search longer"
   p.send_signal(sig)
@@ -78,26 +80,34 @@ def _stop_midway(out, sig, jobs):
   return p.returncode, e, {name: _lines(out, name) for name in RAN}
 
 
-def test_rerun_interrupted_runs_and_two_lanes_match_one_clean_run(tmp_path):
+def _total(out):
+  return sum(_lines(out, name) for name in RAN)
+
+
+def test_interrupted_runs_resume_to_one_clean_run_and_a_rerun_trains_nothing(tmp_path):
   clean = tmp_path / "clean"
   assert _finish(clean, 1) == RAN  # one lane
   assert {name: _lines(clean, name) for name in RAN} == RAN  # one row per training
   csv = (clean / "results.csv").read_bytes()
-  rows = (clean / "results" / "critical_gamma.quick.jsonl").read_text()
-  assert _finish(clean, 1) == dict.fromkeys(RAN, 0)  # a rerun: no new training
-  assert (clean / "results.csv").read_bytes() == csv
-  assert (clean / "results" / "critical_gamma.quick.jsonl").read_text() == rows
 
-  # Ctrl-C while both lanes run: both stop after their current batch, exit 130; SIGKILL of
-  # one lane. Each resumed run (the stopped run's lanes) trains only what is missing and
-  # ends byte-identical to the clean one-lane run: with --jobs 2 every row was computed in
-  # two lanes, so this is also the two-lanes-equal-one check.
-  for sig, jobs, want in ((signal.SIGINT, 2, 130), (signal.SIGKILL, 1, -signal.SIGKILL)):
-    out = tmp_path / sig.name
-    code, err, n = _stop_midway(out, sig, jobs)
-    assert code == want, err  # SIGINT: exit 130, not a crash (-11) at interpreter shutdown
-    if sig == signal.SIGINT:
-      assert "Traceback" not in err and "finished results are kept" in err
-    assert 1 <= n["critical_gamma"] and sum(n.values()) < sum(RAN.values())
-    assert _finish(out, jobs) == {name: RAN[name] - n[name] for name in RAN}, sig.name
-    assert (out / "results.csv").read_bytes() == csv, sig.name
+  # One folder, stopped twice: Ctrl-C while both lanes run (both stop after their current
+  # batch; exit 130, no crash), then SIGKILL of a one-lane resume once it has added a row.
+  # The last resume (two lanes) trains only what is missing and ends byte-identical to the
+  # clean one-lane run: rows computed in one lane or two, before or after a stop, agree.
+  out = tmp_path / "stopped"
+  code, err, n1 = _stop_midway(out, signal.SIGINT, 2, after=0)
+  assert code == 130, err  # not a crash (-11) at interpreter shutdown
+  assert "Traceback" not in err and "finished results are kept" in err
+  assert 1 <= sum(n1.values()) < sum(RAN.values())
+  code, err, n2 = _stop_midway(out, signal.SIGKILL, 1, after=sum(n1.values()))
+  assert code == -signal.SIGKILL, err
+  assert sum(n1.values()) < sum(n2.values()) < sum(RAN.values())
+  assert all(n2[name] >= n1[name] for name in RAN)  # nothing finished was lost
+  assert _finish(out, 2) == {name: RAN[name] - n2[name] for name in RAN}
+  assert (out / "results.csv").read_bytes() == csv
+
+  # A rerun of the finished folder trains nothing and rewrites nothing.
+  rows = (out / "results" / "critical_gamma.quick.jsonl").read_text()
+  assert _finish(out, 1) == dict.fromkeys(RAN, 0)
+  assert (out / "results.csv").read_bytes() == csv
+  assert (out / "results" / "critical_gamma.quick.jsonl").read_text() == rows
