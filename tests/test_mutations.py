@@ -56,6 +56,10 @@ MUTANTS = [
 # The schedule mutants' tests use no JAX: their subprocesses skip tests/conftest.py (which
 # imports JAX and sets up its compilation cache), about 1.5 s of CPU each.
 SCHEDULE_MUTANTS = [
+    ("timing pass: the latency added within a device, not across devices",
+     "rpd/schedules/core.py", "          if latency and device_of[d] != p:",
+     "          if latency and device_of[d] == p:",
+     ["tests/test_schedules.py::test_timing_invariants[1f1b-flush]"]),
     ("zb-auto without its hand-made seeds", "rpd/schedules/zb_auto.py",
      "    for seed in (ZBH1(), ZBH2(), OneFOneBFlush(), GPipe()):", "    for seed in ():",
      ["tests/test_schedules_zb_auto.py::test_issue_cases"]),

@@ -232,7 +232,10 @@ def time_schedule(
           e = end.get(d)
           if e is None:
             break
-          t = max(t, e + (latency if device_of[d] != p else 0.0))
+          if latency and device_of[d] != p:
+            e += latency
+          if e > t:
+            t = e
         else:  # every dependency has ended: place the action
           start[key] = t
           end[key] = t_free = t + d_kind
@@ -266,6 +269,7 @@ def update_order(timed: TimedSchedule) -> tuple[np.ndarray, dict]:
   return times, position
 
 
+@without_gc
 def delay_tables(timed: TimedSchedule, ms: Sequence[int], read_kind: str = "F") -> np.ndarray:
   """Staleness pass: the S x S tables ``tau[i][j]`` of the microbatches ``ms``.
 
