@@ -117,7 +117,8 @@ def without_gc(fn):
   small acyclic objects (actions, keys, times) at ``S = 64`` and create no cycles, yet each
   allocation burst triggers full collections that scan the whole heap (about 40% of the time
   of building PipeDream's programs for ``S = 1..64``). Reference counting still frees
-  everything; nested uses are fine.
+  everything; nested uses are fine. The pause is process-wide (other threads' garbage waits
+  too, for well under a second); a collector the caller disabled stays disabled.
   """
   @functools.wraps(fn)
   def wrapper(*args, **kwargs):
