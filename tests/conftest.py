@@ -99,13 +99,46 @@ SHARED_WORK = ("test_charlm.py", "test_coupled.py", "test_cyclic.py", "test_dela
                "test_theorem.py", "test_theorem_check.py")
 
 
+# The theory's modules run as one unit, on one worker: they share rpd.theory's cached sympy
+# derivations and PipeDream programs (S = 1..64) across modules (122 s of CPU in one process,
+# 160 s in one process per module after the start-up is taken out: 2026-12-03, this machine).
+THEORY = ("test_coupled.py", "test_cyclic.py", "test_delay_theory.py", "test_first_order.py",
+          "test_lemma_adversarial.py", "test_smooth.py", "test_stability.py",
+          "test_stability_exact.py", "test_theorem.py", "test_theorem_check.py",
+          "test_tightness.py", "test_theory_lemma_cli.py")
+THEORY_UNIT = "tests/(theory modules)"
+
+# Tests that run for 15-60 s each (mutants, ``rpd reproduce`` and other commands in
+# subprocesses): handed out right after the shared-work units and before the many short tests,
+# so that no worker starts a long test while the other has nothing left to do.
+LONG = ("test_mutations.py", "test_mutations_coupled.py", "test_mutations_pipeline.py",
+        "test_mutations_rules.py", "test_mutations_theory.py", "test_reproduce_resume.py",
+        "test_pipeline_cli.py", "test_paper_figures.py", "test_pipeline_multiprocess.py",
+        "test_cache.py", "test_rules_registry.py")
+
+
 def shared_work_scope(nodeid: str) -> str:
-  """The unit of work one xdist worker runs whole: the module of a SHARED_WORK test, else the
-  test itself. (``xdist_group`` marks no longer do this: pytest-xdist 3.8 groups by a suffix
-  it writes to ``item._nodeid``, which pytest 9.2 no longer reads, so with pytest 9.2 every
-  marked module was split between the workers and its shared work done twice.)"""
+  """The unit of work one xdist worker runs whole: all the theory modules together, the module
+  of another SHARED_WORK test, else the test itself. (``xdist_group`` marks no longer do
+  this: pytest-xdist 3.8 groups by a suffix it writes to ``item._nodeid``, which pytest 9.2 no
+  longer reads, so with pytest 9.2 every marked module was split between the workers and its
+  shared work done twice.)"""
   path = nodeid.split("::", 1)[0]
-  return path if os.path.basename(path) in SHARED_WORK else nodeid
+  base = os.path.basename(path)
+  if base in THEORY:
+    return THEORY_UNIT
+  return path if base in SHARED_WORK else nodeid
+
+
+def _rank(nodeid: str) -> int:
+  base = os.path.basename(nodeid.split("::", 1)[0])
+  return 0 if base in THEORY else 1 if base in SHARED_WORK else 2 if base in LONG else 3
+
+
+def pytest_collection_modifyitems(config, items):
+  """Longest work first (the scheduler below hands units out in this order): the theory unit,
+  the other shared-work modules, the long tests, then the rest, each in collection order."""
+  items.sort(key=lambda item: _rank(item.nodeid))
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -113,6 +146,8 @@ def pytest_xdist_make_scheduler(config, log):
   if config.getvalue("dist") != "loadgroup":
     return None  # another --dist mode asked for on the command line: pytest-xdist's own
   from xdist.scheduler import LoadScopeScheduling
+
+  config.option.loadscopereorder = False  # keep the order of pytest_collection_modifyitems
 
   class SharedWorkScheduling(LoadScopeScheduling):
     def _split_scope(self, nodeid: str) -> str:
