@@ -135,13 +135,19 @@ class ProgramRule(Rule):
     R = prog.R
     slots = jnp.broadcast_to(x0, (R,) + x0.shape)
     if prog.init_pending:
+      # The warm-up gradients, all at x0, as one ``lax.scan`` over their microbatches: the
+      # compiled program holds one gradient, not one per pending microbatch (up to S - 1).
+      o_P = np.asarray(prog.init_pending, np.int32)
+      if len(set((o_P % R).tolist())) != len(o_P):
+        raise ValueError(f"{self.name}: two pending microbatches share a slot (R={R})")
       xfull = ctx.gather(x0)
-      for o in prog.init_pending:
-        g = ctx.grad(xfull, sample_key(key, o))
-        slots = slots.at[o % R].set(ctx.local(g))
-    read_k = jnp.zeros((R, self.S), jnp.int32)
+      _, g_P = jax.lax.scan(lambda c, o: (c, ctx.local(ctx.grad(xfull, sample_key(key, o)))),
+                            None, o_P)
+      slots = slots.at[o_P % R].set(g_P)
+    read_k_np = np.zeros((R, self.S), np.int32)  # static: a constant, not S^2 scatters
     for o, b, kv in prog.init_reads:
-      read_k = read_k.at[o % R, b].set(kv)
+      read_k_np[o % R, b] = kv
+    read_k = jnp.asarray(read_k_np)
     xhat = jnp.broadcast_to(x0, (R,) + x0.shape) if self._keeps_xhat(ctx) else None
     return ProgramState(slots, read_k, jnp.zeros((), jnp.int32), xhat, self.hook.init(x0))
 
