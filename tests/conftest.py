@@ -92,16 +92,14 @@ def _free_compiled_programs():
 # variants). With `--dist loadgroup` (pyproject.toml's addopts) each runs whole on one xdist
 # worker, so that work is done once, not once per worker; every other test is handed out one
 # by one, as with `--dist load`.
-SHARED_WORK = ("test_charlm.py", "test_coupled.py", "test_cyclic.py", "test_delay_theory.py",
-               "test_first_order.py",
-               "test_lemma_adversarial.py", "test_pipeline.py", "test_problems_common.py",
-               "test_rules_common.py", "test_schedules_readme.py", "test_schedules_zb_auto.py",
-               "test_theorem.py", "test_theorem_check.py")
+SHARED_WORK = ("test_charlm.py", "test_pipeline.py", "test_problems_common.py",
+               "test_rules_common.py", "test_schedules_readme.py", "test_schedules_zb_auto.py")
 
 
-# The theory's modules run as one unit, on one worker: they share rpd.theory's cached sympy
-# derivations and PipeDream programs (S = 1..64) across modules (122 s of CPU in one process,
-# 160 s in one process per module after the start-up is taken out: 2026-12-03, this machine).
+# The theory's modules (shared work too, listed only here) run as one unit, on one worker:
+# they share rpd.theory's cached sympy derivations and PipeDream programs (S = 1..64) across
+# modules (122 s of CPU in one process, 160 s in one process per module after the start-up is
+# taken out: 2026-12-03, the Intel Xeon machine).
 THEORY = ("test_coupled.py", "test_cyclic.py", "test_delay_theory.py", "test_first_order.py",
           "test_lemma_adversarial.py", "test_smooth.py", "test_stability.py",
           "test_stability_exact.py", "test_theorem.py", "test_theorem_check.py",
