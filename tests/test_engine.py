@@ -212,10 +212,10 @@ def test_track_average_pipedream_runs():
 
 @pytest.mark.parametrize("spec", ["pipedream", "pipemare:pipedream"])
 def test_warmup_gradients_are_one_gradient_in_the_program(spec, monkeypatch):
-  """PipeDream's warm-up gradients (``S/2 - 1`` at S = 16) (all at ``x0``) are traced as one scanned
-  gradient, not one copy of the model's backward pass per microbatch in flight (at S = 16
-  that halved the character LM's compile time; the iterates are the same bits, checked by
-  the NumPy replays and the rules' references)."""
+  """A program rule's warm-up gradients (7 for PipeDream at S = 16, all at ``x0``) are traced
+  as one scanned gradient, not one copy of the model's backward pass per microbatch in flight
+  (at S = 16 that halved the character LM's compile time with the same bits: BENCHMARKS.md,
+  session 10). The old code traced 15 gradients here."""
   from rpd.engine_context import Context
   S = 16
   rule = get_rule(spec, S)
