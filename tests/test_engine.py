@@ -227,3 +227,31 @@ def test_warmup_gradients_are_one_gradient_in_the_program(spec, monkeypatch):
   step_shapes(prob, rule)  # traces init once, and init + one step once
   per_step = rule.program().q
   assert len(traced) == 2 * 1 + per_step
+
+
+@pytest.mark.parametrize("S", [4, 16])
+def test_warmup_slots_hold_each_microbatch_gradient_at_x0(S):
+  """The state a program rule starts from, against the warm-up written out directly: slot
+  ``o mod R`` holds ``grad f(x0; xi_o)`` for each microbatch ``o`` in flight (noisy gradients,
+  so a swapped slot or key changes the values), and the read table has each initial read's
+  iteration (a loop of single writes, as the engine did before it scanned the warm-up)."""
+  from rpd.engine_core import _context
+  from rpd.keys import sample_key
+  from rpd.optimizers import get_optimizer
+  rule = get_rule("pipedream", S)
+  prog = rule.program()
+  assert len(prog.init_pending) >= 1
+  prob = get_problem("quadratic", S, d=2 * S, noise=0.3, seed=1)
+  key = jax.random.key(4)
+  x0 = prob.init(jax.random.key(2))
+  ctx = _context(prob, rule, get_optimizer("sgd"), jnp.asarray(0.1, x0.dtype), None, False)
+  st = rule.init(x0, key, ctx)
+  slots = np.asarray(st.slots)
+  for o in prog.init_pending:
+    want = np.asarray(prob.grad(x0, prob.sample(sample_key(key, o))))
+    # the same gradient, traced in a scan here and run op by op there: equal to rounding
+    np.testing.assert_allclose(slots[o % prog.R], want, rtol=1e-12, atol=1e-14)
+  read_k = np.zeros((prog.R, S), np.int64)
+  for o, b, k in prog.init_reads:
+    read_k[o % prog.R, b] = k
+  np.testing.assert_array_equal(np.asarray(st.read_k), read_k)
