@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import time
 
 import pytest
 
@@ -58,12 +57,10 @@ def test_zb_auto_never_worse_than_hand_made_at_same_memory():
   where other placements win hold: Chimera (two replicas, with or without forward doubling)
   36, V = 2 schedules 67."""
   from rpd.schedules.zb_auto_grid import summary
-  t0 = time.process_time()
   rows = list(_grid())
   s = summary(rows)
   assert s == {"cells": 81, "loses_to_one_chunk": 0, "loses_to_replicas": 36,
                "loses_to_chunked": 67}, s
-  assert time.process_time() - t0 < 30
 
 
 @pytest.mark.parametrize("P", [2, 4, 8])
