@@ -46,6 +46,13 @@ else:
 
 
 import pytest  # noqa: E402
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+# Property tests draw the same examples on every run (a failure found once is found again, and
+# a passing suite cannot turn red by chance): derandomized, no example database, no deadline
+# (a deadline is a timing limit; the tests' own @settings fix max_examples).
+_hypothesis_settings.register_profile("rpd", derandomize=True, database=None, deadline=None)
+_hypothesis_settings.load_profile("rpd")
 
 # benchmarks/profile_suite.py: with RPD_COMPILE_PROFILE=<folder>, every pytest process of the
 # run that loads this file (the xdist workers, the mutants' runs without --noconftest) records
