@@ -401,11 +401,22 @@ DETERMINISTIC_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",
                            "--xla_cpu_multi_thread_eigen=false")
 X86_XLA_FLAGS = ("--xla_cpu_max_isa=AVX2", "--xla_cpu_prefer_vector_width=256")
 
+# XLA:CPU code generation that compiles fast: the loop emitters instead of the MLIR fusion
+# emitters, and LLVM at -O0. `rpd reproduce --quick` compiles about 170 small programs and
+# compiling was 70% of its time; with these its compile events took 4 times less and the whole
+# command 35% less wall and CPU time, back to back on one machine (BENCHMARKS.md, session 11).
+# The programs (the HLO) are the same; their machine code runs slower, which the quick run's
+# small problems do not feel. The numbers move in the last digits, as between two machines
+# without the flags above (paper_figures/ was regenerated with them).
+FAST_COMPILE_XLA_FLAGS = ("--xla_cpu_use_fusion_emitters=false",
+                          "--xla_backend_optimization_level=0")
+
 
 def deterministic_xla_flags() -> tuple[str, ...]:
-  """The XLA flags of :data:`DETERMINISTIC_XLA_FLAGS` (plus the x86 ones on x86-64)."""
+  """The XLA flags `rpd reproduce` runs with: :data:`DETERMINISTIC_XLA_FLAGS` (plus the x86
+  ones on x86-64) and :data:`FAST_COMPILE_XLA_FLAGS`."""
   x86 = platform.machine().lower() in ("x86_64", "amd64")
-  return DETERMINISTIC_XLA_FLAGS + (X86_XLA_FLAGS if x86 else ())
+  return DETERMINISTIC_XLA_FLAGS + (X86_XLA_FLAGS if x86 else ()) + FAST_COMPILE_XLA_FLAGS
 
 
 def pin_xla_cpu() -> bool:
