@@ -56,11 +56,12 @@ def test_committed_outputs_are_those_the_run_wrote():
 # _FRESH at S = 2, with every configuration those rows are chosen from), which runs in a few
 # seconds. With the pinned flags of session 9 these rows had the same bits on the three AVX2
 # machines measured and at any thread count (other rows did not: README.md, "The same numbers
-# on every machine"); the fast code generation added in session 11 moves the excess of these
-# rows by less than the tolerance below (7.04977e-06 -> 7.0535e-06, within 1e-5 |f*| = 3e-7: this test
-# passes with or without it; checked), and was measured on one machine only; the tolerance below allows only for the CSV's rounding to 6 significant
+# on every machine"). The tolerance allows only for the CSV's rounding to 6 significant
 # digits: every number within _RTOL relative, and the excess f - f* (a difference of two
 # rounded losses) within _RTOL * |f*| absolute; chosen step sizes, H and winners exactly.
+# The fast code generation of session 11 (measured on one machine only) moved the excess of
+# these rows by less than that (7.04977e-06 -> 7.0535e-06 at S = 2 on the exact quadratic,
+# against 1e-5 |f*| = 3e-7), so this test passes with or without it (checked).
 _FRESH = ("quadratic, exact gradients", "logistic regression")
 _FRESH_S = 2
 _RTOL = 1e-5
