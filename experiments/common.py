@@ -401,33 +401,36 @@ DETERMINISTIC_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",
                            "--xla_cpu_multi_thread_eigen=false")
 X86_XLA_FLAGS = ("--xla_cpu_max_isa=AVX2", "--xla_cpu_prefer_vector_width=256")
 
-# XLA:CPU code generation that compiles fast: the loop emitters instead of the MLIR fusion
-# emitters, and LLVM at -O0. `rpd reproduce --quick` compiles about 170 small programs and
-# compiling was 70% of its time; with these its compile events took 4 times less and the whole
-# command 35% less wall and CPU time, back to back on one machine (BENCHMARKS.md, session 11).
-# The programs (the HLO) are the same; their machine code runs slower, which the quick run's
-# small problems do not feel. The numbers move in the last digits, as between two machines
-# without the flags above (paper_figures/ was regenerated with them).
+# XLA:CPU code generation that compiles fast, for `rpd reproduce --quick`: the loop emitters
+# instead of the MLIR fusion emitters, and LLVM at -O0. The quick run compiles about 170 small
+# programs and compiling was 70% of its time; with these its compile events took 4 times less
+# and the first run (empty cache) about 35% less wall and CPU time, back to back on one machine.
+# The programs (the HLO) are the same; their machine code runs slower (a second run with the
+# cache warm: 210 s instead of about 130 s at -O1), so the full run, whose time is running, not
+# compiling, keeps XLA's default code generation (BENCHMARKS.md, session 11). The numbers move
+# in the last digits, as between two machines (paper_figures/ was regenerated with them).
 FAST_COMPILE_XLA_FLAGS = ("--xla_cpu_use_fusion_emitters=false",
                           "--xla_backend_optimization_level=0")
 
 
-def deterministic_xla_flags() -> tuple[str, ...]:
+def deterministic_xla_flags(fast_compile: bool = False) -> tuple[str, ...]:
   """The XLA flags `rpd reproduce` runs with: :data:`DETERMINISTIC_XLA_FLAGS` (plus the x86
-  ones on x86-64) and :data:`FAST_COMPILE_XLA_FLAGS`."""
+  ones on x86-64), and with ``fast_compile`` (``--quick``) :data:`FAST_COMPILE_XLA_FLAGS`."""
   x86 = platform.machine().lower() in ("x86_64", "amd64")
-  return DETERMINISTIC_XLA_FLAGS + (X86_XLA_FLAGS if x86 else ()) + FAST_COMPILE_XLA_FLAGS
+  return (DETERMINISTIC_XLA_FLAGS + (X86_XLA_FLAGS if x86 else ())
+          + (FAST_COMPILE_XLA_FLAGS if fast_compile else ()))
 
 
-def pin_xla_cpu() -> bool:
-  """Add :func:`deterministic_xla_flags` to ``XLA_FLAGS`` before JAX starts its backend.
+def pin_xla_cpu(fast_compile: bool = False) -> bool:
+  """Add :func:`deterministic_xla_flags` (``fast_compile``: with the fast code generation of
+  the quick run) to ``XLA_FLAGS`` before JAX starts its backend.
 
   Returns ``True`` if the flags are in effect: added now, or already in ``XLA_FLAGS`` when
   the backend had started. ``False`` if the backend started without them (a process that ran
   JAX code before; its numbers can differ from the command line's in the last digits).
   """
   flags = os.environ.get("XLA_FLAGS", "").split()
-  want = [f for f in deterministic_xla_flags() if f not in flags]
+  want = [f for f in deterministic_xla_flags(fast_compile) if f not in flags]
   if not want:
     return True
   started = False

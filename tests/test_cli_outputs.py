@@ -136,3 +136,29 @@ def test_tuned_rate_progress_label(monkeypatch):
   tuned_rate.run({"name": "tuned_rate", "sweep": sweep}, None, progress=True)
   stage_sweep.run(sweep, None, progress=True)
   assert labels[0].startswith("tuned_rate") and labels[1] == "stage_sweep"
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_reproduce_pins_fast_code_generation_for_the_quick_run_only(quick, tmp_path,
+                                                                    monkeypatch):
+  """``rpd reproduce --quick`` asks XLA:CPU for fast-compiling code (its first run is mostly
+  compiling); the full run keeps XLA's default code generation (its time is running). The
+  flags are pinned before any work: the stub stops the command there."""
+  from rpd.experiments import common
+  seen = []
+
+  class Stop(Exception):
+    pass
+
+  def pin(fast_compile: bool = False) -> bool:
+    seen.append(common.deterministic_xla_flags(fast_compile))
+    raise Stop
+
+  monkeypatch.setattr(common, "pin_xla_cpu", pin)
+  with pytest.raises(Stop):
+    main(["reproduce", "--out", str(tmp_path / "o"), "--no-progress"]
+         + (["--quick"] if quick else []))
+  fast = {"--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=0"}
+  assert (fast <= set(seen[0])) == quick, seen
+  assert "--xla_cpu_multi_thread_eigen=false" in seen[0]
+  assert not (tmp_path / "o").exists()

@@ -69,7 +69,7 @@ _CHILD = r"""
 import json, sys, tempfile
 from rpd import cache
 from rpd.experiments.common import ResultsStore, pin_xla_cpu
-assert pin_xla_cpu()
+assert pin_xla_cpu(fast_compile=True)
 cache.enable(create=False)
 from rpd.experiments import pd_vs_localsgd as E
 from rpd.experiments.configs.pd_vs_localsgd import get_config

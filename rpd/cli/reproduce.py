@@ -216,7 +216,8 @@ def run(args) -> int:
       raise InputError(f"--only: unknown experiment {bad[0]!r}; known: {', '.join(EXPERIMENTS)}")
   out_dir = args.out
   from rpd.experiments.common import pin_xla_cpu
-  pin_xla_cpu()  # same bits on every machine (before JAX starts its backend)
+  # same bits on every machine, and --quick compiles fast (before JAX starts its backend)
+  pin_xla_cpu(fast_compile=args.quick)
   from rpd.guards import check_writable_dir
   check_writable_dir(out_dir, "--out")
   if args.text is not None:
