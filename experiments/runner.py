@@ -83,6 +83,21 @@ def _x0(problem, init_seed: int):
   return _init_jit(problem, jax.random.key(init_seed))
 
 
+def engine_work(problem, rule, K: int, n: int) -> float:
+  """Estimated work of an engine sweep for :func:`rpd.codegen.for_work`: floats of state a
+  step reads and writes (``S * D`` parameters plus the rule's delay buffer) times ``K``
+  iterations times ``n`` configurations."""
+  from rpd.engine_core import buffer_floats
+  return float(n) * K * (problem.S * problem.D + buffer_floats(rule, problem.D))
+
+
+def localsgd_work(problem, H: int, rounds: int, n: int) -> float:
+  """Estimated work of a LocalSGD sweep (``W = S`` workers) for :func:`rpd.codegen.for_work`:
+  ``S * D`` floats per local step, ``rounds * H`` steps per worker, ``S`` workers, ``n``
+  configurations."""
+  return float(n) * rounds * H * problem.S * problem.S * problem.D
+
+
 def batch_configs(base: dict, problem_spec: dict, rule_spec: str, S: int, gammas, seeds,
                   K: int, record_every: int, init_seed: int = 0) -> list[dict]:
   """The configurations (result-store keys) of one engine batch, in order."""
@@ -112,6 +127,7 @@ def run_engine_batch(store: ResultsStore, base: dict, problem_spec: dict, rule_s
   Returns:
     the number of configurations that ran.
   """
+  from rpd import codegen
   from rpd.engine import sweep
   from rpd.rules import get_rule
   configs = batch_configs(base, problem_spec, rule_spec, S, gammas, seeds, K, record_every,
@@ -126,7 +142,8 @@ def run_engine_batch(store: ResultsStore, base: dict, problem_spec: dict, rule_s
   f_ref = reference_f_star(problem)
   res = sweep(problem, rule, gammas=np.array([c["gamma"] for c in todo]),
               seeds=np.array([c["seed"] for c in todo]), K=K, record_every=record_every,
-              x0=_x0(problem, init_seed), track_average=track_average, metrics=metrics)
+              x0=_x0(problem, init_seed), track_average=track_average, metrics=metrics,
+              codegen=codegen.for_work(engine_work(problem, rule, K, len(configs))))
   wall = time.time() - t0
   rows = []
   for n, c in enumerate(todo):
@@ -144,6 +161,7 @@ def run_localsgd_batch(store: ResultsStore, base: dict, problem_spec: dict, H: i
                        init_seed: int = 0, metrics=("loss", "grad_norm_sq")) -> int:
   """Run the missing ``(gamma, seed)`` configurations of one LocalSGD batch (``W = S``);
   ``metrics``: as in :func:`run_engine_batch` (:meth:`rpd.baselines.LocalSGD.sweep`)."""
+  from rpd import codegen
   from rpd.baselines import LocalSGD
   configs = [dict(base, problem=problem_spec, method="localsgd", H=H, S=S, rounds=rounds,
                   record_every=record_every, gamma=float(g), seed=int(s), init_seed=init_seed)
@@ -158,7 +176,9 @@ def run_localsgd_batch(store: ResultsStore, base: dict, problem_spec: dict, H: i
   res = LocalSGD(H=H).sweep(problem, gammas=np.array([c["gamma"] for c in todo]),
                             seeds=np.array([c["seed"] for c in todo]), rounds=rounds,
                             record_every=record_every, x0=_x0(problem, init_seed), cost=cost,
-                            metrics=metrics)
+                            metrics=metrics,
+                            codegen=codegen.for_work(localsgd_work(problem, H, rounds,
+                                                                   len(configs))))
   wall = time.time() - t0
   rows = []
   for n, c in enumerate(todo):

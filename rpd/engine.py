@@ -55,6 +55,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from rpd import codegen as rpd_codegen
 from rpd.engine_context import AXIS, Carry, Context, UpdateCountError
 from rpd.engine_core import (_check_K, _metric_dict, _run_local, traced, check_metrics,
                              buffer_floats, on_mesh, step_shapes, RECORD_METRICS)
@@ -207,18 +208,22 @@ def run(problem: Problem, rule: Rule, *, gamma: float, K: int, key: jax.Array,
   return _result(out, rule, problem, int(K), many=False)
 
 
-@functools.partial(jax.jit, static_argnames=("rule", "tx", "K", "record_every", "track",
-                                             "metrics"))
-def _sweep_jit(problem, x0s, gammas, keys, *, rule, tx, K, record_every, track,
-               metrics=RECORD_METRICS):
+_SWEEP_STATIC = ("rule", "tx", "K", "record_every", "track", "metrics")
+
+
+def _sweep_body(problem, x0s, gammas, keys, *, rule, tx, K, record_every, track,
+                metrics=RECORD_METRICS):
   f = functools.partial(_run_local, problem, rule, tx, None, K, record_every, track, False,
                         metrics=metrics)
   return jax.vmap(f)(x0s, gammas, keys)
 
 
+_sweep_jit = jax.jit(_sweep_body, static_argnames=_SWEEP_STATIC)
+
+
 def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd",
           record_every: int | None = None, x0=None, track_average: bool = False,
-          variants=None, metrics=None) -> RunResult:
+          variants=None, metrics=None, codegen: str | None = None) -> RunResult:
   """Run a batch of ``(gamma, seed)`` configurations as one vmapped, compiled program.
 
   Equal to calling :func:`run` with ``key = jax.random.key(seed)`` for each pair (and rule
@@ -235,6 +240,10 @@ def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd
       costs full-data evaluations of the objective at every record and its code in the
       compiled program (a sweep that needs only the loss compiles and runs faster); the
       iterates do not depend on it.
+    codegen: the XLA:CPU code generation of the program, a name of
+      :data:`rpd.codegen.CODEGEN` (``"fast"`` to compile, ``"optimized"`` to run), or
+      ``None`` (default): the process's ``XLA_FLAGS``. It changes the numbers only in their
+      last digits.
     (others as in :func:`run`; a given ``x0`` is shared by all configurations, by default
     each starts at ``problem.init(key)`` of its own key, as :func:`run` does.)
 
@@ -249,6 +258,7 @@ def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd
   _validate(problem, rule, gammas, None)
   _check_K(rule, K, record_every)
   metrics = check_metrics(metrics)
+  rpd_codegen.check(codegen)
   tx = get_optimizer(optimizer)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
   if x0 is None:
@@ -263,6 +273,8 @@ def sweep(problem: Problem, rule: Rule, *, gammas, seeds, K: int, optimizer="sgd
     hv = jnp.asarray(np.stack([hyper.values(v) for v in variants]), x0s.dtype)
   else:
     hv = jnp.broadcast_to(hv, (len(seeds),) + hv.shape)
-  out = _sweep_jit(problem, x0s, (g, hv), keys, rule=skeleton, tx=tx,
-                   K=int(K), record_every=record_every, track=track_average, metrics=metrics)
+  program = (_sweep_jit if codegen is None
+             else rpd_codegen.jit(_sweep_body, codegen, _SWEEP_STATIC))
+  out = program(problem, x0s, (g, hv), keys, rule=skeleton, tx=tx,
+                K=int(K), record_every=record_every, track=track_average, metrics=metrics)
   return _result(out, rule, problem, int(K), many=True, metrics=metrics, track=track_average)

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rpd import simtime
+from rpd import codegen as rpd_codegen, simtime
 
 
 @dataclasses.dataclass
@@ -135,12 +135,17 @@ def _run(problem, gamma, key, x0_SxD, H, record_every, *, W, n_rec, metrics=METR
   return carry[0], carry[1], carry[2], loss, gn, drift
 
 
-@functools.partial(jax.jit, static_argnames=("W", "n_rec", "metrics"))
-def _sweep(problem, gammas, keys, x0_SxD, H, record_every, *, W, n_rec, metrics=METRICS):
+_SWEEP_STATIC = ("W", "n_rec", "metrics")
+
+
+def _sweep_body(problem, gammas, keys, x0_SxD, H, record_every, *, W, n_rec, metrics=METRICS):
   """``vmap`` of :func:`_run` over ``(gamma, key)`` pairs: one compiled program."""
   fn = lambda g, k: _run(problem, g, k, x0_SxD, H, record_every, W=W, n_rec=n_rec,
                          metrics=metrics)
   return jax.vmap(fn)(gammas, keys)
+
+
+_sweep = jax.jit(_sweep_body, static_argnames=_SWEEP_STATIC)
 
 
 def _counts(H: int, rounds: int, record_every: int) -> dict:
@@ -217,7 +222,7 @@ class LocalSGD:
 
   def sweep(self, problem, *, gammas, seeds, rounds: int, record_every: int | None = None,
             x0=None, cost: simtime.CostModel | None = None,
-            metrics=METRICS) -> BaselineResult:
+            metrics=METRICS, codegen: str | None = None) -> BaselineResult:
     """``vmap`` over configurations ``(gammas[c], seeds[c])``: one compiled program.
 
     Every field of the result gets a leading config axis. ``x0`` defaults to
@@ -225,8 +230,10 @@ class LocalSGD:
     sweep; for the convex problems it is zero anyway). ``metrics``: those of ``"loss"`` and
     ``"grad_norm_sq"`` the records compute (the other is left out of the result; each costs
     a full-data evaluation per record and its code in the program; the iterates do not
-    depend on it).
+    depend on it). ``codegen``: the program's XLA:CPU code generation, as in
+    :func:`rpd.engine.sweep`.
     """
+    rpd_codegen.check(codegen)
     bad = [m for m in metrics if m not in METRICS]
     if bad:
       raise ValueError(f"unknown record metric {bad[0]!r}; known: {', '.join(METRICS)}")
@@ -238,7 +245,9 @@ class LocalSGD:
     W, record_every = self._check(problem, rounds, record_every)
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
     x0 = problem.init(jax.random.key(int(seeds[0]))) if x0 is None else jnp.asarray(x0)
-    out = _sweep(problem, jnp.asarray(gammas, x0.dtype), keys, x0, W=W, metrics=metrics,
-                 **_counts(int(self.H), rounds, record_every))
+    program = (_sweep if codegen is None
+               else rpd_codegen.jit(_sweep_body, codegen, _SWEEP_STATIC))
+    out = program(problem, jnp.asarray(gammas, x0.dtype), keys, x0, W=W, metrics=metrics,
+                  **_counts(int(self.H), rounds, record_every))
     return self._result(problem, out, W, rounds, record_every, cost, batched=True,
                         metrics=metrics)

@@ -1,0 +1,115 @@
+"""Code generation per program (rpd.codegen): the options reach XLA, the engine and LocalSGD
+sweeps compile through them, and the experiment runner chooses by its work estimate."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rpd import codegen, engine
+from rpd.baselines import LocalSGD
+from rpd.baselines import localsgd as localsgd_mod
+from rpd.problems import get_problem
+from rpd.rules import get_rule
+
+
+def _optimized_hlo(codegen_name):
+  f = lambda x: jnp.sum(jnp.sin(x) * 2.0 + 1.0)
+  return codegen.jit(f, codegen_name).lower(jnp.ones(100)).compile().as_text()
+
+
+def test_the_options_reach_the_compiler():
+  # Loop emitters and fusion emitters leave different optimized HLO for the same program;
+  # if codegen.jit dropped compiler_options the two would be one compile of the process flags.
+  assert _optimized_hlo("fast") != _optimized_hlo("optimized")
+
+
+def test_one_jit_per_function_and_choice():
+  f = lambda x: x + 1
+  assert codegen.jit(f, "fast") is codegen.jit(f, "fast")
+  assert codegen.jit(f, "fast") is not codegen.jit(f, "optimized")
+  assert codegen.jit(f, None) is not codegen.jit(f, "fast")
+
+
+@pytest.mark.parametrize("bad", ["O3", "", "Fast"])
+def test_unknown_choice_is_refused_with_its_name(bad):
+  with pytest.raises(ValueError, match=repr(bad)):
+    codegen.check(bad)
+  p, r = get_problem("quadratic", 2), get_rule("pipedream", 2)
+  with pytest.raises(ValueError, match=repr(bad)):
+    engine.sweep(p, r, gammas=[0.1], seeds=[0], K=8, codegen=bad)
+  with pytest.raises(ValueError, match=repr(bad)):
+    LocalSGD(H=2).sweep(p, gammas=[0.1], seeds=[0], rounds=2, codegen=bad)
+
+
+def test_threshold_is_inclusive():
+  t = codegen.OPTIMIZE_FROM_WORK
+  assert codegen.for_work(t) == "optimized"
+  assert codegen.for_work(np.nextafter(t, 0)) is None
+  assert codegen.for_work(0) is None
+
+
+def test_engine_sweep_compiles_through_the_chosen_jit_and_agrees():
+  p, r = get_problem("quadratic", 4), get_rule("rpd", 4)
+  kw = dict(gammas=[0.05, 0.1], seeds=[0, 1], K=64, record_every=16)
+  base = engine.sweep(p, r, **kw)
+  for name in codegen.CODEGEN:
+    program = codegen.jit(engine._sweep_body, name, engine._SWEEP_STATIC)
+    before = program._cache_size()
+    res = engine.sweep(p, r, codegen=name, **kw)
+    assert program._cache_size() == before + 1  # this jit compiled it
+    engine.sweep(p, r, codegen=name, **dict(kw, gammas=[0.2, 0.3]))
+    assert program._cache_size() == before + 1  # new values, same program
+    np.testing.assert_allclose(res.x_SxD, base.x_SxD, rtol=1e-12, atol=1e-14)
+    for m in ("loss", "grad_norm_sq"):
+      np.testing.assert_allclose(res.metrics[m], base.metrics[m], rtol=1e-12)
+
+
+def test_localsgd_sweep_compiles_through_the_chosen_jit_and_agrees():
+  p = get_problem("quadratic", 2)
+  kw = dict(gammas=[0.05, 0.1], seeds=[0, 1], rounds=8, record_every=4)
+  base = LocalSGD(H=2).sweep(p, **kw)
+  for name in codegen.CODEGEN:
+    program = codegen.jit(localsgd_mod._sweep_body, name, localsgd_mod._SWEEP_STATIC)
+    before = program._cache_size()
+    res = LocalSGD(H=2).sweep(p, codegen=name, **kw)
+    assert program._cache_size() == before + 1
+    np.testing.assert_allclose(res.x_SxD, base.x_SxD, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(res.metrics["loss"], base.metrics["loss"], rtol=1e-12)
+
+
+def test_work_estimates_by_hand():
+  from rpd.experiments.runner import engine_work, localsgd_work
+  # rpd at S = 16 on the 64-dimensional quadratic: blocks of D = 4; the undo log holds
+  # tau_max = 16^2 + floor((16 (1 - 1 - 1) + 1 - 1) / 2) = 248 block updates of 4 floats.
+  p = get_problem("quadratic", 16)
+  assert p.D == 4
+  assert engine_work(p, get_rule("rpd", 16), K=16384, n=12) == 12 * 16384 * (16 * 4 + 248 * 4)
+  # LocalSGD: S workers, rounds * H local steps each, the whole S x D iterate per step.
+  assert localsgd_work(p, H=8, rounds=9, n=5) == 5 * 9 * 8 * 16 * (16 * 4)
+
+
+@pytest.mark.parametrize("limit, expect", [(0.0, "optimized"), (np.inf, None)])
+def test_runner_passes_the_choice_for_its_work(monkeypatch, tmp_path, limit, expect):
+  from rpd.experiments.common import ResultsStore
+  from rpd.experiments import runner
+  seen = {}
+  real_sweep, real_lsgd = engine.sweep, LocalSGD.sweep
+
+  def spy_sweep(*a, **kw):
+    seen["engine"] = kw["codegen"]
+    return real_sweep(*a, **kw)
+
+  def spy_lsgd(self, *a, **kw):
+    seen["localsgd"] = kw["codegen"]
+    return real_lsgd(self, *a, **kw)
+
+  monkeypatch.setattr(engine, "sweep", spy_sweep)
+  monkeypatch.setattr(LocalSGD, "sweep", spy_lsgd)
+  monkeypatch.setattr(codegen, "OPTIMIZE_FROM_WORK", limit)
+  store = ResultsStore(str(tmp_path / "r.jsonl"))
+  spec = {"name": "quadratic", "options": {}}
+  runner.run_engine_batch(store, {"experiment": "t"}, spec, "pipedream", 2, [0.1], [0], 8, 4)
+  runner.run_localsgd_batch(store, {"experiment": "t"}, spec, 2, 2, [0.1], [0], 4, 2, None)
+  assert seen == {"engine": expect, "localsgd": expect}
