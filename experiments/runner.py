@@ -83,23 +83,12 @@ def _x0(problem, init_seed: int):
   return _init_jit(problem, jax.random.key(init_seed))
 
 
-def data_floats(problem) -> int:
-  """Numbers held by the problem's pytree (its data: ``A``, ``X`` and ``y``, a corpus...):
-  what one full-data evaluation reads at least once."""
-  import jax
-  return int(sum(np.size(leaf) for leaf in jax.tree.leaves(problem)))
-
-
-def engine_work(problem, rule, K: int, n: int, track: bool = False) -> float:
-  """Estimated work of an engine sweep for :func:`rpd.codegen.for_work`: floats a step reads
-  and writes (``S * D`` parameters, the rule's delay buffer and, with ``track`` (the exact
-  running means), two full-data gradients, at ``x^k`` and at the read), times ``K``
-  iterations, times ``n`` configurations."""
+def engine_work(problem, rule, K: int, n: int) -> float:
+  """Estimated work of an engine sweep for :func:`rpd.codegen.for_work`: floats of state a
+  step reads and writes (``S * D`` parameters plus the rule's delay buffer) times ``K``
+  iterations times ``n`` configurations."""
   from rpd.engine_core import buffer_floats
-  per_step = problem.S * problem.D + buffer_floats(rule, problem.D)
-  if track:
-    per_step += 2 * data_floats(problem)
-  return float(n) * K * per_step
+  return float(n) * K * (problem.S * problem.D + buffer_floats(rule, problem.D))
 
 
 def localsgd_work(problem, H: int, rounds: int, n: int) -> float:
@@ -154,8 +143,7 @@ def run_engine_batch(store: ResultsStore, base: dict, problem_spec: dict, rule_s
   res = sweep(problem, rule, gammas=np.array([c["gamma"] for c in todo]),
               seeds=np.array([c["seed"] for c in todo]), K=K, record_every=record_every,
               x0=_x0(problem, init_seed), track_average=track_average, metrics=metrics,
-              codegen=codegen.for_work(engine_work(problem, rule, K, len(configs),
-                                                       track_average)))
+              codegen=codegen.for_work(engine_work(problem, rule, K, len(configs))))
   wall = time.time() - t0
   rows = []
   for n, c in enumerate(todo):

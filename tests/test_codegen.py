@@ -86,14 +86,6 @@ def test_work_estimates_by_hand():
   p = get_problem("quadratic", 16)
   assert p.D == 4
   assert engine_work(p, get_rule("rpd", 16), K=16384, n=12) == 12 * 16384 * (16 * 4 + 248 * 4)
-  # With the running means: two full gradients per iteration, each reading the problem's
-  # data: the 64 x 64 matrix A, the vector b and the noise level (its one traced scalar).
-  # rpd at S = 2: blocks of 32, tau_max = 4 + floor((2 (1 - 1 - 1) + 0) / 2) = 3.
-  q = get_problem("quadratic", 2)
-  assert q.A.shape == (64, 64) and q.b.shape == (64,)
-  data = 64 * 64 + 64 + 1
-  assert engine_work(q, get_rule("rpd", 2), K=2048, n=12, track=True) == \
-      12 * 2048 * (2 * 32 + 3 * 32 + 2 * data)
   # LocalSGD: S workers, rounds * H local steps each, the whole S x D iterate per step.
   assert localsgd_work(p, H=8, rounds=9, n=5) == 5 * 9 * 8 * 16 * (16 * 4)
 
@@ -121,21 +113,3 @@ def test_runner_passes_the_choice_for_its_work(monkeypatch, tmp_path, limit, exp
   runner.run_engine_batch(store, {"experiment": "t"}, spec, "pipedream", 2, [0.1], [0], 8, 4)
   runner.run_localsgd_batch(store, {"experiment": "t"}, spec, 2, 2, [0.1], [0], 4, 2, None)
   assert seen == {"engine": expect, "localsgd": expect}
-
-
-def test_runner_counts_the_running_means_in_its_work(monkeypatch, tmp_path):
-  from rpd.experiments.common import ResultsStore
-  from rpd.experiments import runner
-  seen = []
-  real_sweep = engine.sweep
-  monkeypatch.setattr(engine, "sweep",
-                      lambda *a, **kw: seen.append(kw["codegen"]) or real_sweep(*a, **kw))
-  p, r = get_problem("quadratic", 2), get_rule("pipedream", 2)
-  # between the work without and with the running means: only track_average crosses it
-  monkeypatch.setattr(codegen, "OPTIMIZE_FROM_WORK", runner.engine_work(p, r, 8, 1) + 1)
-  store = ResultsStore(str(tmp_path / "r.jsonl"))
-  spec = {"name": "quadratic", "options": {}}
-  for track in (False, True):
-    runner.run_engine_batch(store, {"experiment": f"t{track}"}, spec, "pipedream", 2, [0.1],
-                            [0], 8, 4, track_average=track)
-  assert seen == [None, "optimized"]
