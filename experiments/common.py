@@ -407,8 +407,11 @@ X86_XLA_FLAGS = ("--xla_cpu_max_isa=AVX2", "--xla_cpu_prefer_vector_width=256")
 # and the first run (empty cache) about 35% less wall and CPU time, back to back on one machine.
 # The programs (the HLO) are the same; their machine code runs slower (a second run with the
 # cache warm: 210 s instead of about 130 s at -O1), so the full run, whose time is running, not
-# compiling, keeps XLA's default code generation (BENCHMARKS.md, session 11). The numbers move
-# in the last digits, as between two machines (paper_figures/ was regenerated with them).
+# compiling, keeps XLA's default code generation (BENCHMARKS.md, session 11). Within the quick
+# run, a batch whose estimated work reaches rpd.codegen.OPTIMIZE_FROM_WORK (the long ones) is
+# compiled with XLA's default code generation all the same (rpd.codegen, per program; session
+# 12). The numbers move in the last digits, as between two machines (paper_figures/ was
+# regenerated with them).
 FAST_COMPILE_XLA_FLAGS = ("--xla_cpu_use_fusion_emitters=false",
                           "--xla_backend_optimization_level=0")
 

@@ -86,7 +86,12 @@ def _x0(problem, init_seed: int):
 def engine_work(problem, rule, K: int, n: int) -> float:
   """Estimated work of an engine sweep for :func:`rpd.codegen.for_work`: floats of state a
   step reads and writes (``S * D`` parameters plus the rule's delay buffer) times ``K``
-  iterations times ``n`` configurations."""
+  iterations times ``n`` configurations.
+
+  What the fast code generation slows down is XLA's own loops over this state; products with
+  the data (a full gradient of the running means, ``track_average``) run in the same library
+  kernels either way, and counting them made the stage sweep's batches compile optimized at a
+  loss (BENCHMARKS.md, session 12: 31 s more CPU for the stage sweep)."""
   from rpd.engine_core import buffer_floats
   return float(n) * K * (problem.S * problem.D + buffer_floats(rule, problem.D))
 

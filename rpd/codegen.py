@@ -3,7 +3,7 @@
 A compiled program costs its compile time once and its run time every call. XLA:CPU's
 default code generation (the MLIR fusion emitters, LLVM at ``-O3``) makes the fastest machine
 code and the slowest compiles; the loop emitters at LLVM ``-O0`` compile a small engine program
-about 2.5 times faster and run it 1 to 8 times slower (measured in BENCHMARKS.md, session 12).
+2-4 times faster (in CPU) and run it up to 10 times slower (BENCHMARKS.md, session 12).
 A sweep that runs for well under a second gains from the fast compile, a long one loses.
 
 :data:`CODEGEN` names the choices; :func:`jit` makes one ``jax.jit`` per choice of a function
@@ -32,10 +32,12 @@ CODEGEN = {
 }
 
 # Work (floats of state per iteration x iterations x configurations) from which a sweep's
-# program is compiled "optimized": at 2e8 the fast code's extra run time (measured 0.3-20 s)
-# exceeds the compile time it saves (about 2 s for the engine on the quadratics, 8 s for the
-# character LM); below it the fast compile wins or the two are within a second or two
-# (BENCHMARKS.md, session 12, the per-batch table).
+# program is compiled "optimized". Measured per batch of the quick run (BENCHMARKS.md, session
+# 12, `benchmarks/bench_codegen.py`), in CPU seconds, since XLA's default code generation
+# compiles one program on several threads: from 2e8 up (the critical step-size search at
+# S = 16, the character LM's PipeDream) the fast code's extra run time, up to 26 s a batch,
+# exceeds the extra compile CPU of the optimized code (2-7 s); below it the fast compile wins
+# (the transformer LM, 1.2e8: 12 s less CPU) or the two are within a few seconds.
 OPTIMIZE_FROM_WORK = 2e8
 
 
