@@ -72,8 +72,7 @@ def child(mode: str, out_json: str, argv: list[str]) -> int:
         problem = build_problem(spec, S)
         if name == "run_engine_batch":
           what = a[0]
-          work = engine_work(problem, get_rule(a[0], S), a[4], len(a[2]),
-                             kw.get("track_average", False))
+          work = engine_work(problem, get_rule(a[0], S), a[4], len(a[2]))
         else:
           what = f"localsgd H={a[0]}"
           work = localsgd_work(problem, a[0], a[4], len(a[2]))
