@@ -25,6 +25,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from rpd import codegen
+
 
 def _jsonable(v):
   if isinstance(v, dict):
@@ -412,8 +414,7 @@ X86_XLA_FLAGS = ("--xla_cpu_max_isa=AVX2", "--xla_cpu_prefer_vector_width=256")
 # compiled with XLA's default code generation all the same (rpd.codegen, per program; session
 # 12). The numbers move in the last digits, as between two machines (paper_figures/ was
 # regenerated with them).
-FAST_COMPILE_XLA_FLAGS = ("--xla_cpu_use_fusion_emitters=false",
-                          "--xla_backend_optimization_level=0")
+FAST_COMPILE_XLA_FLAGS = codegen.xla_flags("fast")
 
 
 def deterministic_xla_flags(fast_compile: bool = False) -> tuple[str, ...]:

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import functools
 
-import jax
-
 # Code generation name -> XLA debug options of the compile (``jax.jit(compiler_options=)``).
 CODEGEN = {
     # XLA:CPU's defaults: MLIR fusion emitters, LLVM -O3 (the fastest machine code).
     "optimized": {"xla_cpu_use_fusion_emitters": True, "xla_backend_optimization_level": 3},
-    # loop emitters, LLVM -O0: compiles about 2.5x faster, runs slower (the quick run's and
-    # the test suite's process default, :data:`rpd.experiments.common.FAST_COMPILE_XLA_FLAGS`)
+    # loop emitters, LLVM -O0: compiles about 2.5x faster, runs slower (the quick run's
+    # process default: :data:`rpd.experiments.common.FAST_COMPILE_XLA_FLAGS` is made from it)
     "fast": {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0},
 }
 
@@ -51,6 +49,7 @@ def check(codegen: str | None) -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def _jit(fun, codegen, static_argnames):
+  import jax  # here, so that reading CODEGEN (rpd.experiments.common) does not import JAX
   if codegen is None:
     return jax.jit(fun, static_argnames=static_argnames)
   return jax.jit(fun, static_argnames=static_argnames,
@@ -70,6 +69,12 @@ def jit(fun, codegen: str | None, static_argnames: tuple[str, ...] = ()):
     the jitted function.
   """
   return _jit(fun, check(codegen), tuple(static_argnames))
+
+
+def xla_flags(codegen: str) -> tuple[str, ...]:
+  """``CODEGEN[codegen]`` as ``XLA_FLAGS`` entries (``--name=value``), for a whole process."""
+  options = CODEGEN[check(codegen)]
+  return tuple(f"--{name}={str(value).lower()}" for name, value in options.items())
 
 
 def for_work(work: float) -> str | None:

@@ -113,3 +113,12 @@ def test_runner_passes_the_choice_for_its_work(monkeypatch, tmp_path, limit, exp
   runner.run_engine_batch(store, {"experiment": "t"}, spec, "pipedream", 2, [0.1], [0], 8, 4)
   runner.run_localsgd_batch(store, {"experiment": "t"}, spec, 2, 2, [0.1], [0], 4, 2, None)
   assert seen == {"engine": expect, "localsgd": expect}
+
+
+def test_process_flags_of_a_choice():
+  from rpd.experiments.common import FAST_COMPILE_XLA_FLAGS
+  assert codegen.xla_flags("fast") == ("--xla_cpu_use_fusion_emitters=false",
+                                       "--xla_backend_optimization_level=0")
+  assert FAST_COMPILE_XLA_FLAGS == codegen.xla_flags("fast")
+  assert codegen.xla_flags("optimized") == ("--xla_cpu_use_fusion_emitters=true",
+                                            "--xla_backend_optimization_level=3")
