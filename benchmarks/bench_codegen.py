@@ -1,8 +1,8 @@
 """Per batch of ``rpd reproduce --quick``: compile, trace and run time under each code generation.
 
-Command (recorded with its output in BENCHMARKS.md, session 12):
+Command (recorded with its output in BENCHMARKS.md, sessions 12 and 13):
 
-    python benchmarks/bench_codegen.py [--modes fast,optimized,chosen] [--only NAMES]
+    python benchmarks/bench_codegen.py [--modes fast,balanced,optimized,chosen] [--only NAMES]
 
 For each mode, a child process runs ``rpd reproduce --quick --jobs 1 --no-progress`` into a new
 temporary folder with an empty compilation cache of its own, and times every batch that the
@@ -11,12 +11,13 @@ experiment runner runs (``run_engine_batch``, ``run_localsgd_batch``): wall, XLA
 mostly executing the program). Modes:
 
 - ``fast``: every batch with the quick run's process default (loop emitters, LLVM -O0);
-- ``optimized``: every batch with XLA:CPU's default code generation (``rpd.codegen``);
+- ``optimized``, ``balanced`` (any other name of :data:`rpd.codegen.CODEGEN`): every batch
+  compiled with that code generation (XLA:CPU's default; the loop emitters at LLVM -O1);
 - ``chosen``: as ``rpd reproduce --quick`` runs (:func:`rpd.codegen.for_work` of each batch's
   work estimate).
 
 Then one row per batch: its work estimate, the choice, and each mode's compile and run time, and
-the totals; with ``fast`` and ``optimized`` both measured, the best of the two per batch (what a
+the totals; with two or more code generations measured, the best of them per batch (what a
 perfect choice would get) next to ``chosen``. One experiment at a time (``--jobs 1``), so the
 split is clean; wall times depend on the machine's load.
 """
@@ -45,8 +46,8 @@ def child(mode: str, out_json: str, argv: list[str]) -> int:
   choose = rpd.codegen.for_work  # the choice rpd reproduce makes, whatever the mode runs
   if mode == "fast":
     rpd.codegen.for_work = lambda work: None
-  elif mode == "optimized":
-    rpd.codegen.for_work = lambda work: "optimized"
+  elif mode in rpd.codegen.CODEGEN:
+    rpd.codegen.for_work = lambda work: mode
   acc = {"trace": 0.0, "compile": 0.0}
 
   def on_duration(event, secs, **_):
@@ -77,7 +78,7 @@ def child(mode: str, out_json: str, argv: list[str]) -> int:
           what = f"localsgd H={a[0]}"
           work = localsgd_work(problem, a[0], a[4], len(a[2]))
         rows.append(dict(experiment=base.get("experiment"), problem=spec["name"], what=what,
-                         S=S, n=n, work=work, choice=choose(work) or "default",
+                         S=S, n=n, work=work, choice=choose(work),
                          wall=wall, cpu=cpu, compile=acc["compile"] - before["compile"],
                          trace=acc["trace"] - before["trace"]))
         with open(out_json, "w") as f:
@@ -105,9 +106,11 @@ def main() -> int:
   ap.add_argument("--only", default=None, help="passed to rpd reproduce --only")
   args = ap.parse_args()
   modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-  bad = [m for m in modes if m not in ("fast", "optimized", "chosen")]
+  from rpd.codegen import CODEGEN
+  known = (*CODEGEN, "chosen")
+  bad = [m for m in modes if m not in known]
   if bad:
-    print(f"bench_codegen: unknown mode {bad[0]!r}; known: fast, optimized, chosen",
+    print(f"bench_codegen: unknown mode {bad[0]!r}; known: {', '.join(known)}",
           file=sys.stderr)
     return 2
   runs = {}
@@ -141,11 +144,12 @@ def main() -> int:
           f"cpu {sum(r['cpu'] for r in rs):6.1f} s, compile "
           f"{sum(r['compile'] for r in rs):6.1f} s, trace {sum(r['trace'] for r in rs):5.1f} s, "
           f"run {sum(r['wall'] - r['compile'] - r['trace'] for r in rs):6.1f} s")
-  if "fast" in runs and "optimized" in runs:
-    pairs = list(zip(runs["fast"], runs["optimized"]))
-    best_w = sum(min(a["wall"], b["wall"]) for a, b in pairs)
-    best_c = sum(min(a["cpu"], b["cpu"]) for a, b in pairs)
-    print(f"best of fast and optimized per batch: wall {best_w:.1f} s, cpu {best_c:.1f} s")
+  fixed = [m for m in modes if m in CODEGEN]
+  if len(fixed) > 1:  # what a perfect per-batch choice among the measured modes would cost
+    rows = list(zip(*(runs[m] for m in fixed)))
+    best_w = sum(min(x["wall"] for x in row) for row in rows)
+    best_c = sum(min(x["cpu"] for x in row) for row in rows)
+    print(f"best of {', '.join(fixed)} per batch: wall {best_w:.1f} s, cpu {best_c:.1f} s")
   return 0
 
 

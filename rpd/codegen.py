@@ -3,16 +3,18 @@
 A compiled program costs its compile time once and its run time every call. XLA:CPU's
 default code generation (the MLIR fusion emitters, LLVM at ``-O3``) makes the fastest machine
 code and the slowest compiles; the loop emitters at LLVM ``-O0`` compile a small engine program
-2-4 times faster (in CPU) and run it up to 10 times slower (BENCHMARKS.md, session 12).
-A sweep that runs for well under a second gains from the fast compile, a long one loses.
+2-4 times faster (in CPU) and run it up to 10 times slower (BENCHMARKS.md, session 12); the
+loop emitters at LLVM ``-O1`` lie between, nearer the optimized code's run time and the fast
+code's compile time (session 13). A sweep that runs for well under a second gains from the
+fast compile, a long one loses.
 
 :data:`CODEGEN` names the choices; :func:`jit` makes one ``jax.jit`` per choice of a function
 (``compiler_options``, so the choice is part of the compiled program and of its persistent
 cache key); ``None`` leaves the process's own ``XLA_FLAGS`` in effect. :func:`for_work` is
-the rule :func:`rpd.experiments.runner.run_engine_batch` and ``run_localsgd_batch`` use: the
-optimized code for a program whose estimated work (floats of state touched per iteration
-times iterations times configurations) reaches :data:`OPTIMIZE_FROM_WORK`, the process
-default otherwise. The numbers a program computes depend on its code generation in the last
+the rule :func:`rpd.experiments.runner.run_engine_batch` and ``run_localsgd_batch`` use: by a
+program's estimated work (floats of state touched per iteration times iterations times
+configurations), "fast", "balanced" from :data:`BALANCED_FROM_WORK`, "optimized" from
+:data:`OPTIMIZE_FROM_WORK`. The numbers a program computes depend on its code generation in the last
 digits (summation order after fusion), never on anything else: the choice is a pure function
 of the batch's sizes, so a run gives the same bits every time on a machine.
 """
@@ -27,16 +29,33 @@ CODEGEN = {
     # loop emitters, LLVM -O0: compiles about 2.5x faster, runs slower (the quick run's
     # process default: :data:`rpd.experiments.common.FAST_COMPILE_XLA_FLAGS` is made from it)
     "fast": {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0},
+    # loop emitters, LLVM -O1: between the two (measured per batch: BENCHMARKS.md, session 13)
+    "balanced": {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1},
 }
 
 # Work (floats of state per iteration x iterations x configurations) from which a sweep's
-# program is compiled "optimized". Measured per batch of the quick run (BENCHMARKS.md, session
-# 12, `benchmarks/bench_codegen.py`), in CPU seconds, since XLA's default code generation
-# compiles one program on several threads: from 2e8 up (the critical step-size search at
-# S = 16, the character LM's PipeDream) the fast code's extra run time, up to 26 s a batch,
-# exceeds the extra compile CPU of the optimized code (2-7 s); below it the fast compile wins
-# (the transformer LM, 1.2e8: 12 s less CPU) or the two are within a few seconds.
-OPTIMIZE_FROM_WORK = 2e8
+# program is compiled "balanced", and from which "optimized"; below BALANCED_FROM_WORK, "fast".
+# Measured per batch of the quick run under each of the three (BENCHMARKS.md, session 13,
+# `benchmarks/bench_codegen.py --modes fast,balanced,optimized`), in CPU seconds, since a
+# compile runs on several threads: the loop emitters at LLVM -O1 run within 25% of the
+# optimized code (42 s against 33.5 s for the 98 batches; 164 s with -O0) and compile in half
+# its time (104 s against 198 s; 56 s with -O0). The fast code wins where a batch runs for
+# well under a second (the small quadratics, LocalSGD's short sweeps), "balanced" from about
+# 1e7 up (the stage sweep's logistic regressions, the rpd rule's critical step-size search at
+# S = 8 and 16, the character LM: 34 s less CPU than fast), and no quick-run batch gained
+# from the optimized code. Over the 98 batches: 227 s of CPU with these two thresholds, 254 s
+# with session 12's single one (optimized from 2e8), 292 s all fast, 242 s all balanced, 402 s
+# all optimized. The transformer LM's programs are large for their work (12 s more compile CPU
+# than fast at -O1, 2.6 s less run); its batches (2e7, 1.2e8) lose 8 s of CPU to "balanced":
+# no estimate that ignores the model's gradient separates it from the character LM (5e7,
+# which gains 21 s). OPTIMIZE_FROM_WORK keeps XLA's best code for the full run's longest
+# programs, where the run time should outweigh the compile: about five times the quick run's
+# rpd rule at S = 16 (2.1e8: -O1 ran 3.7 s against 2.7 s and compiled 1.3 s faster, so the
+# two break even near 5 times its length). The quick run's one batch above it, the character
+# LM's PipeDream at S = 16 (1.6e10, inflated by its stash, which a step touches one slot of),
+# costs 2 s more CPU optimized than balanced. The full run's times were not measured.
+BALANCED_FROM_WORK = 1e7
+OPTIMIZE_FROM_WORK = 1e9
 
 
 def check(codegen: str | None) -> str | None:
@@ -77,12 +96,22 @@ def xla_flags(codegen: str) -> tuple[str, ...]:
   return tuple(f"--{name}={str(value).lower()}" for name, value in options.items())
 
 
-def for_work(work: float) -> str | None:
-  """``"optimized"`` when ``work >= OPTIMIZE_FROM_WORK``, else ``None`` (process default).
+def for_work(work: float) -> str:
+  """The code generation of a sweep from its estimated work.
+
+  ``"fast"`` below :data:`BALANCED_FROM_WORK`, ``"balanced"`` from it, ``"optimized"`` from
+  :data:`OPTIMIZE_FROM_WORK` (both inclusive). The choice is a pure function of ``work``, so
+  a batch compiles to the same code in the quick and the full run, whatever the process's
+  ``XLA_FLAGS``.
 
   Args:
     work: estimated floats touched by the program: per iteration (the state a step reads
       and writes: ``S * D`` parameters plus the rule's delay buffer), times iterations,
       times configurations of the sweep.
+
+  Returns:
+    a name of :data:`CODEGEN`.
   """
-  return "optimized" if work >= OPTIMIZE_FROM_WORK else None
+  if work >= OPTIMIZE_FROM_WORK:
+    return "optimized"
+  return "balanced" if work >= BALANCED_FROM_WORK else "fast"
