@@ -45,9 +45,9 @@ def child(mode: str, out_json: str, argv: list[str]) -> int:
   import rpd.codegen
   choose = rpd.codegen.for_work  # the choice rpd reproduce makes, whatever the mode runs
   if mode == "fast":
-    rpd.codegen.for_work = lambda work: None
+    rpd.codegen.for_work = lambda work, default: None
   elif mode in rpd.codegen.CODEGEN:
-    rpd.codegen.for_work = lambda work: mode
+    rpd.codegen.for_work = lambda work, default: mode
   acc = {"trace": 0.0, "compile": 0.0}
 
   def on_duration(event, secs, **_):
@@ -78,7 +78,8 @@ def child(mode: str, out_json: str, argv: list[str]) -> int:
           what = f"localsgd H={a[0]}"
           work = localsgd_work(problem, a[0], a[4], len(a[2]))
         rows.append(dict(experiment=base.get("experiment"), problem=spec["name"], what=what,
-                         S=S, n=n, work=work, choice=choose(work),
+                         S=S, n=n, work=work,
+                         choice=choose(work, rpd.codegen.process_default()) or "default",
                          wall=wall, cpu=cpu, compile=acc["compile"] - before["compile"],
                          trace=acc["trace"] - before["trace"]))
         with open(out_json, "w") as f:

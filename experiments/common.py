@@ -410,11 +410,11 @@ X86_XLA_FLAGS = ("--xla_cpu_max_isa=AVX2", "--xla_cpu_prefer_vector_width=256")
 # The programs (the HLO) are the same; their machine code runs slower (a second run with the
 # cache warm: 210 s instead of about 130 s at -O1), so the full run, whose time is running, not
 # compiling, keeps XLA's default code generation (BENCHMARKS.md, session 11). Within the quick
-# and the full run alike, each engine and LocalSGD batch (the bulk of both) is compiled with the
-# code generation rpd.codegen.for_work chooses for its estimated work (per program: "fast",
-# the loop emitters at -O1, or XLA's default; sessions 12 and 13); these flags set the rest
-# (initialisations, the theory's programs). The numbers move in the last digits, as between two machines (paper_figures/ was
-# regenerated with them).
+# run, each engine and LocalSGD batch (its bulk) is compiled with the code generation
+# rpd.codegen.for_work chooses for its estimated work in a process with these flags (per
+# program: "fast", the loop emitters at -O1, or XLA's default; sessions 12 and 13); these flags
+# set the rest (initialisations, the theory's programs). The numbers move in the last digits,
+# as between two machines (paper_figures/ was regenerated with them).
 FAST_COMPILE_XLA_FLAGS = codegen.xla_flags("fast")
 
 

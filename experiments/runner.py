@@ -148,7 +148,8 @@ def run_engine_batch(store: ResultsStore, base: dict, problem_spec: dict, rule_s
   res = sweep(problem, rule, gammas=np.array([c["gamma"] for c in todo]),
               seeds=np.array([c["seed"] for c in todo]), K=K, record_every=record_every,
               x0=_x0(problem, init_seed), track_average=track_average, metrics=metrics,
-              codegen=codegen.for_work(engine_work(problem, rule, K, len(configs))))
+              codegen=codegen.for_work(engine_work(problem, rule, K, len(configs)),
+                                       codegen.process_default()))
   wall = time.time() - t0
   rows = []
   for n, c in enumerate(todo):
@@ -183,7 +184,8 @@ def run_localsgd_batch(store: ResultsStore, base: dict, problem_spec: dict, H: i
                             record_every=record_every, x0=_x0(problem, init_seed), cost=cost,
                             metrics=metrics,
                             codegen=codegen.for_work(localsgd_work(problem, H, rounds,
-                                                                   len(configs))))
+                                                                   len(configs)),
+                                                     codegen.process_default()))
   wall = time.time() - t0
   rows = []
   for n, c in enumerate(todo):

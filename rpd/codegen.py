@@ -13,8 +13,10 @@ fast compile, a long one loses.
 cache key); ``None`` leaves the process's own ``XLA_FLAGS`` in effect. :func:`for_work` is
 the rule :func:`rpd.experiments.runner.run_engine_batch` and ``run_localsgd_batch`` use: by a
 program's estimated work (floats of state touched per iteration times iterations times
-configurations), "fast", "balanced" from :data:`BALANCED_FROM_WORK`, "optimized" from
-:data:`OPTIMIZE_FROM_WORK`. The numbers a program computes depend on its code generation in the last
+configurations), in a process that compiles fast (the quick run, :func:`process_default`),
+"fast", "balanced" from :data:`BALANCED_FROM_WORK`, "optimized" from
+:data:`OPTIMIZE_FROM_WORK`; a process that compiles with XLA's defaults (the full run) keeps
+them for every sweep. The numbers a program computes depend on its code generation in the last
 digits (summation order after fusion), never on anything else: the choice is a pure function
 of the batch's sizes, so a run gives the same bits every time on a machine.
 """
@@ -48,12 +50,13 @@ CODEGEN = {
 # all optimized. The transformer LM's programs are large for their work (12 s more compile CPU
 # than fast at -O1, 2.6 s less run); its batches (2e7, 1.2e8) lose 8 s of CPU to "balanced":
 # no estimate that ignores the model's gradient separates it from the character LM (5e7,
-# which gains 21 s). OPTIMIZE_FROM_WORK keeps XLA's best code for the full run's longest
-# programs, where the run time should outweigh the compile: about five times the quick run's
+# which gains 21 s). OPTIMIZE_FROM_WORK gives XLA's best code to a fast-compiling process's
+# programs long enough for their run to outweigh the compile: about five times the quick run's
 # rpd rule at S = 16 (2.1e8: -O1 ran 3.7 s against 2.7 s and compiled 1.3 s faster, so the
 # two break even near 5 times its length). The quick run's one batch above it, the character
 # LM's PipeDream at S = 16 (1.6e10, inflated by its stash, which a step touches one slot of),
-# costs 2 s more CPU optimized than balanced. The full run's times were not measured.
+# costs 2 s more CPU optimized than balanced. The full run keeps XLA's defaults for every
+# batch (for_work: the tiers made its stage sweep and critical step-size search 49% slower).
 BALANCED_FROM_WORK = 1e7
 OPTIMIZE_FROM_WORK = 1e9
 
@@ -96,22 +99,39 @@ def xla_flags(codegen: str) -> tuple[str, ...]:
   return tuple(f"--{name}={str(value).lower()}" for name, value in options.items())
 
 
-def for_work(work: float) -> str:
-  """The code generation of a sweep from its estimated work.
+def process_default(xla_flags_env: str | None = None) -> str | None:
+  """``"fast"`` when ``XLA_FLAGS`` (default: the environment's) carries both flags of
+  ``CODEGEN["fast"]`` (``rpd reproduce --quick``, the test suite), else ``None`` (the process
+  compiles with XLA's defaults, as the full run does)."""
+  import os
+  flags = (os.environ.get("XLA_FLAGS", "") if xla_flags_env is None else xla_flags_env).split()
+  return "fast" if all(f in flags for f in xla_flags("fast")) else None
 
-  ``"fast"`` below :data:`BALANCED_FROM_WORK`, ``"balanced"`` from it, ``"optimized"`` from
-  :data:`OPTIMIZE_FROM_WORK` (both inclusive). The choice is a pure function of ``work``, so
-  a batch compiles to the same code in the quick and the full run, whatever the process's
-  ``XLA_FLAGS``.
+
+def for_work(work: float, default: str | None) -> str | None:
+  """The code generation of a sweep from its estimated work and the process's default.
+
+  In a process that compiles fast (``default == "fast"``: the quick run): ``"fast"`` below
+  :data:`BALANCED_FROM_WORK`, ``"balanced"`` from it, ``"optimized"`` from
+  :data:`OPTIMIZE_FROM_WORK` (both inclusive). In a process that compiles with XLA's defaults
+  (``default is None``: the full run) every sweep keeps them (``None``): measured on the full
+  run's stage sweep and critical step-size search, the three tiers took 505 s wall, 947 s
+  CPU against 339 s, 656 s with XLA's default code for every batch (BENCHMARKS.md, session
+  13); its batches run several times longer than the quick run's, which the thresholds
+  were measured on. The choice is a pure function of ``work`` and ``default``, so a run gives
+  the same bits every time on a machine.
 
   Args:
     work: estimated floats touched by the program: per iteration (the state a step reads
       and writes: ``S * D`` parameters plus the rule's delay buffer), times iterations,
       times configurations of the sweep.
+    default: the process's code generation (:func:`process_default`): ``"fast"`` or ``None``.
 
   Returns:
-    a name of :data:`CODEGEN`.
+    a name of :data:`CODEGEN`, or ``None`` (the process's own).
   """
+  if check(default) != "fast":
+    return default
   if work >= OPTIMIZE_FROM_WORK:
     return "optimized"
   return "balanced" if work >= BALANCED_FROM_WORK else "fast"

@@ -46,12 +46,29 @@ def test_unknown_choice_is_refused_with_its_name(bad):
 def test_thresholds_are_inclusive_and_ordered():
   b, o = codegen.BALANCED_FROM_WORK, codegen.OPTIMIZE_FROM_WORK
   assert 0 < b < o
-  assert codegen.for_work(0) == "fast"
-  assert codegen.for_work(np.nextafter(b, 0)) == "fast"
-  assert codegen.for_work(b) == "balanced"
-  assert codegen.for_work(np.nextafter(o, 0)) == "balanced"
-  assert codegen.for_work(o) == "optimized"
-  assert codegen.for_work(np.inf) == "optimized"
+  tiers = lambda w: codegen.for_work(w, "fast")
+  assert tiers(0) == "fast"
+  assert tiers(np.nextafter(b, 0)) == "fast"
+  assert tiers(b) == "balanced"
+  assert tiers(np.nextafter(o, 0)) == "balanced"
+  assert tiers(o) == "optimized"
+  assert tiers(np.inf) == "optimized"
+
+
+@pytest.mark.parametrize("work", [0.0, 1e7, 1e9, np.inf])
+def test_a_process_with_xla_defaults_keeps_them(work):
+  # The full run (XLA's default code generation): every sweep keeps the process's own.
+  assert codegen.for_work(work, None) is None
+
+
+def test_the_process_default_is_read_from_xla_flags():
+  fast = " ".join(codegen.xla_flags("fast"))
+  assert codegen.process_default(fast) == "fast"
+  assert codegen.process_default(f"--xla_force_host_platform_device_count=8 {fast} "
+                                 "--xla_cpu_max_isa=AVX") == "fast"
+  assert codegen.process_default("") is None
+  assert codegen.process_default("--xla_backend_optimization_level=0") is None  # only one
+  assert codegen.process_default(" ".join(codegen.xla_flags("balanced"))) is None
 
 
 @pytest.mark.parametrize("name, emitters, level", [("fast", "false", "0"),
@@ -103,11 +120,11 @@ def test_work_estimates_by_hand():
   assert localsgd_work(p, H=8, rounds=9, n=5) == 5 * 9 * 8 * 16 * (16 * 4)
 
 
-@pytest.mark.parametrize("balanced, optimized, expect", [(0.0, 0.0, "optimized"),
-                                                         (0.0, np.inf, "balanced"),
-                                                         (np.inf, np.inf, "fast")])
-def test_runner_passes_the_choice_for_its_work(monkeypatch, tmp_path, balanced, optimized,
-                                               expect):
+@pytest.mark.parametrize("default, balanced, optimized, expect", [
+    ("fast", 0.0, 0.0, "optimized"), ("fast", 0.0, np.inf, "balanced"),
+    ("fast", np.inf, np.inf, "fast"), (None, 0.0, 0.0, None)])
+def test_runner_passes_the_choice_for_its_work(monkeypatch, tmp_path, default, balanced,
+                                               optimized, expect):
   from rpd.experiments.common import ResultsStore
   from rpd.experiments import runner
   seen = {}
@@ -123,6 +140,7 @@ def test_runner_passes_the_choice_for_its_work(monkeypatch, tmp_path, balanced, 
 
   monkeypatch.setattr(engine, "sweep", spy_sweep)
   monkeypatch.setattr(LocalSGD, "sweep", spy_lsgd)
+  monkeypatch.setattr(codegen, "process_default", lambda: default)
   monkeypatch.setattr(codegen, "BALANCED_FROM_WORK", balanced)
   monkeypatch.setattr(codegen, "OPTIMIZE_FROM_WORK", optimized)
   store = ResultsStore(str(tmp_path / "r.jsonl"))
