@@ -18,7 +18,8 @@ configurations), in a process that compiles fast (the quick run, :func:`process_
 :data:`OPTIMIZE_FROM_WORK`; a process that compiles with XLA's defaults (the full run) keeps
 them for every sweep. The numbers a program computes depend on its code generation in the last
 digits (summation order after fusion), never on anything else: the choice is a pure function
-of the batch's sizes, so a run gives the same bits every time on a machine.
+of the batch's sizes and the process's ``XLA_FLAGS``, so a run gives the same bits every time
+on a machine.
 """
 from __future__ import annotations
 
