@@ -154,3 +154,20 @@ def test_the_quick_runs_process_flags_are_the_fast_choice():
   from rpd.experiments.common import FAST_COMPILE_XLA_FLAGS
   assert FAST_COMPILE_XLA_FLAGS == ("--xla_cpu_use_fusion_emitters=false",
                                     "--xla_backend_optimization_level=0")
+
+
+@pytest.mark.parametrize("name", ["fast", "balanced", "optimized"])
+def test_each_code_generation_equals_the_numpy_replay(name):
+  # Independent of the agreement tests above (which compare code generations with each
+  # other): PipeDream at S = 3 on a dense quadratic, float64, against tests/replay_numpy.py's
+  # replay of the schedule's timeline, with the tolerances of tests/test_replay.py.
+  from replay_numpy import replay
+  S, D, K, gamma = 3, 2, 3 * 9 + 6, 0.15
+  p = get_problem("quadratic", S, d=S * D, noise=0.0, seed=S, L=1.0, mu=0.1)
+  x0 = np.random.default_rng(S).standard_normal((S, D))
+  x_ref, _ = replay("pipedream", S, K, gamma, np.asarray(p.A, np.float64),
+                    np.asarray(p.b, np.float64), x0)
+  res = engine.sweep(p, get_rule("pipedream", S), gammas=[gamma], seeds=[0], K=K,
+                     record_every=S, x0=x0, codegen=name)
+  np.testing.assert_allclose(res.x_SxD[0], x_ref, rtol=1e-5, atol=1e-6)
+  assert np.max(np.abs(x_ref - x0)) > 1e-2  # the run moved
