@@ -198,7 +198,9 @@ def main() -> int:
   p.add_argument("--no-cache", action="store_true", help="run with --no-cache")
   p.add_argument("--json", default=None, help="also write the stats to this JSON file")
   args = p.parse_args()
-  print(f"{os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.2f} at the start "
+  from rpd.experiments.common import cpu_name  # the stated times hold for their machine only
+  print(f"{os.cpu_count()} CPU cores ({cpu_name()}); load average {os.getloadavg()[0]:.2f} at "
+        "the start "
         "(wall times grow with the load; CPU time and program counts much less)")
   stated = _stated()
   cache = None if args.no_cache else tempfile.mkdtemp(prefix="rpd-bench-cache-")
@@ -210,7 +212,8 @@ def main() -> int:
   print(f"load average {os.getloadavg()[0]:.2f} at the end")
   if args.json:
     with open(args.json, "w") as f:
-      json.dump({"stated": stated, "runs": runs}, f, indent=1)
+      json.dump({"cpu": cpu_name(), "cores": os.cpu_count(), "stated": stated, "runs": runs},
+                f, indent=1)
   return 0
 
 

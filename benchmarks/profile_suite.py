@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
   compile_s = totals["backend_compile"]
   trace_s = totals["jaxpr_trace"] + totals["jaxpr_to_mlir_module"]
   print(f"\npytest exit code {rc}; {n_proc} pytest processes profiled; cache {cache}")
-  print(f"wall {wall:.1f} s, CPU {cpu:.1f} s (whole process tree, {cores} cores)")
+  from rpd.experiments.common import cpu_name
+  print(f"wall {wall:.1f} s, CPU {cpu:.1f} s (whole process tree, {cores} cores: {cpu_name()})")
   print(f"XLA backend compile {compile_s:.1f} s in {int(totals['programs'])} compiles "
         f"(persistent-cache loads included), tracing + lowering {trace_s:.1f} s")
   print(f"4-minute goal: {240 * cores} CPU s on {cores} cores; backend compile alone is "

@@ -74,6 +74,45 @@ def git_commit() -> str:
   return (head or "unknown") + ("+dirty" if dirty else "")
 
 
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+  """The CPU the run ran on, e.g. ``"Intel(R) Xeon(R) Processor, 2.6 GHz"``.
+
+  A stated runtime holds for its machine only: this names it.
+
+  Args:
+    cpuinfo: the file to read (Linux's ``/proc/cpuinfo``).
+
+  Returns:
+    its first ``model name`` (spaces collapsed) and ``cpu MHz`` in GHz to one decimal; the
+    name alone where no frequency is listed; ``platform.processor()`` where the file has no
+    name or does not exist; ``"unknown"`` where that is empty too.
+  """
+  name, mhz = "", ""
+  try:
+    with open(cpuinfo) as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "model name" and not name:
+          name = value
+        elif key == "cpu MHz" and not mhz:
+          mhz = value
+        if name and mhz:
+          break
+  except OSError:
+    pass
+  name = " ".join((name or platform.processor() or "unknown").split())
+  try:
+    return f"{name}, {float(mhz) / 1000:.1f} GHz" if mhz else name
+  except ValueError:
+    return name
+
+
+@functools.lru_cache(maxsize=1)
+def _this_cpu() -> str:
+  return cpu_name()
+
+
 def metadata(seed: Any = None, wall_s: float | None = None) -> dict:
   """Metadata stored with every result row."""
   import jax
@@ -84,6 +123,7 @@ def metadata(seed: Any = None, wall_s: float | None = None) -> dict:
       "x64": bool(jax.config.jax_enable_x64),
       "python": platform.python_version(),
       "cpus": os.cpu_count(),
+      "cpu": _this_cpu(),
       "seed": seed,
       "wall_s": wall_s,
       "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -155,6 +195,56 @@ class ResultsStore:
 
 class Interrupted(KeyboardInterrupt):
   """Ctrl-C was pressed: raised between batches (never inside a JAX computation)."""
+
+
+# Compiled XLA:CPU programs stay in the process while JAX's in-memory caches hold them: their
+# machine code in memory mappings (6-20 per program measured, code and data sections of the
+# JIT) and their memory. Linux caps a process's mappings (vm.max_map_count, 65530 by default);
+# at the cap, or when memory runs out, LLVM's next allocation fails ("LLVM compilation error:
+# Cannot allocate memory") and the process crashes, as the full run did after 17 minutes of
+# compiling in one process (BENCHMARKS.md, session 15). After each batch,
+# :func:`release_compiled_programs` empties JAX's caches once the mappings or the resident
+# memory pass this fraction of their limit; a program needed again is loaded from the
+# persistent compilation cache (or compiled again) and computes the same bits.
+RELEASE_FRACTION = 0.5
+
+
+def _pressure() -> float | None:
+  """The larger of (mappings / ``vm.max_map_count``) and (resident memory / ``MemTotal``) of
+  this process, on Linux; ``None`` elsewhere (no action)."""
+  try:
+    with open("/proc/sys/vm/max_map_count") as f:
+      cap = int(f.read().split()[0])
+    with open("/proc/self/maps", "rb") as f:
+      maps = sum(1 for _ in f)
+    with open("/proc/self/status") as f:
+      rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    with open("/proc/meminfo") as f:
+      total = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+    return max(maps / cap, rss / total)
+  except (OSError, ValueError, IndexError, StopIteration, ZeroDivisionError):
+    return None
+
+
+def release_compiled_programs(fraction: float = RELEASE_FRACTION, pressure=_pressure) -> bool:
+  """Empty JAX's in-memory caches (``jax.clear_caches()``) once this process holds more than
+  ``fraction`` of its memory mappings or of the machine's memory, so that a long run cannot
+  exhaust them.
+
+  Args:
+    fraction: the limit, a fraction of ``vm.max_map_count`` and of ``MemTotal``.
+    pressure: returns the larger used fraction of the two, or ``None`` where unknown (not
+      Linux: no action).
+
+  Returns:
+    whether the caches were emptied.
+  """
+  p = pressure()
+  if p is None or p <= fraction:
+    return False
+  import jax
+  jax.clear_caches()
+  return True
 
 
 _STOP = threading.Event()

@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-from rpd.experiments.common import ResultsStore, check_interrupt, metadata
+from rpd.experiments.common import (ResultsStore, check_interrupt, metadata,
+                                    release_compiled_programs)
 
 # Metrics stored per row (those the engine or the baseline produced).
 ENGINE_METRICS = ("k", "loss", "grad_norm_sq", "stale_x_err", "stale_grad_err",
@@ -159,6 +160,7 @@ def run_engine_batch(store: ResultsStore, base: dict, problem_spec: dict, rule_s
                   f_star=f_ref, d=problem.d)
     rows.append((c, result, metadata(seed=c["seed"], wall_s=wall / len(todo))))
   store.add(rows)
+  release_compiled_programs()  # a long run must not exhaust the process's mappings
   return len(todo)
 
 
@@ -194,4 +196,5 @@ def run_localsgd_batch(store: ResultsStore, base: dict, problem_spec: dict, H: i
                   f_star=f_ref, d=problem.d)
     rows.append((c, result, metadata(seed=c["seed"], wall_s=wall / len(todo))))
   store.add(rows)
+  release_compiled_programs()  # a long run must not exhaust the process's mappings
   return len(todo)

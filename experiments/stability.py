@@ -15,7 +15,8 @@ import math
 import numpy as np
 
 from rpd.experiments.common import (Progress, ResultsStore, check_interrupt, loglog_slope,
-                                   metadata, run_batches, save_figure)
+                                   metadata, release_compiled_programs, run_batches,
+                                   save_figure)
 
 FIGURE_DOC = ("Step sizes against S: the theorem's gamma_max (cs, martingale, block, the "
               "own-block theorem A7, the any-H theorems A8 and A9), exact "
@@ -72,6 +73,7 @@ def run(cfg: dict, store: ResultsStore, progress: bool = True, jobs: int = 1) ->
       res = st.measured_excess(c["rule"], c["S"], c["problem"], c["gamma"], c["sigma"],
                                c["L"], seeds=c["seeds"], K_rounds=c["K_rounds"])
     store.add([(c, res, metadata(wall_s=__import__("time").time() - t0))])
+    release_compiled_programs()
     bar.update()
 
   run_batches(one, [(c,) for c in todo], jobs)

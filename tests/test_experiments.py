@@ -189,7 +189,25 @@ def test_reproduce_cli_writes_figures_csv_readme(tmp_path, monkeypatch, capsys):
     assert os.path.getsize(out / name) > 0
   readme = (out / "README.md").read_text()
   assert "rpd reproduce --quick --only critical_gamma" in readme and "Finding" in readme
+  assert f"CPU cores ({common.cpu_name()})" in readme  # a stated runtime names its machine
+  row = json.loads((out / "results/critical_gamma.quick.jsonl").read_text().splitlines()[0])
+  assert row["meta"]["cpu"] == common.cpu_name()
   assert main(["reproduce", "--only", "nope", "--out", str(out)]) == 2
+
+
+def test_cpu_name_from_cpuinfo(tmp_path, monkeypatch):
+  """The machine a runtime was measured on: model name and frequency from /proc/cpuinfo."""
+  f = tmp_path / "cpuinfo"
+  f.write_text("processor\t: 0\nmodel name\t: Intel(R)  Xeon(R) Processor\n"
+               "cpu MHz\t\t: 2599.998\nprocessor\t: 1\nmodel name\t: Other\n"
+               "cpu MHz\t\t: 1000.0\n")
+  assert common.cpu_name(str(f)) == "Intel(R) Xeon(R) Processor, 2.6 GHz"
+  f.write_text("model name\t: AMD EPYC 7B13\n")
+  assert common.cpu_name(str(f)) == "AMD EPYC 7B13"
+  monkeypatch.setattr(common.platform, "processor", lambda: "")
+  assert common.cpu_name(str(tmp_path / "missing")) == "unknown"
+  monkeypatch.setattr(common.platform, "processor", lambda: "arm")
+  assert common.cpu_name(str(tmp_path / "missing2")) == "arm"
 
 
 @pytest.mark.parametrize("quick", [True, False])
@@ -331,3 +349,43 @@ def test_scanned_period_equals_unrolled_period(spec, S, monkeypatch):
     np.testing.assert_array_equal(scanned.metrics[m], unrolled.metrics[m], err_msg=m)
   for m in ("block", "tau"):
     np.testing.assert_array_equal(scanned.realized[m], unrolled.realized[m], err_msg=m)
+
+
+def test_release_compiled_programs_empties_jax_caches_above_the_fraction():
+  """Each compiled program holds memory mappings and memory until JAX's caches drop it; above
+  the fraction of either limit the caches are emptied, below it nothing happens."""
+  import jax
+  import jax.numpy as jnp
+  f = jax.jit(lambda x: jnp.sin(x) * 3.0)
+  f(jnp.ones(3))
+  assert f._cache_size() == 1
+  assert not common.release_compiled_programs(0.5, pressure=lambda: 0.5)
+  assert not common.release_compiled_programs(0.5, pressure=lambda: None)  # not Linux
+  assert f._cache_size() == 1
+  assert common.release_compiled_programs(0.5, pressure=lambda: 0.501)
+  assert f._cache_size() == 0
+  p0 = common._pressure()
+  if p0 is not None:  # Linux: a fraction, and compiled programs really hold mappings
+    assert 0 < p0 < 1
+    with open("/proc/self/maps") as fh:
+      n0 = len(fh.readlines())
+    for n in range(2, 7):
+      f(jnp.ones(n)).block_until_ready()
+    with open("/proc/self/maps") as fh:
+      assert len(fh.readlines()) >= n0 + 5
+
+
+def test_every_batch_releases_compiled_programs(tmp_path, monkeypatch):
+  """The runner's engine and LocalSGD batches call the release after each batch (a full run
+  compiles thousands of programs in one process; the stability experiment's rows: in
+  tests/test_stability.py)."""
+  from rpd.experiments import runner
+  from rpd.simtime import CostModel
+  calls = []
+  monkeypatch.setattr(runner, "release_compiled_programs", lambda: calls.append("runner"))
+  store = ResultsStore(str(tmp_path / "r.jsonl"))
+  assert runner.run_engine_batch(store, {"experiment": "t"}, QUAD, "pipedream", 2, [0.1],
+                                 [0], K=8, record_every=4) == 1
+  assert runner.run_localsgd_batch(store, {"experiment": "t"}, QUAD, 2, 2, [0.1], [0],
+                                   rounds=2, record_every=1, cost=CostModel()) == 1
+  assert calls == ["runner", "runner"]

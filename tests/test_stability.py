@@ -151,14 +151,17 @@ def test_cli_bad_input_one_line_exit_2(argv, needle):
   assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
 
 
-def test_stability_experiment_resumes_and_reports_exponents(tmp_path):
+def test_stability_experiment_resumes_and_reports_exponents(tmp_path, monkeypatch):
   from rpd.experiments import stability as exp
   from rpd.experiments.common import ResultsStore
   from rpd.experiments.configs.stability import get_config
   cfg = dict(get_config(True), stages=[2, 4], measure_stages=[2], excess_stages=[],
              measure_grid=4, measure_K_rounds=4)
   path = str(tmp_path / "stability.jsonl")
+  released = []  # after each row, compiled programs are released if many (a full run's)
+  monkeypatch.setattr(exp, "release_compiled_programs", lambda: released.append(1))
   assert exp.run(cfg, ResultsStore(path), progress=False) == 2 * 2 + 2
+  assert len(released) == 2 * 2 + 2
   assert exp.run(cfg, ResultsStore(path), progress=False) == 0  # finished work is skipped
   res = exp.plot(cfg, ResultsStore(path), str(tmp_path))
   assert "S^-" in res["finding"] and res["fits"]["gamma_max cs"] < -1.5

@@ -180,7 +180,8 @@ def _readme(out_dir: str, mode: str, entries: list[dict], total_s: float, cpu_s:
       "",
       f"Mode: **{mode}**. Total runtime of the run that wrote this file: {total_s:.0f} s wall, "
       f"{cpu_s:.0f} s CPU time (user + system; wall time grows when the machine is shared) on "
-      f"{os.cpu_count()} CPU cores with {_devices()}; {programs} (a resumed run reuses finished "
+      f"{os.cpu_count()} CPU cores ({_meta()['cpu']}) with {_devices()}; {programs} (a resumed "
+      "run reuses finished "
       "configurations and is faster; `results/*.jsonl` hold each row's metadata; they are "
       "not committed, so a fresh clone recomputes everything).",
       "",
