@@ -91,19 +91,32 @@ def test_rpd_no_cache_environment_variable_turns_it_off(tmp_path):
     assert out == want
 
 
-def test_reproduce_names_a_run_that_started_from_an_empty_cache(tmp_path, monkeypatch):
+def test_reproduce_names_a_run_that_started_from_an_empty_cache(tmp_path):
   """Programs loaded from a cache that was empty when the run started were compiled by the
   same run (another --jobs lane): the README must call it a fresh clone's first run, not a
-  warm cache; with entries present at the start it is a warm cache."""
+  warm cache; with entries present at the start it is a warm cache. The folder is JAX's own
+  setting, whether the environment set it before JAX was imported (the command line) or
+  rpd.cache.enable after (a benchmark calling the command in its process; the environment
+  variable alone made its full run's README say "a warm cache")."""
+  import jax
   from rpd.cli.reproduce import _Programs
   empty = tmp_path / "empty"
   empty.mkdir()
-  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(empty))
-  p = _Programs()
-  p._start = {"compiled": _Programs._counts["compiled"] - 5,
-              "cached": _Programs._counts["cached"] - 2}
-  assert p.started_empty and "empty at the start" in p.sentence()
-  (empty / "entry").write_text("x")
-  q = _Programs()
-  q._start = dict(p._start)
-  assert not q.started_empty and "a warm cache" in q.sentence()
+  saved = (jax.config.jax_compilation_cache_dir, jax.config.jax_enable_compilation_cache)
+  try:
+    jax.config.update("jax_compilation_cache_dir", str(empty))
+    jax.config.update("jax_enable_compilation_cache", True)
+    p = _Programs()
+    p._start = {"compiled": _Programs._counts["compiled"] - 5,
+                "cached": _Programs._counts["cached"] - 2}
+    assert p.started_empty and "empty at the start" in p.sentence()
+    (empty / "entry").write_text("x")
+    q = _Programs()
+    q._start = dict(p._start)
+    assert not q.started_empty and "a warm cache" in q.sentence()
+    (empty / "entry").unlink()
+    jax.config.update("jax_enable_compilation_cache", False)
+    assert not _Programs().started_empty  # no persistent cache in use
+  finally:
+    jax.config.update("jax_compilation_cache_dir", saved[0])
+    jax.config.update("jax_enable_compilation_cache", saved[1])

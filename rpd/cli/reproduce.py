@@ -143,7 +143,11 @@ class _Programs:
     self._start = dict(_Programs._counts)
     # was the persistent cache empty when this run started? (hits can then only be programs
     # compiled earlier in the same run, e.g. by another --jobs lane)
-    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    # (JAX's own settings: set from the environment before JAX was imported, or by
+    # rpd.cache.enable after, as when a benchmark calls the command in its process)
+    import jax
+    folder = (jax.config.jax_compilation_cache_dir
+              if jax.config.jax_enable_compilation_cache else None)
     self.started_empty = bool(folder) and (not os.path.isdir(folder) or not os.listdir(folder))
 
   @property
