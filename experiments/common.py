@@ -209,17 +209,18 @@ class Interrupted(KeyboardInterrupt):
 RELEASE_FRACTION = 0.5
 
 
-def _pressure() -> float | None:
+def _pressure(proc: str = "/proc") -> float | None:
   """The larger of (mappings / ``vm.max_map_count``) and (resident memory / ``MemTotal``) of
-  this process, on Linux; ``None`` elsewhere (no action)."""
+  this process, read from ``proc`` (Linux's ``/proc``); ``None`` where unreadable (not Linux:
+  no action)."""
   try:
-    with open("/proc/sys/vm/max_map_count") as f:
+    with open(f"{proc}/sys/vm/max_map_count") as f:
       cap = int(f.read().split()[0])
-    with open("/proc/self/maps", "rb") as f:
+    with open(f"{proc}/self/maps", "rb") as f:
       maps = sum(1 for _ in f)
-    with open("/proc/self/status") as f:
+    with open(f"{proc}/self/status") as f:
       rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    with open("/proc/meminfo") as f:
+    with open(f"{proc}/meminfo") as f:
       total = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
     return max(maps / cap, rss / total)
   except (OSError, ValueError, IndexError, StopIteration, ZeroDivisionError):

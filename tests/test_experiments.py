@@ -365,8 +365,18 @@ def test_release_compiled_programs_empties_jax_caches_above_the_fraction():
   assert common.release_compiled_programs(0.5, pressure=lambda: 0.501)
   assert f._cache_size() == 0
   p0 = common._pressure()
-  if p0 is not None:  # Linux: a fraction, and compiled programs really hold mappings
+  if p0 is not None:  # Linux: the larger used fraction, read here independently
+    with open("/proc/self/maps") as fh:
+      maps = len(fh.readlines())
+    with open("/proc/sys/vm/max_map_count") as fh:
+      cap = int(fh.read())
+    with open("/proc/self/status") as fh:
+      rss = int([ln for ln in fh if ln.startswith("VmRSS:")][0].split()[1])
+    with open("/proc/meminfo") as fh:
+      total = int([ln for ln in fh if ln.startswith("MemTotal:")][0].split()[1])
     assert 0 < p0 < 1
+    assert p0 == pytest.approx(max(maps / cap, rss / total), rel=0.02)
+
     with open("/proc/self/maps") as fh:
       n0 = len(fh.readlines())
     for n in range(2, 7):
@@ -389,3 +399,16 @@ def test_every_batch_releases_compiled_programs(tmp_path, monkeypatch):
   assert runner.run_localsgd_batch(store, {"experiment": "t"}, QUAD, 2, 2, [0.1], [0],
                                    rounds=2, record_every=1, cost=CostModel()) == 1
   assert calls == ["runner", "runner"]
+
+
+def test_pressure_is_the_larger_of_mappings_and_memory(tmp_path):
+  """A fake /proc: whichever of the two fractions is larger is the pressure."""
+  (tmp_path / "sys" / "vm").mkdir(parents=True)
+  (tmp_path / "self").mkdir()
+  (tmp_path / "sys" / "vm" / "max_map_count").write_text("1000\n")
+  (tmp_path / "meminfo").write_text("MemTotal:       1000 kB\nMemFree:  10 kB\n")
+  for maps, rss, want in ((100, 700, 0.7), (600, 200, 0.6)):
+    (tmp_path / "self" / "maps").write_text("m\n" * maps)
+    (tmp_path / "self" / "status").write_text(f"Name: x\nVmRSS:\t  {rss} kB\n")
+    assert common._pressure(str(tmp_path)) == pytest.approx(want)
+  assert common._pressure(str(tmp_path / "missing")) is None
